@@ -1,0 +1,2 @@
+"""pachstudio: Label Studio with versioned Pachyderm storage."""
+__version__ = "0.1.0"
