@@ -1,0 +1,94 @@
+"""Fixtures that run the embedded PFS server as a real process on loopback."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from pachyderm_sdk import Client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+class PfsServer:
+    """A `pachstudio pfs-server` process; restartable on the same data directory."""
+
+    def __init__(self, data_dir, port=None, log_path=None):
+        self.data_dir = str(data_dir)
+        self.port = port or free_port()
+        self.log_path = log_path or os.path.join(self.data_dir + ".log")
+        self.proc = None
+
+    @property
+    def address(self) -> str:
+        return f"grpc://127.0.0.1:{self.port}"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pachstudio.cli", "pfs-server", "--data", self.data_dir,
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def client(self) -> Client:
+        return Client.from_pachd_address(self.address)
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+@pytest.fixture
+def pfs_server(tmp_path):
+    """A fresh server for one test, stopped afterwards."""
+    server = PfsServer(tmp_path / "pfs").start()
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def shared_pfs_server(tmp_path_factory):
+    """One server for tests that only need some cluster and make their own repos."""
+    server = PfsServer(tmp_path_factory.mktemp("shared") / "pfs").start()
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def pach(pfs_server) -> Client:
+    return pfs_server.client()
