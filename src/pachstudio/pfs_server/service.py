@@ -1,0 +1,433 @@
+"""Pachyderm's gRPC protocol over the engine: messages in, engine calls, messages out."""
+from __future__ import annotations
+
+import tarfile
+from datetime import datetime, timezone
+from typing import Optional
+
+import betterproto
+import grpc
+from betterproto.lib.google.protobuf import Empty
+from pachyderm_sdk.api import admin, auth, pfs, version
+
+from . import paths as P
+from .errors import InvalidArgument, NotFound
+from .rpc import generic_handlers, sdk_methods
+from .store import CommitRow, Entry, RepoRow, Store
+
+VERSION = version.Version(major=2, minor=12, micro=2, additional="-pachstudio")
+GET_CHUNK = 4 << 20  # well under the 19 MiB pachd uses; keeps server memory flat
+
+
+def ts(t: Optional[float]) -> Optional[datetime]:
+    return datetime.fromtimestamp(t, timezone.utc) if t else None
+
+
+def bytes_value(data: bytes) -> bytes:
+    """google.protobuf.BytesValue encoded by hand: the hot path of GetFile."""
+    n, head = len(data), bytearray(b"\x0a")
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            head.append(b | 0x80)
+        else:
+            head.append(b)
+            break
+    return bytes(head) + data
+
+
+class PfsService:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- translating references ---------------------------------------------------------------
+    def _repo(self, repo: Optional[pfs.Repo]) -> RepoRow:
+        if repo is None or not repo.name:
+            raise InvalidArgument("a repo name is needed")
+        project = repo.project.name if repo.project else ""
+        return self.store.get_repo(project, repo.name, repo.type or "user")
+
+    def _commit_repo(self, commit: pfs.Commit) -> RepoRow:
+        if commit is None:
+            raise InvalidArgument("a commit is needed")
+        if commit.repo and commit.repo.name:
+            return self._repo(commit.repo)
+        if commit.branch and commit.branch.repo and commit.branch.repo.name:
+            return self._repo(commit.branch.repo)
+        raise InvalidArgument("the commit names no repo")
+
+    def _commit(self, commit: pfs.Commit) -> tuple[RepoRow, CommitRow]:
+        repo = self._commit_repo(commit)
+        branch = commit.branch.name if commit.branch else ""
+        return repo, self.store.resolve_commit(repo, commit.id, branch)
+
+    def _is_set(self, commit: Optional[pfs.Commit]) -> bool:
+        return bool(commit and (commit.id or (commit.branch and commit.branch.name)))
+
+    # -- building messages --------------------------------------------------------------------
+    def repo_msg(self, r: RepoRow) -> pfs.Repo:
+        return pfs.Repo(name=r.name, type=r.type, project=pfs.Project(name=r.project))
+
+    def commit_msg(self, r: RepoRow, c: CommitRow) -> pfs.Commit:
+        repo = self.repo_msg(r)
+        return pfs.Commit(repo=repo, id=c.id, branch=pfs.Branch(repo=repo, name=c.branch or ""))
+
+    def commit_info(self, r: RepoRow, c: CommitRow) -> pfs.CommitInfo:
+        repo = self.repo_msg(r)
+        info = pfs.CommitInfo(
+            commit=self.commit_msg(r, c), origin=pfs.CommitOrigin(kind=pfs.OriginKind.USER),
+            description=c.description or "", started=ts(c.started), finishing=ts(c.finishing),
+            finished=ts(c.finished), error=c.error or "", size_bytes_upper_bound=c.size,
+            details=pfs.CommitInfoDetails(size_bytes=c.size), created_at=ts(c.started))
+        if c.parent:
+            info.parent_commit = pfs.Commit(repo=repo, id=c.parent)
+        info.child_commits = [pfs.Commit(repo=repo, id=k) for k in self.store.children(c.id)]
+        return info
+
+    def file_info(self, commit: pfs.Commit, c: CommitRow, e: Entry) -> pfs.FileInfo:
+        return pfs.FileInfo(
+            file=pfs.File(commit=commit, path=e.path),
+            file_type=pfs.FileType.DIR if e.is_dir else pfs.FileType.FILE,
+            committed=ts(c.finished or c.started), size_bytes=e.size,
+            hash=bytes.fromhex(e.hash) if e.hash else b"")
+
+    def branch_info(self, r: RepoRow, b: tuple) -> pfs.BranchInfo:
+        name, head, created, updated = b
+        repo = self.repo_msg(r)
+        return pfs.BranchInfo(branch=pfs.Branch(repo=repo, name=name),
+                              head=pfs.Commit(repo=repo, id=head,
+                                              branch=pfs.Branch(repo=repo, name=name)),
+                              created_at=ts(created), updated_at=ts(updated))
+
+    def repo_info(self, r: RepoRow) -> pfs.RepoInfo:
+        size = self.store.repo_size(r)
+        repo = self.repo_msg(r)
+        return pfs.RepoInfo(repo=repo, created=ts(r.created), description=r.description,
+                            size_bytes_upper_bound=size, details=pfs.RepoInfoDetails(size_bytes=size),
+                            branches=[pfs.Branch(repo=repo, name=b[0])
+                                      for b in self.store.list_branches(r)])
+
+    # -- projects -----------------------------------------------------------------------------
+    def CreateProject(self, req: pfs.CreateProjectRequest, ctx):
+        self.store.create_project(req.project.name if req.project else "", req.description, req.update)
+        return Empty()
+
+    def _project_info(self, row) -> pfs.ProjectInfo:
+        name, description, created = row
+        return pfs.ProjectInfo(project=pfs.Project(name=name), description=description or "",
+                               created_at=ts(created))
+
+    def InspectProject(self, req: pfs.InspectProjectRequest, ctx):
+        return self._project_info(self.store.get_project(req.project.name if req.project else ""))
+
+    def ListProject(self, req, ctx):
+        for row in self.store.list_projects():
+            yield self._project_info(row)
+
+    def DeleteProject(self, req: pfs.DeleteProjectRequest, ctx):
+        self.store.delete_project(req.project.name if req.project else "", req.force)
+        return Empty()
+
+    # -- repos --------------------------------------------------------------------------------
+    def CreateRepo(self, req: pfs.CreateRepoRequest, ctx):
+        if req.repo is None or not req.repo.name:
+            raise InvalidArgument("a repo name is needed")
+        self.store.create_repo(req.repo.project.name if req.repo.project else "", req.repo.name,
+                               req.repo.type or "user", req.description, req.update)
+        return Empty()
+
+    def InspectRepo(self, req: pfs.InspectRepoRequest, ctx):
+        return self.repo_info(self._repo(req.repo))
+
+    def ListRepo(self, req: pfs.ListRepoRequest, ctx):
+        projects = [p.name or "default" for p in req.projects]
+        for r in self.store.list_repos(req.type, projects):
+            yield self.repo_info(r)
+
+    def DeleteRepo(self, req: pfs.DeleteRepoRequest, ctx):
+        r = self._repo(req.repo)
+        self.store.delete_repo(r.project, r.name, r.type)
+        return pfs.DeleteRepoResponse(deleted=True)
+
+    def DeleteRepos(self, req: pfs.DeleteReposRequest, ctx):
+        if not req.all and not req.projects:
+            raise InvalidArgument("DeleteRepos needs projects or all")
+        gone = self.store.delete_repos([p.name or "default" for p in req.projects], req.all)
+        return pfs.DeleteReposResponse(repos=[self.repo_msg(r) for r in gone])
+
+    def DeleteAll(self, req, ctx):
+        self.store.delete_all()
+        return Empty()
+
+    # -- branches -----------------------------------------------------------------------------
+    def CreateBranch(self, req: pfs.CreateBranchRequest, ctx):
+        if req.branch is None or req.branch.repo is None:
+            raise InvalidArgument("a branch with its repo is needed")
+        repo = self._repo(req.branch.repo)
+        head = None
+        if self._is_set(req.head):
+            head_repo, head = self._commit(req.head)
+            if head_repo.id != repo.id:
+                raise InvalidArgument(f"the head commit must be in repo {repo}")
+        self.store.create_branch(repo, req.branch.name, head)
+        return Empty()
+
+    def InspectBranch(self, req: pfs.InspectBranchRequest, ctx):
+        repo = self._repo(req.branch.repo if req.branch else None)
+        return self.branch_info(repo, self.store.get_branch(repo, req.branch.name))
+
+    def ListBranch(self, req: pfs.ListBranchRequest, ctx):
+        repo = self._repo(req.repo)
+        for b in self.store.list_branches(repo, req.reverse):
+            yield self.branch_info(repo, b)
+
+    def DeleteBranch(self, req: pfs.DeleteBranchRequest, ctx):
+        repo = self._repo(req.branch.repo if req.branch else None)
+        self.store.delete_branch(repo, req.branch.name)
+        return Empty()
+
+    # -- commits ------------------------------------------------------------------------------
+    def StartCommit(self, req: pfs.StartCommitRequest, ctx):
+        parent = None
+        if req.branch and req.branch.repo and req.branch.repo.name:
+            repo = self._repo(req.branch.repo)
+        elif req.parent:
+            repo = self._commit_repo(req.parent)
+        else:
+            raise InvalidArgument("StartCommit needs a branch or a parent")
+        if self._is_set(req.parent):
+            parent_repo, parent = self._commit(req.parent)
+        branch = req.branch.name if req.branch else ""
+        return self.commit_msg(repo, self.store.start_commit(repo, branch, parent, req.description))
+
+    def FinishCommit(self, req: pfs.FinishCommitRequest, ctx):
+        _, c = self._commit(req.commit)
+        self.store.finish_commit(c, req.description or None, req.error, req.force)
+        return Empty()
+
+    def InspectCommit(self, req: pfs.InspectCommitRequest, ctx):
+        repo, c = self._commit(req.commit)
+        if req.wait >= pfs.CommitState.READY and c.finished is None:
+            c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
+        return self.commit_info(repo, c)
+
+    def ListCommit(self, req: pfs.ListCommitRequest, ctx):
+        repo = self._repo(req.repo)
+        to = self._commit(req.to)[1] if self._is_set(req.to) else None
+        from_ = self._commit(req.from_)[1] if self._is_set(req.from_) else None
+        for c in self.store.list_commits(repo, to, from_, req.number, req.reverse):
+            yield self.commit_info(repo, c)
+
+    def SubscribeCommit(self, req: pfs.SubscribeCommitRequest, ctx):
+        repo = self._repo(req.repo)
+        seen = set()
+        if self._is_set(req.from_):
+            _, start = self._commit(req.from_)
+            seen.update(c.id for c in self.store.branch_commits(repo, req.branch)
+                        if c.seq <= start.seq)
+        want_finished = req.state >= pfs.CommitState.READY
+        while ctx.is_active():
+            for c in self.store.branch_commits(repo, req.branch):
+                if c.id in seen or (want_finished and c.finished is None):
+                    continue
+                seen.add(c.id)
+                yield self.commit_info(repo, c)
+            with self.store.changed:
+                self.store.changed.wait(0.5)
+
+    def _commit_set(self, commit_set: Optional[pfs.CommitSet]) -> CommitRow:
+        if commit_set is None or not commit_set.id:
+            raise InvalidArgument("a commit set id is needed")
+        try:
+            return self.store.get_commit(commit_set.id)
+        except NotFound:
+            raise NotFound(f"commit set {commit_set.id} not found") from None
+
+    def InspectCommitSet(self, req: pfs.InspectCommitSetRequest, ctx):
+        c = self._commit_set(req.commit_set)
+        if req.wait and c.finished is None:
+            c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
+        yield self.commit_info(self.store.repo_of(c), c)
+
+    def ListCommitSet(self, req: pfs.ListCommitSetRequest, ctx):
+        project = req.project.name if req.project and req.project.name else None
+        for c in self.store.all_commits():
+            repo = self.store.repo_of(c)
+            if project and repo.project != project:
+                continue
+            yield pfs.CommitSetInfo(commit_set=pfs.CommitSet(id=c.id),
+                                    commits=[self.commit_info(repo, c)])
+
+    def SquashCommitSet(self, req: pfs.SquashCommitSetRequest, ctx):
+        self.store.squash_commit(self._commit_set(req.commit_set).id)
+        return Empty()
+
+    def DropCommitSet(self, req: pfs.DropCommitSetRequest, ctx):
+        self.store.drop_commit(self._commit_set(req.commit_set).id)
+        return Empty()
+
+    # -- files --------------------------------------------------------------------------------
+    def ModifyFile(self, requests, ctx):
+        batch = None
+        try:
+            for req in requests:
+                kind, body = betterproto.which_one_of(req, "body")
+                if kind == "set_commit":
+                    if batch is not None:
+                        raise InvalidArgument("set_commit must come first and only once")
+                    repo = self._commit_repo(body)
+                    batch = self.store.begin_batch(repo, body.id,
+                                                   body.branch.name if body.branch else "")
+                elif batch is None:
+                    raise InvalidArgument("the first ModifyFile message must be set_commit")
+                elif kind == "add_file":
+                    if body.url and body.url.url:
+                        raise InvalidArgument("add_file from a URL is not supported by the "
+                                              "embedded server; send the bytes")
+                    self.store.batch_add(batch, body.path, body.raw or b"")
+                elif kind == "delete_file":
+                    self.store.batch_delete(batch, body.path)
+                elif kind == "copy_file":
+                    _, src = self._commit(body.src.commit)
+                    self.store.batch_copy(batch, src.id, body.src.path, body.dst, body.append)
+                else:
+                    raise InvalidArgument("empty ModifyFile message")
+            if batch is not None:
+                self.store.apply_batch(batch)
+        except BaseException:
+            if batch is not None:
+                self.store.discard_batch(batch)
+            raise
+        return Empty()
+
+    def _file_target(self, file: Optional[pfs.File]) -> tuple[pfs.Commit, CommitRow, str]:
+        if file is None or file.commit is None:
+            raise InvalidArgument("a file with its commit is needed")
+        repo, c = self._commit(file.commit)
+        return self.commit_msg(repo, c), c, P.clean(file.path or "/")
+
+    def _single_file(self, c: CommitRow, path: str) -> Entry:
+        if P.is_glob(path):
+            matches = [e for e in self.store.glob(c.id, path) if not e.is_dir]
+            if not matches:
+                raise NotFound(self.store._file_not_found(c.id, path))
+            if len(matches) > 1:
+                raise InvalidArgument(f"{path} matches {len(matches)} files; GetFile returns one "
+                                      "file (use GetFileTAR for several)")
+            return matches[0]
+        e = self.store.inspect(c.id, path)
+        if e.is_dir:
+            raise InvalidArgument(f"{path} is a directory; GetFile returns one file "
+                                  "(use GetFileTAR for a directory)")
+        return e
+
+    def GetFile(self, req: pfs.GetFileRequest, ctx):
+        if req.url:
+            raise InvalidArgument("GetFile to a URL is not supported by the embedded server")
+        _, c, path = self._file_target(req.file)
+        e = self._single_file(c, path)
+        if req.offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        for chunk in self.store.read(e, req.offset, GET_CHUNK):
+            yield bytes_value(chunk)
+
+    def GetFileTAR(self, req: pfs.GetFileRequest, ctx):
+        _, c, path = self._file_target(req.file)
+        if P.is_glob(path):
+            files = [e for e in self.store.glob(c.id, path) if not e.is_dir]
+        else:
+            files = list(self.store.files_under(c.id, path))
+        if not files:
+            raise NotFound(self.store._file_not_found(c.id, path))
+        mtime = int(c.finished or c.started)
+        for e in files:
+            info = tarfile.TarInfo(e.path.lstrip("/"))
+            info.size, info.mtime, info.mode = e.size, mtime, 0o644
+            yield bytes_value(info.tobuf(format=tarfile.PAX_FORMAT))
+            for chunk in self.store.read(e, 0, GET_CHUNK):
+                yield bytes_value(chunk)
+            if e.size % 512:
+                yield bytes_value(b"\0" * (512 - e.size % 512))
+        yield bytes_value(b"\0" * 1024)
+
+    def InspectFile(self, req: pfs.InspectFileRequest, ctx):
+        commit, c, path = self._file_target(req.file)
+        return self.file_info(commit, c, self.store.inspect(c.id, path))
+
+    @staticmethod
+    def _page(entries, marker: Optional[pfs.File], number: int, reverse: bool):
+        entries = list(entries)
+        if reverse:
+            entries.reverse()
+        if marker is not None and marker.path:
+            m = P.clean(marker.path)
+            entries = [e for e in entries
+                       if (e.path.rstrip("/") < m if reverse else e.path.rstrip("/") > m)]
+        return entries[:number] if number > 0 else entries
+
+    def ListFile(self, req: pfs.ListFileRequest, ctx):
+        commit, c, path = self._file_target(req.file)
+        for e in self._page(self.store.list_dir(c.id, path), req.pagination_marker, req.number,
+                            req.reverse):
+            yield self.file_info(commit, c, e)
+
+    def WalkFile(self, req: pfs.WalkFileRequest, ctx):
+        commit, c, path = self._file_target(req.file)
+        for e in self._page(self.store.walk(c.id, path), req.pagination_marker, req.number,
+                            req.reverse):
+            yield self.file_info(commit, c, e)
+
+    def GlobFile(self, req: pfs.GlobFileRequest, ctx):
+        repo, c = self._commit(req.commit)
+        commit = self.commit_msg(repo, c)
+        lo = req.path_range.lower if req.path_range else ""
+        hi = req.path_range.upper if req.path_range else ""
+        for e in self.store.glob(c.id, req.pattern or "/*"):
+            if (lo and e.path < lo) or (hi and e.path >= hi):
+                continue
+            yield self.file_info(commit, c, e)
+
+    def DiffFile(self, req: pfs.DiffFileRequest, ctx):
+        new_commit, new_c, path = self._file_target(req.new_file)
+        old_commit, old_c = None, None
+        if req.old_file is not None and req.old_file.commit is not None and (
+                self._is_set(req.old_file.commit)):
+            old_repo, old_c = self._commit(req.old_file.commit)
+            old_commit = self.commit_msg(old_repo, old_c)
+        elif new_c.parent:
+            old_c = self.store.get_commit(new_c.parent)
+            old_commit = self.commit_msg(self.store.repo_of(old_c), old_c)
+        for ch in self.store.diff(new_c.id, old_c.id if old_c else None, path):
+            yield pfs.DiffFileResponse(
+                new_file=self.file_info(new_commit, new_c, ch.new) if ch.new else None,
+                old_file=self.file_info(old_commit, old_c, ch.old) if ch.old else None)
+
+    # -- the few non-PFS calls tools make -----------------------------------------------------
+    def InspectCluster(self, req, ctx):
+        dep = self.store.deployment_id
+        return admin.ClusterInfo(id=dep, deployment_id=dep, warnings_ok=True)
+
+    def GetVersion(self, req, ctx):
+        return VERSION
+
+    def WhoAmI(self, req, ctx):
+        ctx.abort(grpc.StatusCode.UNIMPLEMENTED, "the auth service is not activated")
+
+
+def _health_check(raw: bytes, ctx) -> bytes:
+    return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+
+
+def build_handlers(store: Store):
+    service = PfsService(store)
+    impls: dict[str, dict] = {}
+    for module in (pfs, admin, version, auth):
+        for name, method in sdk_methods(module.__name__).items():
+            fn = getattr(service, name, None)
+            if fn is not None and name[0].isupper():
+                impls.setdefault(method.service, {})[name] = (method, fn)
+    handlers = generic_handlers(impls)
+    handlers.append(grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(_health_check)}))
+    return handlers, service
