@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from sourcemap import SourceMapError, insert_columns, remove_columns, utf16_column  # noqa: E402
+from source_map_columns import SourceMapError, insert_columns, remove_columns, utf16_column  # noqa: E402
 
 PINNED_VERSION = "1.23.2"
 BUNDLE = pathlib.Path("web", "dist", "apps", "labelstudio", "main.js")

@@ -1,0 +1,73 @@
+"""Fixtures for the frontend patch: pristine copies of the pinned bundle, never the venv's own files."""
+import hashlib
+import importlib.util
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+APPLY = ROOT / "patches" / "apply_frontend.py"
+BUNDLE_DIR = pathlib.Path("web", "dist", "apps", "labelstudio")
+# label-studio==1.23.2 from PyPI, as shipped: the patch is written against exactly these bytes.
+PINNED_SHA256 = {
+    "main.js": "a92a1e9cb754dcbb380c7209ddd022a9c2fc876f760c1a1b65394e7df54f20b4",
+    "main.js.map": "3fa3d2fd075e250de031d4ba5bd053fc787d727fa12c6990f93d228a7a1f6fc9",
+}
+
+
+def load_apply_module():
+    spec = importlib.util.spec_from_file_location("apply_frontend", APPLY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_apply(*args) -> subprocess.CompletedProcess:
+    """The script as the image build runs it: a separate interpreter, real exit code."""
+    return subprocess.run([sys.executable, str(APPLY), *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def installed_package_dir() -> pathlib.Path:
+    return load_apply_module().default_package_dir()
+
+
+@pytest.fixture(scope="session")
+def installed_web_dir(installed_package_dir) -> pathlib.Path:
+    """site-packages/web: pip installs it beside the label_studio package."""
+    bundle = load_apply_module().locate_bundle(installed_package_dir)
+    return bundle.parents[3]
+
+
+@pytest.fixture(scope="session")
+def pristine_root(tmp_path_factory, installed_web_dir) -> pathlib.Path:
+    """The pinned bundle and map as PyPI ships them, whether or not the venv was patched already."""
+    root = tmp_path_factory.mktemp("pristine")
+    (root / BUNDLE_DIR).mkdir(parents=True)
+    for name in PINNED_SHA256:
+        shutil.copy2(installed_web_dir.parent / BUNDLE_DIR / name, root / BUNDLE_DIR / name)
+    result = run_apply("--revert", root)
+    assert result.returncode == 0, result.stderr
+    for name, digest in PINNED_SHA256.items():
+        assert sha256(root / BUNDLE_DIR / name) == digest, f"{name} is not the pinned 1.23.2 file"
+    return root
+
+
+@pytest.fixture
+def bundle_root(tmp_path, pristine_root) -> pathlib.Path:
+    """A fresh pristine copy a test may patch or break."""
+    shutil.copytree(pristine_root / "web", tmp_path / "web")
+    return tmp_path
+
+
+@pytest.fixture
+def bundle(bundle_root) -> pathlib.Path:
+    return bundle_root / BUNDLE_DIR / "main.js"
