@@ -1,0 +1,71 @@
+"""REST views of the `pachyderm` storage type: Label Studio's generic views with our models."""
+from io_storages.api import (
+    ExportStorageDetailAPI,
+    ExportStorageFormLayoutAPI,
+    ExportStorageListAPI,
+    ExportStorageSyncAPI,
+    ExportStorageValidateAPI,
+    ImportStorageDetailAPI,
+    ImportStorageFormLayoutAPI,
+    ImportStorageListAPI,
+    ImportStorageSyncAPI,
+    ImportStorageValidateAPI,
+)
+from rest_framework.exceptions import PermissionDenied
+
+from . import background
+from .models import PachydermExportStorage, PachydermImportStorage
+from .serializers import PachydermExportStorageSerializer, PachydermImportStorageSerializer
+
+
+class PachydermImportStorageListAPI(ImportStorageListAPI):
+    queryset = PachydermImportStorage.objects.all()
+    serializer_class = PachydermImportStorageSerializer
+
+
+class PachydermImportStorageDetailAPI(ImportStorageDetailAPI):
+    queryset = PachydermImportStorage.objects.all()
+    serializer_class = PachydermImportStorageSerializer
+
+
+class PachydermImportStorageSyncAPI(ImportStorageSyncAPI):
+    serializer_class = PachydermImportStorageSerializer
+
+
+class PachydermImportStorageValidateAPI(ImportStorageValidateAPI):
+    serializer_class = PachydermImportStorageSerializer
+
+
+class PachydermImportStorageFormLayoutAPI(ImportStorageFormLayoutAPI):
+    pass
+
+
+class PachydermExportStorageListAPI(ExportStorageListAPI):
+    queryset = PachydermExportStorage.objects.all()
+    serializer_class = PachydermExportStorageSerializer
+
+    def perform_create(self, serializer):
+        """Creating a Target stages the project's existing annotations; it does not commit.
+        (The serializer already checked the connection.)"""
+        project = serializer.validated_data.get('project')
+        if project is not None and not project.has_permission(self.request.user):
+            raise PermissionDenied('You do not have permission to create storages for this project.')
+        storage = serializer.save()
+        background.start(storage, 'stage_all')
+
+
+class PachydermExportStorageDetailAPI(ExportStorageDetailAPI):
+    queryset = PachydermExportStorage.objects.all()
+    serializer_class = PachydermExportStorageSerializer
+
+
+class PachydermExportStorageSyncAPI(ExportStorageSyncAPI):
+    serializer_class = PachydermExportStorageSerializer
+
+
+class PachydermExportStorageValidateAPI(ExportStorageValidateAPI):
+    serializer_class = PachydermExportStorageSerializer
+
+
+class PachydermExportStorageFormLayoutAPI(ExportStorageFormLayoutAPI):
+    pass

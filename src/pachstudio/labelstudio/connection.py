@@ -1,0 +1,98 @@
+"""Check connection: say precisely what is wrong, in the words a Label Studio user can act on."""
+from rest_framework.exceptions import ValidationError
+
+from . import mount_api
+from .mount_api import MountError
+from .paths import BadPath, normalize_prefix
+
+
+def default_project() -> str:
+    """The cluster context's project when the mount server tells it, else Pachyderm's `default`."""
+    try:
+        return mount_api.config().get('project') or 'default'
+    except MountError:
+        return 'default'
+
+
+def _fail(message: str):
+    raise ValidationError(message)
+
+
+def check_cluster():
+    try:
+        mount_api.health()
+        cfg = mount_api.config()
+    except MountError as exc:
+        _fail(str(exc))
+    if cfg.get('cluster_status') == 'INVALID':
+        _fail(f'Pachyderm cluster unreachable at {cfg.get("pachd_address") or "(no address configured)"}')
+
+
+def check_repo(storage, branch_must_exist: bool):
+    project, repo, branch = storage.project_name, storage.repo, storage.branch or 'master'
+    if not repo:
+        _fail('repo is required')
+    try:
+        names = [p.get('project') for p in mount_api.projects()]
+        if project not in names:
+            _fail(f'Pachyderm project "{project}" not found (projects: {", ".join(sorted(names)) or "none"})')
+        found = [r for r in mount_api.repos() if r.get('repo') == repo and (r.get('project') or 'default') == project]
+    except MountError as exc:
+        _fail(str(exc))
+    if not found:
+        _fail(f'repo "{repo}" not found in Pachyderm project "{project}"')
+    branches = found[0].get('branches') or []
+    if branch_must_exist and branch not in branches:
+        _fail(f'branch "{branch}" not found in repo {project}/{repo} (branches: {", ".join(branches) or "none"})')
+
+
+def ensure_mount(storage) -> dict:
+    """Mount (idempotent); a 404 names what is missing, e.g. a pinned commit."""
+    try:
+        return mount_api.mount(storage.mount_spec())
+    except MountError as exc:
+        if exc.status == 404 and getattr(storage, 'commit', None):
+            _fail(f'commit "{storage.commit}" not found in repo {storage.project_name}/{storage.repo}: {exc}')
+        _fail(f'cannot mount {storage.describe()}: {exc}')
+
+
+def check_prefix(storage):
+    try:
+        prefix = normalize_prefix(storage.prefix)
+    except BadPath as exc:
+        _fail(f'prefix: {exc}')
+    return prefix
+
+
+def check_source(storage):
+    check_prefix(storage)
+    if storage.regex_filter:
+        import re
+
+        try:
+            re.compile(storage.regex_filter)
+        except re.error as exc:
+            _fail(f'regex_filter "{storage.regex_filter}" is not a valid regular expression: {exc}')
+    check_cluster()
+    check_repo(storage, branch_must_exist=not storage.commit)
+    ensure_mount(storage)
+    if storage.clean_prefix or storage.regex_filter:
+        try:
+            for _ in storage.iter_objects():
+                return
+        except MountError as exc:
+            _fail(f'cannot list {storage.describe()}: {exc}')
+        what = f'under prefix "{storage.clean_prefix}"' if storage.clean_prefix else 'at all'
+        if storage.regex_filter:
+            what += f' matching regex "{storage.regex_filter}"'
+        _fail(f'no files {what} in {storage.describe()}'
+              + ('' if storage.recursive_scan else ' (recursive scan is off)'))
+
+
+def check_target(storage):
+    check_prefix(storage)
+    if storage.file_format not in ('annotation', 'task'):
+        _fail(f'file_format must be "annotation" or "task", not "{storage.file_format}"')
+    check_cluster()
+    check_repo(storage, branch_must_exist=False)
+    ensure_mount(storage)

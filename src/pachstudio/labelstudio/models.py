@@ -1,0 +1,203 @@
+"""The Pachyderm Source and Target storages, shaped like Label Studio's own `io_storages/<provider>`.
+
+The models hold configuration and status only; the work lives in `source_sync`, `target_sync`
+and `connection`, and every cluster access goes through the mount server (`mount_api`).
+"""
+import hashlib
+import logging
+import re
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from io_storages.base_models import (
+    ExportStorage,
+    ExportStorageLink,
+    ImportStorage,
+    ImportStorageLink,
+    ProjectStorageMixin,
+)
+
+from . import background, connection
+from .paths import KeyFilter, normalize_prefix, safe_join
+
+logger = logging.getLogger(__name__)
+
+
+def mount_name(mode: str, project: str, repo: str, ref: str) -> str:
+    """Same spec, same name: storages reading the same branch share one mount (idempotent `_mount`)."""
+    digest = hashlib.sha1(f'{project}/{repo}@{ref}:{mode}'.encode()).hexdigest()[:8]
+    readable = re.sub(r'[^A-Za-z0-9_-]', '_', f'{repo}_{ref[:12]}')
+    return f'ls_{mode}_{readable}_{digest}'
+
+
+class PachydermMixin(models.Model):
+    pach_project = models.CharField(
+        _('Pachyderm project'), max_length=256, blank=True, default='',
+        help_text='Pachyderm project; empty means the cluster context\'s project, else "default"',
+    )
+    repo = models.CharField(_('repo'), max_length=256, help_text='Pachyderm repo')
+    branch = models.CharField(_('branch'), max_length=256, blank=True, default='master', help_text='Branch')
+    prefix = models.TextField(_('prefix'), null=True, blank=True, help_text='Folder inside the repo')
+
+    mount_mode = 'ro'
+
+    class Meta:
+        abstract = True
+
+    @property
+    def project_name(self) -> str:
+        return self.pach_project or 'default'
+
+    @property
+    def clean_prefix(self) -> str:
+        return normalize_prefix(self.prefix)
+
+    @property
+    def ref(self) -> str:
+        return self.branch or 'master'
+
+    @property
+    def mount(self) -> str:
+        return mount_name(self.mount_mode, self.project_name, self.repo, self.ref)
+
+    def mount_spec(self) -> dict:
+        return {'name': self.mount, 'project': self.project_name, 'repo': self.repo,
+                'branch': self.branch or 'master', 'mode': self.mount_mode}
+
+    @property
+    def mount_root(self) -> str:
+        return f'{settings.PACHSTUDIO_MOUNT_DIR.rstrip("/")}/{self.mount}'
+
+    def local_path(self, path: str) -> str:
+        return safe_join(self.mount_root, path)
+
+    def describe(self) -> str:
+        return f'{self.project_name}/{self.repo}@{self.ref}'
+
+
+class PachydermImportStorageBase(PachydermMixin, ImportStorage):
+    url_scheme = 'pach'
+
+    commit = models.CharField(_('commit'), max_length=64, null=True, blank=True,
+                              help_text='Pin this commit instead of following the branch')
+    regex_filter = models.TextField(_('regex_filter'), null=True, blank=True,
+                                    help_text='Regex on the path (or the file name) of files to import')
+    use_blob_urls = models.BooleanField(_('use_blob_urls'), default=False,
+                                        help_text='Every file is a source file (else: JSON tasks)')
+    recursive_scan = models.BooleanField(_('recursive scan'), default=False,
+                                         help_text='Import files from sub-folders of the prefix too')
+    synced_commit = models.CharField(_('synced commit'), max_length=64, null=True, blank=True,
+                                     help_text='Commit the last successful sync read; the next one starts there')
+    synced_filter = models.CharField(_('synced filter'), max_length=64, null=True, blank=True,
+                                     help_text='Signature of the filters of the last sync; a change means a full scan')
+
+    class Meta:
+        abstract = True
+
+    @property
+    def ref(self) -> str:
+        return self.commit or self.branch or 'master'
+
+    def mount_spec(self) -> dict:
+        spec = super().mount_spec()
+        if self.commit:
+            spec['commit'] = self.commit
+        return spec
+
+    def key_filter(self) -> KeyFilter:
+        return KeyFilter(self.clean_prefix, self.regex_filter, self.recursive_scan)
+
+    def validate_connection(self, client=None):
+        connection.check_source(self)
+
+    # Label Studio's preview (`POST .../files`) and generic scan hooks.
+    def iter_objects(self):
+        from . import mount_api
+
+        keep = self.key_filter()
+        for entry in mount_api.files(self.mount, self.clean_prefix, self.recursive_scan):
+            if keep(entry['path']):
+                yield entry
+
+    def iter_keys(self):
+        for entry in self.iter_objects():
+            yield entry['path']
+
+    def get_unified_metadata(self, obj):
+        return {'key': obj['path'], 'last_modified': None, 'size': obj.get('size')}
+
+    def get_data(self, key):
+        from .source_sync import read_task_objects
+
+        return read_task_objects(self, key, self.synced_commit or '')
+
+    def file_url(self, path: str) -> str:
+        return f'{settings.HOSTNAME}/data/pachyderm/{self.id}/?path={quote(path)}'
+
+    def can_resolve_url(self, url):
+        # Our task URLs already point at Label Studio's own file view.
+        return False
+
+    def scan_and_create_links(self):
+        from .source_sync import sync_source
+
+        sync_source(self)
+
+    def sync(self):
+        background.start(self, 'scan_and_create_links')
+
+
+class PachydermImportStorage(ProjectStorageMixin, PachydermImportStorageBase):
+    class Meta:
+        abstract = False
+
+
+class PachydermExportStorage(PachydermMixin, ExportStorage):
+    FILE_FORMATS = (('annotation', 'One file per annotation'), ('task', 'One file per task with its annotations'))
+
+    file_format = models.CharField(_('file format'), max_length=32, choices=FILE_FORMATS, default='annotation',
+                                   help_text='annotation: <prefix>/<annotation id>.json; task: <prefix>/<task id>.json')
+    last_commit = models.CharField(_('last commit'), max_length=64, null=True, blank=True,
+                                   help_text='Commit made by the last Sync that had changes')
+    pending_deletes = models.JSONField(_('pending deletes'), default=list, blank=True,
+                                       help_text='Files whose delete could not be staged yet; Sync retries them')
+
+    mount_mode = 'rw'
+
+    def validate_connection(self, client=None):
+        connection.check_target(self)
+
+    def file_key(self, annotation_id: int, task_id: int) -> str:
+        name = f'{task_id if self.file_format == "task" else annotation_id}.json'
+        return f'{self.clean_prefix}/{name}' if self.clean_prefix else name
+
+    def save_annotation(self, annotation):
+        from .target_sync import write_annotation
+
+        write_annotation(self, annotation)
+
+    def stage_all(self):
+        from .target_sync import stage_target
+
+        stage_target(self)
+
+    def commit_staged(self):
+        from .target_sync import sync_target
+
+        sync_target(self)
+
+    def sync(self, save_only_new_annotations: bool = False):
+        background.start(self, 'commit_staged')
+
+
+class PachydermImportStorageLink(ImportStorageLink):
+    storage = models.ForeignKey(PachydermImportStorage, on_delete=models.CASCADE, related_name='links')
+
+    class Meta:
+        indexes = [models.Index(fields=['storage', 'key'], name='pach_import_link_key')]
+
+
+class PachydermExportStorageLink(ExportStorageLink):
+    storage = models.ForeignKey(PachydermExportStorage, on_delete=models.CASCADE, related_name='links')

@@ -1,0 +1,117 @@
+"""Client of the mount server's HTTP API (docs/INTERFACES.md): the app's only way to the cluster.
+
+Every failure becomes a `MountError` whose message a person can act on; the mount server's own
+`detail` text is kept, since it names the repo, branch or commit that is wrong.
+"""
+import json
+import logging
+from typing import Iterator
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class MountError(Exception):
+    """A mount-server call failed; `status` is its HTTP code (503 when it cannot be reached)."""
+
+    def __init__(self, message: str, status: int = 503):
+        super().__init__(message)
+        self.status = status
+
+
+def _client(timeout=None) -> httpx.Client:
+    base = settings.PACHSTUDIO_MOUNT_API
+    timeout = settings.PACHSTUDIO_MOUNT_TIMEOUT if timeout is None else timeout
+    if base.startswith('unix:'):
+        transport = httpx.HTTPTransport(uds=base[len('unix:'):])
+        return httpx.Client(transport=transport, base_url='http://mount-server', timeout=timeout)
+    return httpx.Client(base_url=base, timeout=timeout)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        if isinstance(body, dict) and body.get('detail'):
+            detail = body['detail']
+            return detail if isinstance(detail, str) else json.dumps(detail)
+    except ValueError:
+        pass
+    return response.text[:500] or f'HTTP {response.status_code}'
+
+
+def _unreachable(exc: Exception) -> MountError:
+    return MountError(f'mount server unreachable at {settings.PACHSTUDIO_MOUNT_API}: {exc.__class__.__name__}')
+
+
+def call(method: str, url: str, body=None, params=None, timeout=None):
+    try:
+        with _client(timeout) as client:
+            response = client.request(method, url, json=body, params=params)
+    except httpx.HTTPError as exc:
+        raise _unreachable(exc) from None
+    if response.status_code >= 400:
+        raise MountError(_detail(response), response.status_code)
+    return response.json() if response.content else None
+
+
+def stream_ndjson(url: str, params=None) -> Iterator[dict]:
+    """Yield one dict per line; stop early and the connection is closed (used to peek a listing)."""
+    try:
+        with _client() as client:
+            with client.stream('GET', url, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise MountError(_detail(response), response.status_code)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+    except httpx.HTTPError as exc:
+        raise _unreachable(exc) from None
+
+
+def health():
+    return call('GET', '/health', timeout=10)
+
+
+def config():
+    return call('GET', '/config', timeout=30)
+
+
+def projects() -> list:
+    return call('GET', '/projects')
+
+
+def repos() -> list:
+    return call('GET', '/repos')
+
+
+def mount(spec: dict) -> dict:
+    answer = call('PUT', '/_mount', {'mounts': [spec]})
+    for state in answer.get('mounted', []):
+        if state.get('name') == spec['name']:
+            return state
+    raise MountError(f'mount server did not report mount {spec["name"]} as mounted', 502)
+
+
+def refresh(name: str) -> dict:
+    return call('PUT', '/_refresh', {'mount': name})
+
+
+def commit(name: str, description: str) -> dict:
+    return call('PUT', '/_commit', {'mount': name, 'description': description})
+
+
+def staged(name: str) -> dict:
+    return call('GET', f'/mounts/{quote(name)}/staged')
+
+
+def files(name: str, prefix: str = '', recursive: bool = True) -> Iterator[dict]:
+    params = {'prefix': prefix, 'recursive': 'true' if recursive else 'false'}
+    return stream_ndjson(f'/mounts/{quote(name)}/files', params)
+
+
+def diff(name: str, since: str) -> Iterator[dict]:
+    return stream_ndjson(f'/mounts/{quote(name)}/diff', {'since': since})

@@ -1,0 +1,64 @@
+"""Path rules shared by the storages and the file view: prefixes, filters, safe joins."""
+import os
+import posixpath
+import re
+from typing import Optional
+
+
+class BadPath(ValueError):
+    """A path that would leave its folder, or is not a path at all."""
+
+
+def normalize_prefix(prefix: Optional[str]) -> str:
+    """`/images/` and `images` mean the same folder; `..` segments are refused."""
+    prefix = (prefix or '').strip().strip('/')
+    if not prefix:
+        return ''
+    check_relative(prefix)
+    return posixpath.normpath(prefix)
+
+
+def check_relative(path: str) -> str:
+    """Refuse what could escape a mount folder: absolute paths, `..`, NUL, backslashes."""
+    if not path or '\x00' in path or '\\' in path:
+        raise BadPath(f'invalid path {path!r}')
+    if path.startswith('/') or any(part == '..' for part in path.split('/')):
+        raise BadPath(f'path {path!r} leaves its folder')
+    return path
+
+
+def safe_join(root: str, path: str) -> str:
+    check_relative(path)
+    full = os.path.normpath(os.path.join(root, path))
+    if full != root and not full.startswith(root.rstrip('/') + '/'):
+        raise BadPath(f'path {path!r} leaves its folder')
+    return full
+
+
+class KeyFilter:
+    """Which repo paths a Source storage imports: under the prefix, (non-)recursive, regex.
+
+    The regex may match the path from the repo root or the file name alone (both readings
+    of Label Studio's own storages are common, and neither surprises).
+    """
+
+    def __init__(self, prefix: str = '', regex: Optional[str] = None, recursive: bool = True):
+        self.prefix = normalize_prefix(prefix)
+        self.regex = re.compile(regex) if regex else None
+        self.recursive = recursive
+
+    def __call__(self, path: str) -> bool:
+        path = path.lstrip('/')
+        if path.endswith('/'):
+            return False
+        if self.prefix:
+            if not path.startswith(self.prefix + '/'):
+                return False
+            rest = path[len(self.prefix) + 1:]
+        else:
+            rest = path
+        if not self.recursive and '/' in rest:
+            return False
+        if self.regex and not (self.regex.match(path) or self.regex.match(posixpath.basename(path))):
+            return False
+        return True

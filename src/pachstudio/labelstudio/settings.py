@@ -1,0 +1,30 @@
+"""Label Studio's own settings plus the Pachyderm storage app; no edit of Label Studio's files.
+
+Label Studio's settings module reads `django.conf.settings` while it loads, so a plain
+`from ... import *` fails: the file is executed in this module's namespace instead.
+"""
+import os
+import sys
+
+import label_studio
+
+_LS_DIR = os.path.dirname(label_studio.__file__)
+if _LS_DIR not in sys.path:
+    # Label Studio imports its apps as top-level packages (`core`, `tasks`, ...).
+    sys.path.insert(0, _LS_DIR)
+
+_LS_SETTINGS = os.path.join(_LS_DIR, 'core', 'settings', 'label_studio.py')
+with open(_LS_SETTINGS) as _f:
+    exec(compile(_f.read(), _LS_SETTINGS, 'exec'), globals())
+
+INSTALLED_APPS = list(INSTALLED_APPS) + ['pachstudio.labelstudio.apps.PachydermStorageConfig']  # noqa: F821
+GET_STORAGE_LIST = 'pachstudio.labelstudio.storage_list.get_storage_list'
+IO_STORAGES_IMPORT_LINK_NAMES = list(IO_STORAGES_IMPORT_LINK_NAMES) + [  # noqa: F821
+    'io_storages_pachyderm_pachydermimportstoragelink',
+]
+ROOT_URLCONF = 'pachstudio.labelstudio.urls'
+
+PACHSTUDIO_MOUNT_API = os.environ.get('PACHSTUDIO_MOUNT_API', 'http://127.0.0.1:9002')
+PACHSTUDIO_MOUNT_DIR = os.environ.get('PACHSTUDIO_MOUNT_DIR', '/pfs')
+# Seconds a call to the mount server may take before the storage reports it unreachable.
+PACHSTUDIO_MOUNT_TIMEOUT = float(os.environ.get('PACHSTUDIO_MOUNT_TIMEOUT', '120'))

@@ -1,0 +1,58 @@
+"""Annotation save/delete -> the Target's file in the read-write mount changes at once.
+
+Work runs after the database commit, so a rolled-back save never reaches the mount. A failure
+here never fails the annotation: it is logged and the next Sync writes what is missing.
+"""
+import logging
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from tasks.models import Annotation
+
+logger = logging.getLogger(__name__)
+
+
+def _targets(project_id):
+    from .models import PachydermExportStorage
+
+    return list(PachydermExportStorage.objects.filter(project_id=project_id))
+
+
+@receiver(post_save, sender=Annotation)
+def stage_saved_annotation(sender, instance, **kwargs):
+    storages = _targets(instance.project_id)
+    if not storages:
+        return
+    annotation_id = instance.id
+
+    def write():
+        from .target_sync import write_annotation
+
+        annotation = Annotation.objects.filter(id=annotation_id).select_related('task').first()
+        if annotation is None:
+            return
+        for storage in storages:
+            try:
+                write_annotation(storage, annotation)
+            except Exception as exc:
+                logger.warning('Pachyderm target %s: annotation %s not staged now (%s); Sync writes it',
+                               storage.id, annotation_id, exc)
+
+    transaction.on_commit(write)
+
+
+@receiver(post_delete, sender=Annotation)
+def stage_deleted_annotation(sender, instance, **kwargs):
+    storages = _targets(instance.project_id)
+    if not storages:
+        return
+    annotation_id, task_id = instance.id, instance.task_id
+
+    def remove():
+        from .target_sync import remove_annotation
+
+        for storage in storages:
+            remove_annotation(storage, annotation_id, task_id)
+
+    transaction.on_commit(remove)

@@ -1,0 +1,196 @@
+"""Target storage: stage every annotation change in the read-write mount at once; Sync commits.
+
+A save writes `<prefix>/<id>.json` in the mount folder (local disk, nothing sent); a delete removes
+it. Sync is one `_commit` of everything staged since the last one, so Pachyderm sees exactly one
+commit per Sync (none when nothing changed) whose description says what it holds.
+"""
+import json
+import logging
+import os
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from tasks.models import Annotation, Task
+
+from . import connection, mount_api
+
+logger = logging.getLogger(__name__)
+
+
+def _links():
+    from .models import PachydermExportStorageLink
+
+    return PachydermExportStorageLink
+
+
+def annotation_content(storage, annotation) -> dict:
+    from core.utils.common import load_func
+
+    serializer_class = load_func(settings.STORAGE_ANNOTATION_SERIALIZER)
+    return serializer_class(annotation, context={'project': storage.project}).data
+
+
+def task_content(storage, task) -> dict:
+    from data_export.serializers import ExportDataSerializer
+
+    expand = ['annotations.reviews', 'annotations.completed_by']
+    return ExportDataSerializer(task, context={'project': storage.project}, expand=expand).data
+
+
+def _write(storage, key: str, content: dict):
+    path = storage.local_path(key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(content, f, indent=2, default=str)
+
+
+def _remove(storage, key: str):
+    try:
+        os.remove(storage.local_path(key))
+    except FileNotFoundError:
+        pass
+
+
+def write_task(storage, task_id: int):
+    task = Task.objects.filter(id=task_id).first()
+    key = storage.file_key(None, task_id)
+    if task is None or not task.annotations.exists():
+        _remove(storage, key)
+        return
+    _write(storage, key, task_content(storage, task))
+
+
+def write_annotation(storage, annotation):
+    if storage.file_format == 'task':
+        write_task(storage, annotation.task_id)
+    else:
+        _write(storage, storage.file_key(annotation.id, annotation.task_id), annotation_content(storage, annotation))
+    _links().create(annotation, storage)
+
+
+def remove_annotation(storage, annotation_id: int, task_id: int):
+    """After the annotation is gone: its file goes (or its task's file is rewritten without it)."""
+    try:
+        if storage.file_format == 'task':
+            write_task(storage, task_id)
+        else:
+            _remove(storage, storage.file_key(annotation_id, task_id))
+    except OSError as exc:
+        key = storage.file_key(annotation_id, task_id)
+        logger.warning('Pachyderm target %s: cannot stage delete of %s now (%s); Sync retries it',
+                       storage.id, key, exc.strerror or exc)
+        with transaction.atomic():
+            fresh = storage.__class__.objects.select_for_update().get(id=storage.id)
+            fresh.pending_deletes = sorted(set(fresh.pending_deletes or []) | {f'{annotation_id}:{task_id}'})
+            fresh.save(update_fields=['pending_deletes'])
+
+
+def stage_pending(storage) -> int:
+    """Write what the save hooks could not (annotations made before the storage existed, bulk
+    imports that bypass signals, a mount that was down) and retry failed deletes. Only stale files
+    are written: annotations with no link, or changed after their link."""
+    connection.ensure_mount(storage)
+    Link = _links()
+    linked = dict(Link.objects.filter(storage=storage).values_list('annotation_id', 'updated_at'))
+    stale = [
+        ann_id for ann_id, updated in
+        Annotation.objects.filter(project=storage.project).values_list('id', 'updated_at')
+        if ann_id not in linked or (updated and linked[ann_id] < updated)
+    ]
+    written_tasks = set()
+    for start in range(0, len(stale), 500):
+        for annotation in Annotation.objects.filter(id__in=stale[start:start + 500]).select_related('task'):
+            if storage.file_format == 'task' and annotation.task_id in written_tasks:
+                _links().create(annotation, storage)
+                continue
+            write_annotation(storage, annotation)
+            written_tasks.add(annotation.task_id)
+    pending = list(storage.pending_deletes or [])
+    for item in pending:
+        annotation_id, task_id = (int(x) for x in item.split(':'))
+        if storage.file_format == 'task':
+            write_task(storage, task_id)
+        else:
+            _remove(storage, storage.file_key(annotation_id, task_id))
+    if pending:
+        with transaction.atomic():
+            fresh = storage.__class__.objects.select_for_update().get(id=storage.id)
+            fresh.pending_deletes = [p for p in fresh.pending_deletes or [] if p not in pending]
+            fresh.save(update_fields=['pending_deletes'])
+    return len(stale)
+
+
+def _ids(storage, paths) -> list:
+    prefix = storage.clean_prefix + '/' if storage.clean_prefix else ''
+    ids = []
+    for path in paths:
+        path = path.lstrip('/')
+        if path.startswith(prefix) and path.endswith('.json'):
+            stem = path[len(prefix):-len('.json')]
+            if stem.isdigit():
+                ids.append(int(stem))
+    return ids
+
+
+def describe_commit(storage, staged: dict) -> str:
+    """Provenance for the commit: project, counts, annotators, the source commits labeled tasks came from."""
+    from .models import PachydermImportStorageLink
+
+    added, changed, deleted = (staged.get(k) or [] for k in ('added', 'changed', 'deleted'))
+    ids = _ids(storage, list(added) + list(changed))
+    by = Q(task_id__in=ids) if storage.file_format == 'task' else Q(id__in=ids)
+    annotations = Annotation.objects.filter(by, project=storage.project).select_related('completed_by')
+    annotators = sorted({a.completed_by.email for a in annotations if a.completed_by_id})
+    task_ids = {a.task_id for a in annotations}
+    sources = set()
+    for link in PachydermImportStorageLink.objects.filter(task_id__in=task_ids).select_related('storage', 'task'):
+        commit = (link.task.data or {}).get('pachyderm_commit')
+        if commit:
+            sources.add(f'{link.storage.project_name}/{link.storage.repo}@{commit}')
+    project = storage.project
+    lines = [
+        f'Label Studio project {project.id} "{project.title}": '
+        f'{len(added)} added, {len(changed)} changed, {len(deleted)} deleted',
+        f'annotators: {", ".join(annotators) or "none"}',
+        f'source commits: {", ".join(sorted(sources)) or "none"}',
+        f'files: one per {storage.file_format} under "{storage.clean_prefix or "/"}" '
+        f'(Label Studio target storage {storage.id})',
+    ]
+    return '\n'.join(lines)
+
+
+def sync_target(storage):
+    if storage.status != storage.Status.QUEUED:
+        storage.info_set_queued()
+    storage.info_set_in_progress()
+    stage_pending(storage)
+    staged = mount_api.staged(storage.mount)
+    description = describe_commit(storage, staged)
+    result = mount_api.commit(storage.mount, description)
+    commit = result.get('commit')
+    storage.refresh_from_db()
+    if commit:
+        storage.last_commit = commit
+        storage.save(update_fields=['last_commit'])
+    counts = {k: result.get(k, 0) for k in ('added', 'changed', 'deleted')}
+    logger.info('Pachyderm target %s Sync on %s: commit %s %s', storage.id, storage.describe(), commit, counts)
+    storage.info_set_completed(
+        last_sync_count=sum(counts.values()),
+        total_annotations=Annotation.objects.filter(project=storage.project).count(),
+        commit=commit, last_commit=storage.last_commit, message=result.get('message') or '',
+        description=description if commit else '', **counts,
+    )
+
+
+def stage_target(storage):
+    """Creation of a Target: stage every existing annotation; the user's Sync commits them."""
+    if storage.status != storage.Status.QUEUED:
+        storage.info_set_queued()
+    storage.info_set_in_progress()
+    staged = stage_pending(storage)
+    storage.info_set_completed(
+        last_sync_count=0, staged=staged, last_commit=storage.last_commit,
+        total_annotations=Annotation.objects.filter(project=storage.project).count(),
+        message=f'{staged} annotation files staged; Sync commits them',
+    )

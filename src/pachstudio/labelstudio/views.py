@@ -1,0 +1,71 @@
+"""Serve a Source storage's files to the browser: project access checked, streamed from the mount.
+
+Answers ranges and ETags. A missing file is 404, a path that tries to leave the mount 400:
+never a 500 (Label Studio's local-files view answers a traversal attempt with a 500).
+"""
+import mimetypes
+import os
+
+from django.http import HttpResponse, HttpResponseNotModified
+from drf_spectacular.utils import extend_schema
+from ranged_fileresponse import RangedFileResponse
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAuthenticated
+
+from .models import PachydermImportStorage
+from .paths import BadPath
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type='text/plain; charset=utf-8')
+
+
+def _etag(stat) -> str:
+    return f'"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+
+
+def _matches(header, etag: str) -> bool:
+    if not header:
+        return False
+    tags = [t.strip().removeprefix('W/') for t in header.split(',')]
+    return '*' in tags or etag in tags
+
+
+@extend_schema(exclude=True)
+@api_view(['GET', 'HEAD'])
+@permission_classes([IsAuthenticated])
+def pachyderm_file(request, storage_id: int):
+    storage = PachydermImportStorage.objects.filter(id=storage_id).select_related('project').first()
+    if storage is None:
+        return _text(404, f'no Pachyderm storage {storage_id}')
+    if not storage.project.has_permission(request.user):
+        return _text(403, 'you may not see this project')
+    path = request.GET.get('path', '')
+    if not path:
+        return _text(400, 'query parameter "path" is required')
+    try:
+        full = storage.local_path(path)
+    except BadPath as exc:
+        return _text(400, str(exc))
+    try:
+        handle = open(full, 'rb')
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return _text(404, f'{path} not found in {storage.describe()}')
+    except OSError as exc:
+        return _text(503, f'{path} cannot be read now ({exc.strerror or exc.__class__.__name__})')
+    stat = os.fstat(handle.fileno())
+    if not os.path.isfile(full):
+        handle.close()
+        return _text(404, f'{path} is not a file in {storage.describe()}')
+    etag = _etag(stat)
+    if _matches(request.META.get('HTTP_IF_NONE_MATCH'), etag):
+        handle.close()
+        response = HttpResponseNotModified()
+        response['ETag'] = etag
+        return response
+    content_type = mimetypes.guess_type(path)[0] or 'application/octet-stream'
+    response = RangedFileResponse(request, handle, content_type=content_type)
+    response['ETag'] = etag
+    response['Cache-Control'] = 'private, no-cache'
+    response['Accept-Ranges'] = 'bytes'
+    return response

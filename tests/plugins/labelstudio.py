@@ -1,0 +1,237 @@
+"""Label Studio under gunicorn on the host, with the Pachyderm storage app, a real mount server
+and the embedded PFS server: the whole chain a user drives, session-wide (first start ~25 s).
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from plugins.pfs import free_port, wait_for_port
+
+VENV_BIN = pathlib.Path(sys.executable).parent
+TOKEN = 'pachstudio-test-token-0123456789'
+# A cluster token the mount server holds; tests assert it never leaks into Label Studio.
+CLUSTER_SECRET = 'pach-session-token-must-never-leak-7f3a'
+
+
+def label_studio_dir() -> str:
+    import label_studio
+
+    return os.path.dirname(label_studio.__file__)
+
+
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('HOST', 'PORT', 'USERNAME', 'DJANGO_SETTINGS_MODULE', 'PYTHONPATH')
+           and not k.startswith('LABEL_STUDIO_')}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class MountServerProcess:
+    """`pachstudio mount-server` as the contract describes it, on a real FUSE mount."""
+
+    def __init__(self, root: pathlib.Path, pachd_address: str):
+        self.root = root
+        self.mount_dir = root / 'pfs'
+        self.state = root / 'state'
+        self.port = free_port()
+        self.pachd_address = pachd_address
+        self.log_path = root / 'mount-server.log'
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}'
+
+    def start(self):
+        self.mount_dir.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        config = self.root / 'pach-config.json'
+        config.write_text(json.dumps({'v2': {'active_context': 'test', 'contexts': {'test': {
+            'pachd_address': self.pachd_address, 'session_token': CLUSTER_SECRET}}}}))
+        env = clean_env(PACH_CONFIG=config, HOME=self.root)
+        env.pop('PACHD_ADDRESS', None)
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'pachstudio.cli', 'mount-server', '--mount-dir', str(self.mount_dir),
+             '--state', str(self.state), '--port', str(self.port)],
+            stdout=open(self.log_path, 'ab'), stderr=subprocess.STDOUT, env=env)
+        wait_for_port(self.port, self.proc, timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + '/health', timeout=2).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError('mount server never answered /health')
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        subprocess.run(['fusermount', '-u', '-z', str(self.mount_dir)], capture_output=True)
+        subprocess.run(['umount', '-l', str(self.mount_dir)], capture_output=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace') if self.log_path.exists() else ''
+
+
+class LabelStudio:
+    """A running Label Studio; `.session` carries the token, helpers wrap the storage API."""
+
+    def __init__(self, root: pathlib.Path, mount_api: str, mount_dir: pathlib.Path):
+        self.root = root
+        self.data_dir = root / 'ls-data'
+        self.local_root = root / 'local-files'  # for Label Studio's own local-files storage
+        self.port = free_port()
+        self.token = TOKEN
+        self.mount_api = mount_api
+        self.mount_dir = mount_dir
+        self.log_path = root / 'gunicorn.log'
+        self.proc = None
+        self.session = requests.Session()
+        self.session.headers['Authorization'] = f'Token {TOKEN}'
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}'
+
+    def env(self) -> dict:
+        return clean_env(
+            DJANGO_SETTINGS_MODULE='pachstudio.labelstudio.settings',
+            LABEL_STUDIO_BASE_DATA_DIR=self.data_dir,
+            PACHSTUDIO_MOUNT_API=self.mount_api, PACHSTUDIO_MOUNT_DIR=self.mount_dir,
+            SENTRY_DSN='', FRONTEND_SENTRY_DSN='', LATEST_VERSION_CHECK='false', COLLECT_ANALYTICS='false',
+            LOCAL_FILES_SERVING_ENABLED='true', LOCAL_FILES_DOCUMENT_ROOT=self.local_root,
+            LOG_LEVEL='INFO', PYTHONUNBUFFERED='1',
+        )
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.local_root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, 'ab')
+        subprocess.run(
+            [str(VENV_BIN / 'label-studio'), 'init', '--username', 'admin@example.com', '--password', 'pass1234',
+             '--user-token', TOKEN, '--enable-legacy-api-token', '-q'],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True, cwd=self.root, timeout=300)
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / 'gunicorn'), '--pythonpath', label_studio_dir(), '--bind', f'127.0.0.1:{self.port}',
+             '--workers', '1', '--threads', '8', '--timeout', '120', 'label_studio.core.wsgi:application'],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        wait_for_port(self.port, self.proc, timeout=120)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + '/health', timeout=5).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError('Label Studio never answered /health')
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace') if self.log_path.exists() else ''
+
+    # --- REST helpers ----------------------------------------------------------------------
+    def api(self, method, path, expect=None, **kwargs):
+        response = self.session.request(method, self.url + path, timeout=120, **kwargs)
+        if expect is not None:
+            assert response.status_code == expect, f'{method} {path}: {response.status_code} {response.text[:2000]}'
+        return response
+
+    def create_project(self, title=None, label_config=None) -> dict:
+        body = {'title': title or f'p-{uuid.uuid4().hex[:6]}'}
+        if label_config:
+            body['label_config'] = label_config
+        return self.api('POST', '/api/projects', json=body, expect=201).json()
+
+    def create_source(self, project_id, **fields) -> dict:
+        return self.api('POST', '/api/storages/pachyderm', json={'project': project_id, **fields}, expect=201).json()
+
+    def create_target(self, project_id, **fields) -> dict:
+        return self.api('POST', '/api/storages/export/pachyderm', json={'project': project_id, **fields},
+                        expect=201).json()
+
+    def storage(self, storage_id, target=False) -> dict:
+        kind = 'export/pachyderm' if target else 'pachyderm'
+        return self.api('GET', f'/api/storages/{kind}/{storage_id}', expect=200).json()
+
+    def wait_storage(self, storage_id, target=False, timeout=300) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            storage = self.storage(storage_id, target)
+            if storage['status'] in ('completed', 'completed_with_errors', 'failed'):
+                return storage
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'storage {storage_id} still {storage["status"]}: {storage}')
+            time.sleep(0.1)
+
+    def sync(self, storage_id, target=False, timeout=300) -> dict:
+        kind = 'export/pachyderm' if target else 'pachyderm'
+        self.api('POST', f'/api/storages/{kind}/{storage_id}/sync', expect=200)
+        return self.wait_storage(storage_id, target, timeout)
+
+    def tasks(self, project_id) -> list:
+        tasks, page = [], 1
+        while True:
+            r = self.api('GET', f'/api/tasks?project={project_id}&page={page}&page_size=1000&fields=all')
+            if r.status_code == 404:
+                return tasks
+            assert r.status_code == 200, r.text
+            chunk = r.json()['tasks']
+            tasks += chunk
+            if len(chunk) < 1000:
+                return tasks
+            page += 1
+
+    def annotate(self, task_id, label='cat') -> dict:
+        result = [{'from_name': 'choice', 'to_name': 'text', 'type': 'choices', 'value': {'choices': [label]}}]
+        return self.api('POST', f'/api/tasks/{task_id}/annotations', json={'result': result}, expect=201).json()
+
+
+@pytest.fixture(scope='session')
+def ls_mount_server(tmp_path_factory, shared_pfs_server):
+    """Session-wide mount server on the shared PFS server (the `mount_server` fixture is per test)."""
+    server = MountServerProcess(tmp_path_factory.mktemp('ls-mount'), shared_pfs_server.address).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope='session')
+def labelstudio(tmp_path_factory, ls_mount_server):
+    ls = LabelStudio(tmp_path_factory.mktemp('labelstudio'), ls_mount_server.url, ls_mount_server.mount_dir)
+    ls.start()
+    yield ls
+    ls.stop()
+
+
+@pytest.fixture
+def ls_pach(shared_pfs_server):
+    """An SDK client on the cluster behind Label Studio's mount server."""
+    return shared_pfs_server.client()
+
+
+def unique(name: str) -> str:
+    return f'{name}-{uuid.uuid4().hex[:8]}'
+
