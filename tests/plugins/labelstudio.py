@@ -4,6 +4,7 @@ and the embedded PFS server: the whole chain a user drives, session-wide (first 
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,9 +14,20 @@ import uuid
 import pytest
 import requests
 
-from plugins.pfs import free_port, wait_for_port
 
 VENV_BIN = pathlib.Path(sys.executable).parent
+
+
+def free_port() -> int:
+    from plugins.pfs import free_port as pick  # imported late: pytest rewrites asserts of plugins it loads
+
+    return pick()
+
+
+def wait_for_port(port, proc, timeout=30.0):
+    from plugins.pfs import wait_for_port as wait
+
+    return wait(port, proc, timeout)
 TOKEN = 'pachstudio-test-token-0123456789'
 # A cluster token the mount server holds; tests assert it never leaks into Label Studio.
 CLUSTER_SECRET = 'pach-session-token-must-never-leak-7f3a'
@@ -89,12 +101,27 @@ class MountServerProcess:
         return self.log_path.read_text(errors='replace') if self.log_path.exists() else ''
 
 
+def template_dir() -> pathlib.Path:
+    import hashlib
+
+    import label_studio
+
+    import pachstudio.labelstudio
+
+    migrations = pathlib.Path(pachstudio.labelstudio.__file__).parent / 'migrations'
+    digest = hashlib.sha1(label_studio.__version__.encode() + TOKEN.encode())
+    for path in sorted(migrations.glob('*.py')):
+        digest.update(path.read_bytes())
+    return pathlib.Path('/tmp/pachstudio-ls-template') / digest.hexdigest()[:16]
+
+
 class LabelStudio:
     """A running Label Studio; `.session` carries the token, helpers wrap the storage API."""
 
     def __init__(self, root: pathlib.Path, mount_api: str, mount_dir: pathlib.Path):
         self.root = root
         self.data_dir = root / 'ls-data'
+        template_dir().parent.mkdir(parents=True, exist_ok=True)
         self.local_root = root / 'local-files'  # for Label Studio's own local-files storage
         self.port = free_port()
         self.token = TOKEN
@@ -102,6 +129,7 @@ class LabelStudio:
         self.mount_dir = mount_dir
         self.log_path = root / 'gunicorn.log'
         self.proc = None
+        self.gunicorn_timeout = 120
         self.session = requests.Session()
         self.session.headers['Authorization'] = f'Token {TOKEN}'
 
@@ -119,17 +147,33 @@ class LabelStudio:
             LOG_LEVEL='INFO', PYTHONUNBUFFERED='1',
         )
 
-    def start(self):
+    def init_data_dir(self, log):
+        """`label-studio init` (migrations, first user, token) takes 20-150 s; an initialised data
+        dir is kept per Label Studio version and app migrations and copied on later runs."""
+        template = template_dir()
+        if template.exists():
+            shutil.copytree(template, self.data_dir, dirs_exist_ok=True)
+            return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.local_root.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, 'ab')
         subprocess.run(
             [str(VENV_BIN / 'label-studio'), 'init', '--username', 'admin@example.com', '--password', 'pass1234',
              '--user-token', TOKEN, '--enable-legacy-api-token', '-q'],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True, cwd=self.root, timeout=300)
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, check=True, cwd=self.root, timeout=600)
+        partial = template.with_name(template.name + f'.{os.getpid()}')
+        shutil.copytree(self.data_dir, partial)
+        try:
+            partial.rename(template)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def start(self):
+        self.local_root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, 'ab')
+        self.init_data_dir(log)
         self.proc = subprocess.Popen(
             [str(VENV_BIN / 'gunicorn'), '--pythonpath', label_studio_dir(), '--bind', f'127.0.0.1:{self.port}',
-             '--workers', '1', '--threads', '8', '--timeout', '120', 'label_studio.core.wsgi:application'],
+             '--workers', '1', '--threads', '8', '--timeout', str(self.gunicorn_timeout),
+             'label_studio.core.wsgi:application'],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         wait_for_port(self.port, self.proc, timeout=120)
         deadline = time.monotonic() + 120
@@ -155,7 +199,7 @@ class LabelStudio:
 
     # --- REST helpers ----------------------------------------------------------------------
     def api(self, method, path, expect=None, **kwargs):
-        response = self.session.request(method, self.url + path, timeout=120, **kwargs)
+        response = self.session.request(method, self.url + path, timeout=self.gunicorn_timeout + 10, **kwargs)
         if expect is not None:
             assert response.status_code == expect, f'{method} {path}: {response.status_code} {response.text[:2000]}'
         return response

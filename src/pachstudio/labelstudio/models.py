@@ -3,9 +3,7 @@
 The models hold configuration and status only; the work lives in `source_sync`, `target_sync`
 and `connection`, and every cluster access goes through the mount server (`mount_api`).
 """
-import hashlib
 import logging
-import re
 from urllib.parse import quote
 
 from django.conf import settings
@@ -20,16 +18,9 @@ from io_storages.base_models import (
 )
 
 from . import background, connection
-from .paths import KeyFilter, normalize_prefix, safe_join
+from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
 
 logger = logging.getLogger(__name__)
-
-
-def mount_name(mode: str, project: str, repo: str, ref: str) -> str:
-    """Same spec, same name: storages reading the same branch share one mount (idempotent `_mount`)."""
-    digest = hashlib.sha1(f'{project}/{repo}@{ref}:{mode}'.encode()).hexdigest()[:8]
-    readable = re.sub(r'[^A-Za-z0-9_-]', '_', f'{repo}_{ref[:12]}')
-    return f'ls_{mode}_{readable}_{digest}'
 
 
 class PachydermMixin(models.Model):

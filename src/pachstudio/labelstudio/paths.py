@@ -1,4 +1,5 @@
 """Path rules shared by the storages and the file view: prefixes, filters, safe joins."""
+import hashlib
 import os
 import posixpath
 import re
@@ -62,3 +63,10 @@ class KeyFilter:
         if self.regex and not (self.regex.match(path) or self.regex.match(posixpath.basename(path))):
             return False
         return True
+
+
+def mount_name(mode: str, project: str, repo: str, ref: str) -> str:
+    """Same spec, same name: storages reading the same branch share one mount (idempotent `_mount`)."""
+    digest = hashlib.sha1(f'{project}/{repo}@{ref}:{mode}'.encode()).hexdigest()[:8]
+    readable = re.sub(r'[^A-Za-z0-9_-]', '_', f'{repo}_{ref[:12]}')
+    return f'ls_{mode}_{readable}_{digest}'
