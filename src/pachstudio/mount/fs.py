@@ -1,0 +1,216 @@
+"""The FUSE side: a thin fusepy `Operations` over the mount table (fusepy's loopback.py style).
+
+`/` lists the mounts; `/<name>/...` is that mount's read-only commit tree or read-write staged
+view. Errors become errno values; anything unexpected is logged and reported as EIO.
+"""
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+
+from fuse import FuseOSError, LoggingMixIn, Operations  # noqa: F401 - LoggingMixIn for debugging
+
+from .errors import MountError, NotFound
+from .staging import FsError
+from .table import MountTable
+
+log = logging.getLogger("pachstudio.mount.fs")
+
+DIR_MODE, FILE_MODE = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644
+
+
+def _errno(e: BaseException) -> int:
+    if isinstance(e, NotFound):
+        return errno.ENOENT
+    if isinstance(e, (FsError, OSError)) and getattr(e, "errno", None):
+        return e.errno
+    if isinstance(e, MountError):
+        log.warning("%s", e.message)
+        return errno.EIO
+    log.exception("unexpected error in a FUSE operation")
+    return errno.EIO
+
+
+def translated(fn):
+    def wrapper(self, *args):
+        try:
+            return fn(self, *args)
+        except FuseOSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure must become an errno
+            raise FuseOSError(_errno(e)) from None
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+class PachydermFS(Operations):
+    def __init__(self, table: MountTable):
+        self.table = table
+        self.handles: dict = {}
+        self.next_fh = 1
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.uid, self.gid = os.getuid(), os.getgid()
+
+    # -- routing ------------------------------------------------------------------------------
+    def _split(self, path: str):
+        """`/name/a/b` -> (Mount, `/a/b`); ENOENT for unknown mounts."""
+        parts = path.lstrip("/").split("/", 1)
+        mount = self.table.mounts.get(parts[0])
+        if mount is None:
+            raise FuseOSError(errno.ENOENT)
+        return mount, "/" + (parts[1] if len(parts) > 1 else "")
+
+    def _rw(self, path: str):
+        mount, rel = self._split(path)
+        if mount.staging is None:
+            raise FuseOSError(errno.EROFS)
+        if rel == "/":
+            raise FuseOSError(errno.EPERM)
+        return mount.staging, rel
+
+    def _attrs(self, is_dir: bool, size: int, mtime: float) -> dict:
+        return {"st_mode": DIR_MODE if is_dir else FILE_MODE, "st_nlink": 2 if is_dir else 1,
+                "st_size": size, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime,
+                "st_uid": self.uid, "st_gid": self.gid,
+                "st_blocks": (size + 511) // 512, "st_blksize": 1 << 17}
+
+    def _add_handle(self, value) -> int:
+        with self._lock:
+            fh = self.next_fh
+            self.next_fh += 1
+            self.handles[fh] = value
+            return fh
+
+    # -- reading ------------------------------------------------------------------------------
+    @translated
+    def getattr(self, path, fh=None):
+        if path == "/":
+            return self._attrs(True, 0, self.started)
+        mount, rel = self._split(path)
+        e = mount.view.lookup(rel) if mount.staging else mount.tree.stat(rel)
+        if e is None:
+            raise FuseOSError(errno.ENOENT)
+        mtime = getattr(e, "mtime", None) or mount.tree.mtime
+        return self._attrs(e.is_dir, e.size, mtime)
+
+    @translated
+    def readdir(self, path, fh):
+        if path == "/":
+            names = list(self.table.mounts)
+        else:
+            mount, rel = self._split(path)
+            names = list(mount.view.listdir(rel))
+        return [".", ".."] + names
+
+    @translated
+    def open(self, path, flags):
+        mount, rel = self._split(path)
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        if mount.staging is None:
+            if writable or flags & os.O_TRUNC:
+                raise FuseOSError(errno.EROFS)
+            node = mount.tree.stat(rel)
+            if node is None:
+                raise FuseOSError(errno.ENOENT)
+            if node.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            return self._add_handle((mount, mount.tree, rel))
+        h = mount.staging.open(rel, writable, truncate=bool(flags & os.O_TRUNC) and writable)
+        return self._add_handle((mount, mount.staging, h))
+
+    @translated
+    def read(self, path, size, offset, fh):
+        mount, view, h = self.handles[fh]
+        if view is mount.tree and mount.staging is None:
+            return view.read(h, offset, size)
+        return view.read(h, size, offset)
+
+    @translated
+    def release(self, path, fh):
+        with self._lock:
+            entry = self.handles.pop(fh, None)
+        if entry is not None and entry[0].staging is not None and entry[1] is entry[0].staging:
+            entry[1].release(entry[2])
+        return 0
+
+    def statfs(self, path):
+        return {"f_bsize": 1 << 17, "f_frsize": 1 << 17, "f_blocks": 1 << 30, "f_bfree": 1 << 29,
+                "f_bavail": 1 << 29, "f_files": 1 << 30, "f_ffree": 1 << 29, "f_namemax": 255}
+
+    def access(self, path, amode):
+        return 0
+
+    # -- writing (read-write mounts only) -------------------------------------------------------
+    @translated
+    def create(self, path, mode, fi=None):
+        staging, rel = self._rw(path)
+        mount, _ = self._split(path)
+        return self._add_handle((mount, staging, staging.create(rel)))
+
+    @translated
+    def write(self, path, data, offset, fh):
+        mount, view, h = self.handles[fh]
+        if mount.staging is None or view is not mount.staging:
+            raise FuseOSError(errno.EROFS)
+        return view.write(h, data, offset)
+
+    @translated
+    def truncate(self, path, length, fh=None):
+        staging, rel = self._rw(path)
+        h = self.handles.get(fh, (None, None, None))[2] if fh else None
+        staging.truncate(rel, length, h if h is not None and hasattr(h, "writable") else None)
+        return 0
+
+    @translated
+    def unlink(self, path):
+        staging, rel = self._rw(path)
+        staging.unlink(rel)
+
+    @translated
+    def mkdir(self, path, mode):
+        if path.count("/") == 1:
+            raise FuseOSError(errno.EPERM)  # new mounts come from PUT /_mount
+        staging, rel = self._rw(path)
+        staging.mkdir(rel)
+
+    @translated
+    def rmdir(self, path):
+        staging, rel = self._rw(path)
+        staging.rmdir(rel)
+
+    @translated
+    def rename(self, old, new):
+        staging, rel_old = self._rw(old)
+        staging_new, rel_new = self._rw(new)
+        if staging_new is not staging:
+            raise FuseOSError(errno.EXDEV)
+        staging.rename(rel_old, rel_new)
+
+    @translated
+    def flush(self, path, fh):
+        return 0
+
+    @translated
+    def fsync(self, path, datasync, fh):
+        entry = self.handles.get(fh)
+        if entry and getattr(entry[2], "fd", None) is not None:
+            os.fsync(entry[2].fd)
+        return 0
+
+    def utimens(self, path, times=None):
+        return 0
+
+    def chmod(self, path, mode):
+        return 0
+
+    def chown(self, path, uid, gid):
+        return 0
+
+    def symlink(self, target, source):
+        raise FuseOSError(errno.EPERM)
+
+    def link(self, target, source):
+        raise FuseOSError(errno.EPERM)

@@ -1,0 +1,98 @@
+"""One commit's files as a tree: folder listings fetched once (one streamed ListFile a folder),
+file contents through the shared content cache.
+
+A `stat` is answered from the parent folder's listing, so `ls -l` or `find` over a folder of
+100,000 files costs one cluster call, not one per file (pachctl mount's GETATTR storm).
+"""
+import posixpath
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+from pachyderm_sdk.api import pfs
+
+from .cache import ContentCache
+from .errors import NotFound
+from .remote import Remote
+
+MAX_LISTED = 2_000_000  # entries kept in memory across folders before the listings are dropped
+
+
+@dataclass(frozen=True)
+class Node:
+    is_dir: bool
+    size: int = 0
+
+
+ROOT = Node(is_dir=True)
+
+
+def clean(path: str) -> str:
+    """Repo-absolute form: `/a/b`, root `/`."""
+    path = posixpath.normpath("/" + path.strip("/"))
+    return "/" if path in ("/", "//") else path
+
+
+class CommitTree:
+    def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0):
+        self.remote, self.commit, self.cache, self.mtime = remote, commit, cache, mtime
+        self.listings: dict[str, dict[str, Node]] = {}
+        self.listed = 0
+        self.lock = threading.Lock()
+
+    @property
+    def commit_id(self) -> str:
+        return self.commit.id
+
+    def listdir(self, path: str) -> dict[str, Node]:
+        """Names in folder `path`; NotFound when it is not a folder of this commit."""
+        path = clean(path)
+        with self.lock:
+            cached = self.listings.get(path)
+        if cached is not None:
+            return cached
+        if path != "/":
+            node = self.stat(path)
+            if node is None or not node.is_dir:
+                raise NotFound(f"{path} is not a folder in commit {self.commit_id}")
+        entries = {}
+        try:
+            for info in self.remote.list_dir(self.commit, path):
+                name = posixpath.basename(info.file.path.rstrip("/"))
+                if name:
+                    entries[name] = Node(is_dir=info.file_type == pfs.FileType.DIR,
+                                         size=int(info.size_bytes or 0))
+        except NotFound:
+            if path != "/":
+                raise
+        with self.lock:
+            if self.listed + len(entries) > MAX_LISTED:
+                self.listings.clear()
+                self.listed = 0
+            self.listings[path] = entries
+            self.listed += len(entries)
+        return entries
+
+    def stat(self, path: str) -> Optional[Node]:
+        path = clean(path)
+        if path == "/":
+            return ROOT
+        parent, name = posixpath.split(path)
+        parent_node = self.stat(parent) if parent != "/" else ROOT
+        if parent_node is None or not parent_node.is_dir:
+            return None
+        return self.listdir(parent).get(name)
+
+    def walk(self, path: str = "/"):
+        """(path, Node) of every file under `path`, from one streamed WalkFile."""
+        for info in self.remote.walk(self.commit, clean(path)):
+            if info.file_type != pfs.FileType.DIR:
+                yield info.file.path, Node(is_dir=False, size=int(info.size_bytes or 0))
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        path = clean(path)
+        node = self.stat(path)
+        if node is None or node.is_dir:
+            raise NotFound(f"{path} is not a file in commit {self.commit_id}")
+        return self.cache.read(self.commit_id, path, node.size, offset, length,
+                               lambda at: self.remote.read(self.commit, path, at))

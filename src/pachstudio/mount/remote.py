@@ -1,0 +1,187 @@
+"""The mount server's only door to the cluster: SDK calls, their errors in our words, call counts.
+
+gRPC errors become `MountError`s a person can act on. After the cluster was unreachable the
+channel is rebuilt, so a restarted pachd is used at once instead of after gRPC's reconnect
+back-off. Counters let tests and operators see how many calls a FUSE operation cost.
+"""
+import collections
+import threading
+from typing import Iterable, Iterator, Optional
+
+import grpc
+from pachyderm_sdk.api import pfs
+from pachyderm_sdk.errors import AuthServiceNotActivated
+
+from ..cluster import ClusterConfig
+from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
+
+NOT_CONFIGURED = "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, " \
+                 "mount a Pachyderm config, or PUT /config)"
+
+
+class Remote:
+    def __init__(self, config: Optional[ClusterConfig]):
+        self.config = config
+        self._client = None
+        self._lock = threading.Lock()
+        self.calls = collections.Counter()
+
+    @property
+    def address(self) -> str:
+        return self.config.address if self.config else ""
+
+    @property
+    def project(self) -> str:
+        return self.config.project if self.config else "default"
+
+    def reconfigure(self, config: Optional[ClusterConfig]) -> None:
+        with self._lock:
+            self.config, self._client = config, None
+
+    def client(self):
+        with self._lock:
+            if self.config is None:
+                raise Unavailable(NOT_CONFIGURED)
+            if self._client is None:
+                self._client = self.config.client()
+            return self._client
+
+    def translate(self, error: BaseException, what: str) -> MountError:
+        """An SDK/gRPC failure as the MountError to raise (never carrying the token)."""
+        if isinstance(error, MountError):
+            return error
+        if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+            code, details = error.code(), error.details() or ""
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                        grpc.StatusCode.CANCELLED):
+                self._drop_channel()
+                return Unavailable(f"Pachyderm cluster at {self.address} unreachable while "
+                                   f"{what}: {details or code.name}")
+            if code == grpc.StatusCode.NOT_FOUND:
+                return NotFound(details or f"not found while {what}")
+            if code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION):
+                return Conflict(details)
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                return BadRequest(details)
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                return Conflict(f"the cluster refused {what}: {details} (log in again with pachctl)")
+            return MountError(f"cluster error while {what}: {code.name} {details}")
+        if isinstance(error, ConnectionError) and not isinstance(error, AuthServiceNotActivated):
+            self._drop_channel()
+            return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}")
+        return MountError(f"cluster error while {what}: {error.__class__.__name__}")
+
+    def _drop_channel(self):
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client._channel.close()
+            except Exception:  # noqa: BLE001 - closing a broken channel must not hide the error
+                pass
+
+    def call(self, name: str, what: str, fn, *args, **kwargs):
+        self.calls[name] += 1
+        try:
+            return fn(self.client(), *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - translated for the caller
+            raise self.translate(e, what) from None
+
+    def stream(self, name: str, what: str, fn) -> Iterator:
+        """Iterate a server stream, translating errors raised mid-way."""
+        self.calls[name] += 1
+        try:
+            yield from fn(self.client())
+        except GeneratorExit:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise self.translate(e, what) from None
+
+    # -- the calls the mount server makes ------------------------------------------------------
+    def status(self) -> str:
+        """INVALID, AUTH_ENABLED or AUTH_DISABLED, as pachctl mount-server reports it."""
+        if self.config is None:
+            return "INVALID"
+        try:
+            self.call("inspect_cluster", "checking the cluster",
+                      lambda c: c.admin.inspect_cluster())
+        except MountError:
+            return "INVALID"
+        try:
+            self.client().auth.who_am_i()
+            return "AUTH_ENABLED"
+        except AuthServiceNotActivated:
+            return "AUTH_DISABLED"
+        except Exception:  # noqa: BLE001 - any other answer means auth is there
+            return "AUTH_ENABLED"
+
+    def projects(self) -> list:
+        return list(self.stream("list_project", "listing projects",
+                                lambda c: c.pfs.list_project()))
+
+    def repos(self) -> list:
+        return list(self.stream("list_repo", "listing repos", lambda c: c.pfs.list_repo()))
+
+    def branches(self, repo: pfs.Repo) -> list:
+        return list(self.stream("list_branch", f"listing branches of {repo.as_uri()}",
+                                lambda c: c.pfs.list_branch(repo=repo)))
+
+    def inspect_repo(self, repo: pfs.Repo):
+        return self.call("inspect_repo", f"looking up repo {repo.as_uri()}",
+                         lambda c: c.pfs.inspect_repo(repo=repo))
+
+    def inspect_branch(self, branch: pfs.Branch):
+        return self.call("inspect_branch", f"looking up branch {branch.as_uri()}",
+                         lambda c: c.pfs.inspect_branch(branch=branch))
+
+    def create_branch(self, branch: pfs.Branch):
+        return self.call("create_branch", f"creating branch {branch.as_uri()}",
+                         lambda c: c.pfs.create_branch(branch=branch))
+
+    def inspect_commit(self, commit: pfs.Commit, wait: bool = False):
+        state = pfs.CommitState.FINISHED if wait else pfs.CommitState.STARTED
+        return self.call("inspect_commit", f"looking up commit {commit.id or commit.branch.name}",
+                         lambda c: c.pfs.inspect_commit(commit=commit, wait=state))
+
+    def list_commits(self, repo: pfs.Repo, to: pfs.Commit, since: Optional[pfs.Commit]) -> list:
+        return list(self.stream("list_commit", f"listing commits of {repo.as_uri()}",
+                                lambda c: c.pfs.list_commit(repo=repo, to=to, from_=since)))
+
+    def list_dir(self, commit: pfs.Commit, path: str) -> Iterator:
+        return self.stream("list_file", f"listing {path}",
+                           lambda c: c.pfs.list_file(file=pfs.File(commit=commit, path=path)))
+
+    def walk(self, commit: pfs.Commit, path: str) -> Iterator:
+        return self.stream("walk_file", f"walking {path}",
+                           lambda c: c.pfs.walk_file(file=pfs.File(commit=commit, path=path)))
+
+    def inspect_file(self, commit: pfs.Commit, path: str):
+        return self.call("inspect_file", f"looking up {path}",
+                         lambda c: c.pfs.inspect_file(file=pfs.File(commit=commit, path=path)))
+
+    def read(self, commit: pfs.Commit, path: str, offset: int) -> Iterator[bytes]:
+        """File bytes from `offset` on; stop iterating and the stream is cancelled."""
+        file = pfs.File(commit=commit, path=path)
+        for msg in self.stream("get_file", f"reading {path}",
+                               lambda c: c.pfs.get_file(file=file, offset=offset)):
+            yield msg.value
+
+    def diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator:
+        return self.stream("diff_file", "comparing commits", lambda c: c.pfs.diff_file(
+            new_file=pfs.File(commit=new, path="/"), old_file=pfs.File(commit=old, path="/")))
+
+    def start_commit(self, branch: pfs.Branch, description: str) -> pfs.Commit:
+        return self.call("start_commit", f"starting a commit on {branch.as_uri()}",
+                         lambda c: c.pfs.start_commit(branch=branch, description=description))
+
+    def finish_commit(self, commit: pfs.Commit):
+        return self.call("finish_commit", "finishing the commit",
+                         lambda c: c.pfs.finish_commit(commit=commit))
+
+    def drop_commit(self, commit_id: str):
+        return self.call("drop_commit_set", f"dropping the unfinished commit {commit_id}",
+                         lambda c: c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit_id)))
+
+    def modify_file(self, requests: Iterable[pfs.ModifyFileRequest]):
+        return self.call("modify_file", "uploading the staged changes",
+                         lambda c: c.pfs.modify_file(requests))

@@ -1,0 +1,403 @@
+"""The mounts: mounting, refreshing, committing and unmounting, remembered across restarts.
+
+`mounts.json` under the state folder lists the mounts; a restarted server mounts them again, so
+`<mount-dir>/<name>` keeps showing the same staged view. A commit of a read-write mount is one
+StartCommit, one ModifyFile holding every staged change, one FinishCommit; the commit id is
+written down before the upload so a crash in between is cleaned up by the next `_commit`.
+"""
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterator, Optional
+
+from pachyderm_sdk.api import pfs
+
+from .cache import ContentCache
+from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
+from .readonly import CommitTree, clean
+from .remote import Remote
+from .staging import Plan, StagingArea, _write_json
+
+log = logging.getLogger("pachstudio.mount")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
+UPLOAD_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    name: str
+    project: str = "default"
+    repo: str = ""
+    branch: str = "master"
+    commit: Optional[str] = None
+    mode: str = "ro"
+
+    def describe(self) -> str:
+        at = self.commit or self.branch
+        return f"{self.project}/{self.repo}@{at} ({self.mode})"
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
+        raise BadRequest(f"mount name {name!r}: use letters, digits and _ . - @ + = (no '/', "
+                         "at most 200 characters, not starting with a dot)")
+    return name
+
+
+class Mount:
+    def __init__(self, spec: MountSpec, tree: CommitTree, staging: Optional[StagingArea]):
+        self.spec, self.tree, self.staging = spec, tree, staging
+        self.state, self.status = "mounted", ""
+        self.commit_lock = threading.Lock()
+        self.latest: Optional[str] = None
+
+    @property
+    def commit_id(self) -> str:
+        return self.staging.base.commit_id if self.staging else self.tree.commit_id
+
+    @property
+    def view(self):
+        return self.staging or self.tree
+
+
+class MountTable:
+    def __init__(self, remote: Remote, state_dir: str, mount_dir: str, cache: ContentCache):
+        self.remote, self.state_dir, self.mount_dir, self.cache = remote, state_dir, mount_dir, cache
+        self.mounts: dict[str, Mount] = {}
+        self.failed: dict[str, tuple[MountSpec, str]] = {}
+        self.lock = threading.RLock()
+        self._path = os.path.join(state_dir, "mounts.json")
+
+    # -- persistence --------------------------------------------------------------------------
+    def _save(self) -> None:
+        specs = [asdict(m.spec) for m in self.mounts.values()]
+        specs += [asdict(spec) for spec, _ in self.failed.values()]
+        _write_json(self._path, specs)
+
+    def restore(self) -> None:
+        """Mounts again what was mounted before a restart; failures stay listed, not lost."""
+        try:
+            with open(self._path) as f:
+                specs = [MountSpec(**s) for s in json.load(f)]
+        except FileNotFoundError:
+            return
+        for spec in specs:
+            try:
+                self.mount(spec)
+            except MountError as e:
+                log.warning("could not mount %s again: %s", spec.name, e.message)
+                self.failed[spec.name] = (spec, e.message)
+
+    # -- cluster lookups ----------------------------------------------------------------------
+    def _repo(self, spec: MountSpec) -> pfs.Repo:
+        repo = pfs.Repo(name=spec.repo, type="user", project=pfs.Project(name=spec.project))
+        try:
+            self.remote.inspect_repo(repo)
+        except NotFound:
+            raise NotFound(f"repo {spec.project}/{spec.repo} not found") from None
+        return repo
+
+    def _finished_head(self, repo: pfs.Repo, branch: str, create: bool = False):
+        """The newest finished commit of a branch (an open head is being written by someone)."""
+        b = pfs.Branch(repo=repo, name=branch)
+        try:
+            info = self.remote.inspect_branch(b)
+        except NotFound:
+            if not create:
+                raise NotFound(f"branch {branch} not found in repo "
+                               f"{repo.project.name}/{repo.name}") from None
+            self.remote.create_branch(b)
+            info = self.remote.inspect_branch(b)
+        head = info.head
+        for _ in range(100):
+            c = self.remote.inspect_commit(pfs.Commit(id=head.id, repo=repo, branch=b))
+            if c.finished or not c.parent_commit or not c.parent_commit.id:
+                return c, head.id
+            head = c.parent_commit
+        return c, head.id
+
+    def _tree(self, repo: pfs.Repo, info) -> CommitTree:
+        commit = pfs.Commit(id=info.commit.id, repo=repo)
+        mtime = (info.finished or info.started).timestamp() if (info.finished or info.started) \
+            else time.time()
+        return CommitTree(self.remote, commit, self.cache, mtime)
+
+    # -- mounting -----------------------------------------------------------------------------
+    def mount(self, spec: MountSpec) -> Mount:
+        check_name(spec.name)
+        if spec.mode not in ("ro", "rw"):
+            raise BadRequest(f"mode {spec.mode!r}: use \"ro\" or \"rw\"")
+        if spec.mode == "rw" and spec.commit:
+            raise BadRequest("commit: a read-write mount follows a branch; pin a commit only "
+                             "with mode \"ro\"")
+        with self.lock:
+            existing = self.mounts.get(spec.name)
+            if existing is not None:
+                if existing.spec == spec:
+                    return existing
+                raise Conflict(f"mount {spec.name} already holds {existing.spec.describe()}; "
+                               f"unmount it first to mount {spec.describe()}")
+            repo = self._repo(spec)
+            if spec.commit:
+                try:
+                    info = self.remote.inspect_commit(pfs.Commit(id=spec.commit, repo=repo))
+                except NotFound:
+                    raise NotFound(f"commit {spec.commit} not found in repo "
+                                   f"{spec.project}/{spec.repo}") from None
+                mount = Mount(spec, self._tree(repo, info), None)
+            elif spec.mode == "ro":
+                info, head = self._finished_head(repo, spec.branch)
+                mount = Mount(spec, self._tree(repo, info), None)
+                mount.latest = head
+            else:
+                mount = self._mount_rw(spec, repo)
+            self.mounts[spec.name] = mount
+            self.failed.pop(spec.name, None)
+            self._save()
+            log.info("mounted %s at %s/%s", spec.describe(), self.mount_dir, spec.name)
+            return mount
+
+    def _mount_rw(self, spec: MountSpec, repo: pfs.Repo) -> Mount:
+        folder = os.path.join(self.state_dir, "staging", spec.name)
+        meta_path = os.path.join(folder, "meta.json")
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                before = json.load(f).get("spec")
+            if before and MountSpec(**before) != spec:
+                raise Conflict(f"mount name {spec.name} has staged changes for "
+                               f"{MountSpec(**before).describe()}; mount that again and commit "
+                               "or discard them, or pick another name")
+        info, head = self._finished_head(repo, spec.branch, create=True)
+        staging = StagingArea(folder, self._tree(repo, info))
+        staging.set_meta(spec=asdict(spec))
+        mount = Mount(spec, staging.base, staging)
+        mount.latest = head
+        if staging.frozen is not None:
+            try:
+                self._recover(mount, repo)
+            except Unavailable as e:
+                mount.status = f"an interrupted commit is cleaned up at the next _commit: {e}"
+        return mount
+
+    def get(self, name: str) -> Mount:
+        check_name(name)
+        with self.lock:
+            mount = self.mounts.get(name)
+        if mount is None:
+            raise NotFound(f"no mount named {name}")
+        return mount
+
+    def unmount(self, name: str, discard: bool = False, commit: bool = False) -> None:
+        mount = self.get(name)
+        if mount.staging is not None and mount.staging.has_changes():
+            if commit:
+                self.commit(name)
+            elif not discard:
+                staged = mount.staging.staged()
+                counts = ", ".join(f"{len(v)} {k}" for k, v in staged.items())
+                raise Conflict(f"mount {name} has staged changes ({counts}); commit them "
+                               "(PUT /_commit, or unmount with \"commit\": true) or drop them "
+                               "(\"discard\": true)")
+        with self.lock:
+            self.mounts.pop(name, None)
+            if mount.staging is not None:
+                mount.staging.discard()
+            self._save()
+        log.info("unmounted %s", name)
+
+    def refresh(self, name: str) -> Mount:
+        mount = self.get(name)
+        if mount.spec.commit:
+            return mount
+        repo = mount.tree.commit.repo
+        if mount.staging is None:
+            info, head = self._finished_head(repo, mount.spec.branch)
+            mount.latest = head
+            if info.commit.id != mount.tree.commit_id:
+                mount.tree = self._tree(repo, info)
+        else:
+            with mount.commit_lock, mount.staging.lock:
+                info, head = self._finished_head(repo, mount.spec.branch)
+                mount.latest = head
+                if info.commit.id != mount.staging.base.commit_id and mount.staging.frozen is None:
+                    mount.staging.base = mount.tree = self._tree(repo, info)
+                    mount.staging.gen += 1
+        return mount
+
+    # -- committing ---------------------------------------------------------------------------
+    def _recover(self, mount: Mount, repo: pfs.Repo) -> None:
+        """An upload that did not finish (failure or crash): keep it if it made it, else undo it."""
+        staging = mount.staging
+        if staging.frozen is None:
+            return
+        open_id = staging.open_commit
+        if open_id:
+            try:
+                info = self.remote.inspect_commit(pfs.Commit(id=open_id, repo=repo))
+                if info.finished:
+                    staging.complete(self._tree(repo, info))
+                    mount.tree = staging.base
+                    return
+                self.remote.drop_commit(open_id)
+                log.info("dropped the unfinished commit %s of mount %s", open_id, mount.spec.name)
+            except NotFound:
+                pass
+        staging.merge_back()
+
+    def commit(self, name: str, description: Optional[str] = None) -> dict:
+        mount = self.get(name)
+        if mount.staging is None:
+            raise BadRequest(f"mount {name} is read-only; only \"rw\" mounts have changes to commit")
+        staging, spec = mount.staging, mount.spec
+        repo = mount.tree.commit.repo
+        with mount.commit_lock:
+            self._recover(mount, repo)
+            mount.status = ""
+            if not staging.freeze():
+                return {"commit": None, "added": 0, "changed": 0, "deleted": 0,
+                        "message": "nothing to commit"}
+            plan = staging.plan(staging.frozen)
+            if plan.empty:
+                staging.merge_back()  # only empty folders: PFS keeps no folders without files
+                return {"commit": None, "added": 0, "changed": 0, "deleted": 0,
+                        "message": "nothing to commit"}
+            mount.state = "committing"
+            try:
+                info = self._upload(mount, repo, plan, description)
+            except MountError as e:
+                try:
+                    self._recover(mount, repo)
+                except MountError:
+                    mount.status = f"commit failed; retried at the next _commit: {e.message}"
+                raise
+            finally:
+                mount.state = "mounted"
+            staging.complete(self._tree(repo, info))
+            mount.tree = staging.base
+            mount.latest = info.commit.id
+        counts = {"added": len(plan.added), "changed": len(plan.changed),
+                  "deleted": len(plan.deleted)}
+        log.info("committed %s to %s: %s", name, info.commit.id, counts)
+        return {"commit": info.commit.id, **counts,
+                "message": f"committed {counts['added']} added, {counts['changed']} changed, "
+                           f"{counts['deleted']} deleted files to {spec.project}/{spec.repo}"
+                           f"@{spec.branch}"}
+
+    def _upload(self, mount: Mount, repo: pfs.Repo, plan: Plan, description: Optional[str]):
+        spec = mount.spec
+        if not description:
+            description = (f"pachstudio mount {spec.name}: {len(plan.added)} added, "
+                           f"{len(plan.changed)} changed, {len(plan.deleted)} deleted")
+        branch = pfs.Branch(repo=repo, name=spec.branch)
+        commit = self.remote.start_commit(branch, description)
+        mount.staging.set_meta(open_commit=commit.id)
+        self.remote.modify_file(self._requests(commit, plan))
+        self.remote.finish_commit(commit)
+        return self.remote.inspect_commit(pfs.Commit(id=commit.id, repo=repo), wait=True)
+
+    @staticmethod
+    def _requests(commit: pfs.Commit, plan: Plan) -> Iterator[pfs.ModifyFileRequest]:
+        yield pfs.ModifyFileRequest(set_commit=commit)
+        for path in plan.deletes:
+            yield pfs.ModifyFileRequest(delete_file=pfs.DeleteFile(path=path))
+        for path, local in plan.puts:
+            yield pfs.ModifyFileRequest(delete_file=pfs.DeleteFile(path=path))
+            yield pfs.ModifyFileRequest(add_file=pfs.AddFile(path=path, raw=b""))
+            with open(local, "rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    yield pfs.ModifyFileRequest(add_file=pfs.AddFile(path=path, raw=chunk))
+
+    # -- answers ------------------------------------------------------------------------------
+    def state(self, mount: Mount, with_latest: bool = True) -> dict:
+        spec = mount.spec
+        latest, behind = mount.latest or mount.commit_id, 0
+        if with_latest and not spec.commit:
+            try:
+                repo = mount.tree.commit.repo
+                head = self.remote.inspect_branch(pfs.Branch(repo=repo, name=spec.branch)).head
+                latest = mount.latest = head.id
+                if latest != mount.commit_id:
+                    commits = self.remote.list_commits(
+                        repo, pfs.Commit(id=latest, repo=repo),
+                        pfs.Commit(id=mount.commit_id, repo=repo))
+                    behind = sum(1 for c in commits if c.commit.id != mount.commit_id)
+            except MountError as e:
+                mount.status = e.message
+        return {"name": spec.name, "project": spec.project, "repo": spec.repo,
+                "branch": spec.branch, "commit": mount.commit_id, "mode": spec.mode,
+                "state": mount.state, "status": mount.status,
+                "mountpoint": os.path.join(self.mount_dir, spec.name),
+                "latest_commit": latest, "how_many_commits_behind": behind}
+
+    def failed_state(self, spec: MountSpec, reason: str) -> dict:
+        return {"name": spec.name, "project": spec.project, "repo": spec.repo,
+                "branch": spec.branch, "commit": spec.commit, "mode": spec.mode,
+                "state": "error", "status": reason,
+                "mountpoint": os.path.join(self.mount_dir, spec.name),
+                "latest_commit": None, "how_many_commits_behind": 0}
+
+    def files(self, name: str, prefix: str, recursive: bool) -> Iterator[dict]:
+        mount = self.get(name)
+        prefix = clean(prefix)
+        view = mount.view
+        top = view.lookup(prefix) if mount.staging else _tree_lookup(mount.tree, prefix)
+        if top is None:
+            return
+        commit = mount.commit_id
+        if not top.is_dir:
+            yield {"path": prefix.lstrip("/"), "size": top.size, "commit": commit}
+            return
+        if mount.staging is None and recursive:
+            for path, node in mount.tree.walk(prefix):
+                yield {"path": path.lstrip("/"), "size": node.size, "commit": commit}
+            return
+        yield from self._list(mount, prefix, recursive)
+
+    def _list(self, mount: Mount, folder: str, recursive: bool) -> Iterator[dict]:
+        view = mount.view
+        entries = view.listdir(folder)
+        for name in sorted(entries):
+            e = entries[name]
+            path = (folder.rstrip("/") + "/" + name)
+            if e.is_dir:
+                if recursive:
+                    yield from self._list(mount, path, recursive)
+            else:
+                staged = getattr(e, "local", None) is not None
+                yield {"path": path.lstrip("/"), "size": e.size,
+                       "commit": None if staged else mount.commit_id}
+
+    def diff(self, name: str, since: str) -> Iterator[dict]:
+        mount = self.get(name)
+        repo = mount.tree.commit.repo
+        if not since:
+            raise BadRequest("since: give the commit id to compare the mount's commit with")
+        try:
+            self.remote.inspect_commit(pfs.Commit(id=since, repo=repo))
+        except NotFound:
+            raise NotFound(f"commit {since} not found in repo "
+                           f"{mount.spec.project}/{mount.spec.repo}") from None
+        current = pfs.Commit(id=mount.commit_id, repo=repo)
+        if since == mount.commit_id:
+            return iter(())
+        return self._diff(current, pfs.Commit(id=since, repo=repo))
+
+    def _diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator[dict]:
+        for d in self.remote.diff(new, old):
+            n = d.new_file if d.new_file and d.new_file.file and d.new_file.file.path else None
+            o = d.old_file if d.old_file and d.old_file.file and d.old_file.file.path else None
+            info = n or o
+            if info is None or info.file_type == pfs.FileType.DIR:
+                continue
+            change = "changed" if n and o else ("added" if n else "deleted")
+            yield {"path": info.file.path.lstrip("/"), "change": change,
+                   "size": int(info.size_bytes or 0)}
+
+
+def _tree_lookup(tree: CommitTree, path: str):
+    return tree.stat(path)
