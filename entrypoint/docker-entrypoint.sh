@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Start-up of the pachstudio appliance, in the style of docker-library/postgres's entrypoint.
+#
+#   docker run IMAGE                  the appliance: Label Studio + mount server (+ embedded PFS server
+#                                     when no cluster is configured), under supervisord
+#   docker run IMAGE --workers 4      flags fall through to the appliance (they go to gunicorn)
+#   docker run IMAGE pfs-server       only the embedded PFS server on 0.0.0.0:30650, data in /data/pfs
+#   docker run IMAGE bash             anything else runs as given
+#
+# Env (each secret one also as VAR_FILE, for Docker secrets):
+#   LABEL_STUDIO_USERNAME (default admin@localhost), LABEL_STUDIO_PASSWORD (generated and printed
+#   once when empty), LABEL_STUDIO_USER_TOKEN, POSTGRE_PASSWORD; the cluster: PACHD_ADDRESS,
+#   PACH_CONFIG, PACH_CONTEXT, /root/.pachyderm/config.json. Init scripts (*.sh, *.py) in
+#   /docker-entrypoint-init.d run once, on the first start on an empty /data.
+set -Eeo pipefail
+
+DATA=/data
+MARKER="$DATA/.pachstudio-initialized"
+RUN_DIR=/run/pachstudio
+LIB=/usr/local/lib/pachstudio
+CONF=/etc/pachstudio
+
+log() { printf 'pachstudio: %s\n' "$*"; }
+die() { printf '\npachstudio: error: %s\n\n' "$*" >&2; exit 1; }
+
+# usage: file_env VAR [DEFAULT]: VAR from VAR or from the file named by VAR_FILE (not both).
+file_env() {
+	local var="$1" fileVar="${1}_FILE" def="${2:-}"
+	if [ "${!var:-}" ] && [ "${!fileVar:-}" ]; then
+		die "both $var and $fileVar are set (but are exclusive)"
+	fi
+	local val="$def"
+	if [ "${!var:-}" ]; then
+		val="${!var}"
+	elif [ "${!fileVar:-}" ]; then
+		[ -r "${!fileVar}" ] || die "$fileVar names ${!fileVar}, which cannot be read"
+		val="$(< "${!fileVar}")"
+	fi
+	export "$var"="$val"
+	unset "$fileVar"
+}
+
+site_packages() { python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+
+# FUSE is not optional: without it the mount server cannot show Pachyderm under /pfs.
+check_fuse() {
+	local flags='--device /dev/fuse --cap-add SYS_ADMIN'
+	if [ ! -c /dev/fuse ]; then
+		die "this container has no /dev/fuse, which the mount server needs.
+    Add these flags to docker run: $flags
+    e.g. docker run -it -p 8080:8080 $flags pachstudio"
+	fi
+	if ! { : <> /dev/fuse; } 2>/dev/null; then
+		die "/dev/fuse is there but cannot be opened (the device is not allowed in this container).
+    Pass it as a device, not a volume: add these flags to docker run: $flags"
+	fi
+	local capeff
+	capeff="$(awk '/^CapEff:/ {print $2}' /proc/self/status)"
+	if [ -n "$capeff" ] && (( (0x$capeff & (1 << 21)) == 0 )); then
+		die "this container may not mount filesystems (it lacks the SYS_ADMIN capability), so /pfs cannot be mounted.
+    Add these flags to docker run: $flags"
+	fi
+	local probe="$RUN_DIR/mount-probe"
+	mkdir -p "$probe"
+	if ! mount -t tmpfs -o size=4k pachstudio-probe "$probe" 2>/dev/null; then
+		die "mounting is refused in this container although it has SYS_ADMIN (a security profile such as AppArmor blocks it).
+    Add these flags to docker run: $flags --security-opt apparmor=unconfined"
+	fi
+	umount "$probe" && rmdir "$probe"
+}
+
+# Sets CLUSTER_MODE (embedded|remote) and CLUSTER_ADDRESS from pachstudio.cluster's verdict.
+find_cluster() {
+	local out rc=0 err="$RUN_DIR/cluster-check.err"
+	# TEMPORARY, until pachstudio.cluster lands: without it, no config can be read.
+	if [ ! -f "$SITE/pachstudio/cluster.py" ]; then
+		log "WARNING: pachstudio.cluster is not in this build: ignoring any cluster config"
+		out=none
+	else
+		out="$(python -m pachstudio.cluster --check 2>"$err")" || rc=$?
+	fi
+	if [ "$rc" -ne 0 ]; then
+		die "the Pachyderm cluster config cannot be used:
+    $(sed 's/^/    /' "$err" | sed '1s/^    //')
+    Fix it, or start without it (no config at all) to use the embedded PFS server."
+	fi
+	case "$out" in
+		none)
+			CLUSTER_MODE=embedded
+			CLUSTER_ADDRESS=grpc://127.0.0.1:30650
+			log "no Pachyderm cluster configured (no PACHD_ADDRESS, PACH_CONFIG or /root/.pachyderm/config.json):"
+			log "starting the embedded PFS server (data in $DATA/pfs, port 30650; publish it with -p 30650:30650)"
+			;;
+		remote\ *)
+			CLUSTER_MODE=remote
+			CLUSTER_ADDRESS="${out#remote }"
+			log "using the Pachyderm cluster at $CLUSTER_ADDRESS"
+			;;
+		*) die "unexpected answer from 'python -m pachstudio.cluster --check': $out" ;;
+	esac
+}
+
+# Label Studio's migrations and first user. Skipped when the marker says this /data was set up by
+# an image with the same migrations and database: a restart goes straight to the programs.
+init_label_studio() {
+	local fingerprint
+	fingerprint="$(cat "$LIB/migrations.fingerprint" 2>/dev/null || echo unknown) ${DJANGO_DB:-sqlite} ${POSTGRE_HOST:-} ${POSTGRE_NAME:-} $DJANGO_SETTINGS_MODULE"
+	if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$fingerprint" ]; then
+		log "$DATA already initialized: keeping its users, projects, storages and staged labels"
+		return
+	fi
+	local first=0
+	[ -f "$MARKER" ] || first=1
+	if [ "$first" = 1 ]; then log "first start on this $DATA: setting up Label Studio"; else log "new image: applying Label Studio migrations"; fi
+	python "$LIB/ls_init.py"
+	if [ "$first" = 1 ]; then run_init_scripts; fi
+	printf '%s\n' "$fingerprint" > "$MARKER.tmp" && mv "$MARKER.tmp" "$MARKER"
+}
+
+run_init_scripts() {
+	local f
+	for f in /docker-entrypoint-init.d/*; do
+		[ -e "$f" ] || continue
+		case "$f" in
+			*.sh)
+				if [ -x "$f" ]; then log "running $f"; "$f"
+				else log "sourcing $f"; . "$f"; fi ;;
+			*.py) log "running $f"; python "$f" ;;
+			*) log "ignoring $f" ;;
+		esac
+	done
+}
+
+write_supervisord_conf() {
+	local conf="$RUN_DIR/supervisord.conf"
+	{
+		cat "$CONF/supervisord.conf"
+		if [ "$CLUSTER_MODE" = embedded ]; then cat "$CONF/supervisord-pfs-server.conf"; fi
+	} > "$conf.tmp"
+	mv "$conf.tmp" "$conf"
+	echo "$CLUSTER_MODE" > "$RUN_DIR/mode"
+}
+
+appliance() {
+	check_fuse
+	file_env LABEL_STUDIO_USERNAME admin@localhost
+	file_env LABEL_STUDIO_PASSWORD
+	file_env LABEL_STUDIO_USER_TOKEN
+	file_env POSTGRE_PASSWORD
+	export LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="${LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN:-true}"
+	export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-pachstudio.labelstudio.settings}"
+	SITE="$(site_packages)"
+	LABEL_STUDIO_PATH="$SITE/label_studio"
+	# TEMPORARY, until pachstudio.labelstudio.settings lands: stock Label Studio, no Pachyderm storage.
+	if [ "$DJANGO_SETTINGS_MODULE" = pachstudio.labelstudio.settings ] && [ ! -f "$SITE/pachstudio/labelstudio/settings.py" ]; then
+		log "WARNING: pachstudio.labelstudio.settings is not in this build: stock Label Studio settings, no Pachyderm storage"
+		export DJANGO_SETTINGS_MODULE=label_studio.core.settings.label_studio
+	fi
+	export LABEL_STUDIO_PATH
+
+	find_cluster
+	mkdir -p "$DATA/label-studio" "$DATA/mount" /pfs
+	if [ "$CLUSTER_MODE" = embedded ]; then
+		mkdir -p "$DATA/pfs"
+		export PACHSTUDIO_MOUNT_ARGS="--pachd-address $CLUSTER_ADDRESS"
+	else
+		export PACHSTUDIO_MOUNT_ARGS=""
+	fi
+
+	init_label_studio
+	# Only the first start needs these; the programs never see them.
+	unset LABEL_STUDIO_PASSWORD LABEL_STUDIO_USER_TOKEN
+
+	export GUNICORN_EXTRA_ARGS="$*"
+	write_supervisord_conf
+	log "starting: $([ "$CLUSTER_MODE" = embedded ] && echo 'embedded PFS server, ')mount server (/pfs), Label Studio on port 8080"
+	exec supervisord -n -c "$RUN_DIR/supervisord.conf"
+}
+
+main() {
+	mkdir -p "$RUN_DIR"
+	if [ "$#" -eq 0 ] || [ "${1:0:1}" = '-' ]; then
+		set -- appliance "$@"
+	fi
+	case "$1" in
+		appliance)
+			shift
+			appliance "$@"
+			;;
+		pfs-server)
+			shift
+			mkdir -p "$DATA/pfs"
+			echo pfs-server > "$RUN_DIR/mode"
+			log "embedded PFS server only: port 30650, data in $DATA/pfs"
+			exec pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" "$@"
+			;;
+		*)
+			exec "$@"
+			;;
+	esac
+}
+
+main "$@"

@@ -1,0 +1,228 @@
+"""The appliance image end to end: real Docker engine, real FUSE in the container, real Label Studio,
+the real pachyderm-sdk over gRPC. What a user does: start it, import files from Pachyderm, label,
+sync the labels back as one commit; restart on the same volume; get clear errors on bad set-ups."""
+import json
+import time
+
+import pytest
+from pachyderm_sdk import Client
+from pachyderm_sdk.api import pfs
+
+from plugins.image import ADMIN, PASSWORD, TOKEN
+
+pytestmark = pytest.mark.image
+
+TEXTS = {"tasks/0.json": "a cat on a mat", "tasks/1.json": "a dog in a fog", "tasks/2.json": "a cat in a hat"}
+
+
+def put_source_files(client: Client, repo="images"):
+    client.pfs.create_repo(repo=pfs.Repo.from_uri(repo))
+    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as commit:
+        for path, text in TEXTS.items():
+            commit.put_file_from_bytes(path=f"/{path}", data=json.dumps({"text": text}).encode())
+
+
+def wait_for_client(address, timeout=60) -> Client:
+    deadline = time.monotonic() + timeout
+    while True:
+        client = Client.from_pachd_address(address)
+        try:
+            list(client.pfs.list_repo())
+            return client
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def commits(client: Client, repo: str) -> list:
+    try:
+        return list(client.pfs.list_commit(repo=pfs.Repo.from_uri(repo)))
+    except Exception:
+        return []
+
+
+def files_at(client: Client, uri: str) -> set[str]:
+    return {f.file.path for f in client.pfs.walk_file(file=pfs.File.from_uri(uri)) if f.file_type == pfs.FileType.FILE}
+
+
+def wait_storage(api, path, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        storage = api.call("GET", path)
+        if storage.get("status") in ("completed", "failed") or time.monotonic() > deadline:
+            assert storage.get("status") == "completed", storage
+            return storage
+        time.sleep(0.5)
+
+
+def import_and_label(api, labels_repo="labels", annotate=3):
+    """Project + Pachyderm Source over `images`, sync, Target on `labels_repo`, annotate."""
+    project = api.create_project()
+    source = api.call("POST", "/api/storages/pachyderm", json={
+        "project": project["id"], "title": "images", "pach_project": "default", "repo": "images",
+        "branch": "master", "prefix": "tasks", "use_blob_urls": False, "recursive_scan": True})
+    api.call("POST", f"/api/storages/pachyderm/{source['id']}/sync")
+    wait_storage(api, f"/api/storages/pachyderm/{source['id']}")
+    tasks = api.tasks(project["id"])
+    assert sorted(t["data"]["text"] for t in tasks) == sorted(TEXTS.values())
+    assert all(t["data"].get("pachyderm_commit") for t in tasks)
+    target = api.call("POST", "/api/storages/export/pachyderm", json={
+        "project": project["id"], "title": "labels", "pach_project": "default", "repo": labels_repo,
+        "branch": "master", "prefix": "annotations", "file_format": "annotation"})
+    annotations = [api.annotate(t["id"], "cat" if "cat" in t["data"]["text"] else "dog") for t in tasks[:annotate]]
+    return project, target, annotations
+
+
+def target_sync_makes_one_commit(api, client, target, annotations, repo="labels"):
+    before = {c.commit.id for c in commits(client, repo)}
+    api.call("POST", f"/api/storages/export/pachyderm/{target['id']}/sync")
+    wait_storage(api, f"/api/storages/export/pachyderm/{target['id']}")
+    new = [c for c in commits(client, repo) if c.commit.id not in before]
+    assert len(new) == 1, f"expected one commit from Target Sync, got {len(new)}"
+    files = files_at(client, f"{repo}@{new[0].commit.id}:/")
+    assert files == {f"/annotations/{a['id']}.json" for a in annotations}
+    parent = new[0].parent_commit
+    if parent and parent.id:
+        assert not files_at(client, f"{repo}@{parent.id}:/") & files, "the annotations were not all in that one commit"
+    return new[0]
+
+
+def test_embedded_default_flow(appliance_factory, data_volume):
+    """The README one-liner without a config: embedded PFS server, SDK on the published port."""
+    app = appliance_factory(volume=data_volume).wait_healthy()
+    assert "starting the embedded PFS server" in app.logs()
+    client = wait_for_client(app.pachd_address)
+    put_source_files(client)
+    api = app.api()
+    project, target, annotations = import_and_label(api)
+    commit = target_sync_makes_one_commit(api, client, target, annotations)
+    assert commit.description, "the commit says what it holds"
+    # A second Target Sync with nothing new adds no commit.
+    count = len(commits(client, "labels"))
+    api.call("POST", f"/api/storages/export/pachyderm/{target['id']}/sync")
+    wait_storage(api, f"/api/storages/export/pachyderm/{target['id']}")
+    assert len(commits(client, "labels")) == count
+
+
+def test_signup_without_invite_is_refused_and_token_stays_secret(appliance_factory, data_volume):
+    app = appliance_factory(volume=data_volume).wait_healthy()
+    import requests
+
+    r = requests.get(app.url + "/user/signup/", timeout=30, allow_redirects=False)
+    assert r.status_code == 403
+    assert TOKEN not in app.logs()
+    assert PASSWORD not in app.logs()
+    # The first user's token works for the API (the legacy token is enabled for it).
+    me = app.api().call("GET", "/api/current-user/whoami")
+    assert me["email"] == ADMIN
+    # The secrets given at first start are not passed on to the programs.
+    rc, env = app.exec("sh", "-c", "cat /proc/$(cat /run/pachstudio/supervisord.pid)/environ | tr '\\0' '\\n'")
+    assert rc == 0 and TOKEN not in env and PASSWORD not in env
+
+
+def test_pfs_server_mode_serves_the_sdk(appliance_factory, data_volume):
+    """`docker run IMAGE pfs-server`: only the embedded server, a stand-in cluster; no FUSE needed."""
+    app = appliance_factory(command=["pfs-server"], volume=data_volume, fuse=False,
+                            ports=("30650/tcp",)).wait_healthy()
+    client = wait_for_client(app.pachd_address)
+    put_source_files(client)
+    assert files_at(client, "images@master:/tasks/") >= {f"/{p}" for p in TEXTS}
+    rc, out = app.exec("ls", "/data/pfs")
+    assert rc == 0 and out.strip(), "the data is under /data/pfs"
+
+
+def test_remote_cluster_on_a_user_defined_network(appliance_factory, test_network):
+    """A second container runs `pfs-server`; the appliance gets its config.json like the README shows."""
+    pachd = appliance_factory(command=["pfs-server"], network=test_network, fuse=False,
+                              ports=("30650/tcp",)).wait_healthy()
+    remote = wait_for_client(pachd.pachd_address)
+    put_source_files(remote)
+    config = {"v2": {"active_context": "lab", "contexts": {
+        "lab": {"pachd_address": f"grpc://{pachd.name}:30650"}}}}
+    app = appliance_factory(network=test_network, config_json=config, ports=("8080/tcp",)).wait_healthy()
+    logs = app.logs()
+    assert f"using the Pachyderm cluster at grpc://{pachd.name}:30650" in logs
+    assert "embedded PFS server" not in logs
+    rc, _ = app.exec("sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/30650")
+    assert rc != 0, "no embedded server runs when a cluster is configured"
+    api = app.api()
+    project, target, annotations = import_and_label(api)
+    target_sync_makes_one_commit(api, remote, target, annotations)
+
+
+def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_volume):
+    """Label, `docker stop`, start a new container on the same /data, then Sync: one commit, all labels."""
+    first = appliance_factory(volume=data_volume).wait_healthy()
+    client = wait_for_client(first.pachd_address)
+    put_source_files(client)
+    api = first.api()
+    project, target, annotations = import_and_label(api, annotate=2)
+    first.stop()
+    assert first.state()["ExitCode"] == 0, first.logs()[-3000:]
+    first.remove()
+
+    # Nothing given this time: the user, its token and everything else come from /data.
+    second = appliance_factory(volume=data_volume, env={
+        "LABEL_STUDIO_USERNAME": None, "LABEL_STUDIO_PASSWORD": None, "LABEL_STUDIO_USER_TOKEN": None}).wait_healthy()
+    assert "already initialized" in second.logs()
+    assert "password:" not in second.logs()
+    api = second.api()
+    client = wait_for_client(second.pachd_address)
+    assert [p["id"] for p in api.call("GET", "/api/projects/")["results"]] == [project["id"]]
+    assert len(api.tasks(project["id"])) == len(TEXTS)
+    storages = api.call("GET", f"/api/storages/export?project={project['id']}")
+    assert [s["id"] for s in storages] == [target["id"]]
+    target_sync_makes_one_commit(api, client, target, annotations)
+
+
+def test_generated_password_is_printed_once(appliance_factory, data_volume):
+    import re
+
+    import requests
+
+    app = appliance_factory(volume=data_volume, env={"LABEL_STUDIO_PASSWORD": None}).wait_healthy()
+    found = re.search(r"password: (\S+)", app.logs())
+    assert found, app.logs()[-3000:]
+    password = found.group(1)
+    http = requests.Session()
+    page = http.get(app.url + "/user/login/", timeout=30)
+    csrf = http.cookies.get("csrftoken")
+    assert page.status_code == 200 and csrf
+    login = http.post(app.url + "/user/login/", data={"email": ADMIN, "password": password,
+                      "csrfmiddlewaretoken": csrf}, headers={"Referer": app.url + "/user/login/"},
+                      timeout=30, allow_redirects=False)
+    assert login.status_code == 302, login.text[:1000]
+    assert http.get(app.url + "/api/current-user/whoami", timeout=30).json()["email"] == ADMIN
+    app.container.restart(timeout=30)
+    app.wait_healthy()
+    assert app.logs().count(password) == 1
+
+
+def test_without_fuse_the_message_gives_the_docker_flags(appliance_factory):
+    app = appliance_factory(fuse=False)
+    assert app.wait_exit() != 0
+    logs = app.logs()
+    assert "/dev/fuse" in logs and "--device /dev/fuse --cap-add SYS_ADMIN" in logs, logs
+
+
+def test_without_mount_permission_the_message_gives_the_docker_flags(appliance_factory):
+    app = appliance_factory(fuse="device-only")
+    assert app.wait_exit() != 0
+    logs = app.logs()
+    assert "SYS_ADMIN" in logs and "--device /dev/fuse --cap-add SYS_ADMIN" in logs, logs
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"v2": {"active_context": "lab", "contexts": {', "json"),
+    ({"v2": {"active_context": "nowhere", "contexts": {
+        "lab": {"pachd_address": "grpc://pachd:30650", "session_token": "s3cr3t-session-token"}}}}, "nowhere"),
+])
+def test_malformed_config_names_the_file_and_the_problem(appliance_factory, content, problem):
+    app = appliance_factory(config_json=content, ports=("8080/tcp",))
+    assert app.wait_exit() == 1
+    logs = app.logs()
+    assert "/root/.pachyderm/config.json" in logs, logs
+    assert problem.lower() in logs.lower(), logs
+    assert "s3cr3t-session-token" not in logs
+    assert "Traceback" not in logs

@@ -1,0 +1,214 @@
+"""Fixtures for the integration tests of the appliance image: a real Docker engine (docker-py on
+its socket), the image built by scripts/docker-engine once per session, and containers, volumes
+and networks that are removed afterwards (all labelled, so a crashed run is cleaned up too)."""
+import json
+import os
+import pathlib
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("PACHSTUDIO_IMAGE", "pachstudio")
+LABEL = "pachstudio.test"
+ARTIFACTS = REPO / "test-artifacts"
+FUSE_FLAGS = {"devices": ["/dev/fuse:/dev/fuse:rwm"], "cap_add": ["SYS_ADMIN"]}
+ADMIN = "admin@example.com"
+PASSWORD = "pachstudio-test-password"
+TOKEN = "pachstudio-test-token-0123456789"
+
+
+def _remove_labelled(client):
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        c.remove(force=True, v=True)
+    for n in client.networks.list(filters={"label": LABEL}):
+        n.remove()
+    for v in client.volumes.list(filters={"label": LABEL}):
+        v.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The engine and the `pachstudio` image, made ready by scripts/docker-engine (idempotent:
+    starts an engine where none answers, reuses Docker's build cache)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "docker-engine.log"
+    with open(log, "wb") as out:
+        rc = subprocess.call([str(REPO / "scripts" / "docker-engine")], stdout=out, stderr=subprocess.STDOUT)
+    if rc != 0:
+        pytest.fail(f"scripts/docker-engine failed ({rc}); see {log}:\n" + log.read_text()[-3000:])
+    import docker
+
+    client = docker.from_env(timeout=300)
+    client.images.get(IMAGE)
+    _remove_labelled(client)
+    yield client
+    _remove_labelled(client)
+    client.close()
+
+
+def new_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Appliance:
+    """One container of the image; start(), wait_healthy(), the Label Studio API on its port."""
+
+    def __init__(self, client, *, volume=None, command=None, env=None, fuse=True, network=None,
+                 name=None, config_json=None, ports=("8080/tcp", "30650/tcp"), tmp_path=None):
+        self.client = client
+        self.volume = volume
+        self.command = command
+        self.env = {"LABEL_STUDIO_USERNAME": ADMIN, "LABEL_STUDIO_PASSWORD": PASSWORD,
+                    "LABEL_STUDIO_USER_TOKEN": TOKEN}
+        self.env.update(env or {})
+        self.env = {k: v for k, v in self.env.items() if v is not None}
+        self.fuse = fuse
+        self.network = network
+        self.name = name or new_name("pachstudio-test")
+        self.config_json = config_json
+        self.ports = ports
+        self.tmp_path = tmp_path
+        self.container = None
+
+    def start(self):
+        kwargs = dict(detach=True, name=self.name, labels={LABEL: "1"}, environment=self.env,
+                      ports={p: None for p in self.ports})
+        if self.command:
+            kwargs["command"] = self.command
+        if self.fuse == "device-only":
+            kwargs["devices"] = FUSE_FLAGS["devices"]
+        elif self.fuse:
+            kwargs.update(FUSE_FLAGS)
+        volumes = {}
+        if self.volume:
+            volumes[self.volume] = {"bind": "/data", "mode": "rw"}
+        if self.config_json is not None:
+            cfg = pathlib.Path(self.tmp_path) / f"{self.name}-config.json"
+            cfg.write_text(self.config_json if isinstance(self.config_json, str) else json.dumps(self.config_json))
+            volumes[str(cfg)] = {"bind": "/root/.pachyderm/config.json", "mode": "ro"}
+        if volumes:
+            kwargs["volumes"] = volumes
+        if self.network:
+            kwargs["network"] = self.network
+        self.container = self.client.containers.run(IMAGE, **kwargs)
+        return self
+
+    def logs(self) -> str:
+        return self.container.logs().decode(errors="replace")
+
+    def state(self) -> dict:
+        self.container.reload()
+        return self.container.attrs["State"]
+
+    def port(self, port: str = "8080/tcp") -> int:
+        self.container.reload()
+        return int(self.container.ports[port][0]["HostPort"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port()}"
+
+    @property
+    def pachd_address(self) -> str:
+        return f"grpc://127.0.0.1:{self.port('30650/tcp')}"
+
+    def wait_healthy(self, timeout=300):
+        """Docker's own HEALTHCHECK verdict; fails at once (with the log) if the container exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state()
+            if not state["Running"]:
+                raise AssertionError(f"container exited ({state['ExitCode']}):\n{self.logs()[-5000:]}")
+            if state.get("Health", {}).get("Status") == "healthy":
+                return self
+            time.sleep(0.5)
+        raise AssertionError(f"not healthy after {timeout}s:\n{self.logs()[-5000:]}")
+
+    def wait_exit(self, timeout=120) -> int:
+        return self.container.wait(timeout=timeout)["StatusCode"]
+
+    def stop(self, timeout=30):
+        self.container.stop(timeout=timeout)
+
+    def remove(self):
+        if self.container is not None:
+            try:
+                self.container.remove(force=True)
+            except Exception:
+                pass
+
+    def api(self) -> "LabelStudioApi":
+        return LabelStudioApi(self.url, TOKEN)
+
+    def exec(self, *cmd) -> tuple[int, str]:
+        rc, out = self.container.exec_run(list(cmd))
+        return rc, out.decode(errors="replace")
+
+
+class LabelStudioApi:
+    """The REST calls a user (or the Label Studio SDK) makes, with the first user's token."""
+
+    def __init__(self, url, token):
+        self.url = url
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Token {token}"
+
+    def call(self, method, path, expect=(200, 201, 204), **kwargs):
+        r = self.http.request(method, self.url + path, timeout=300, **kwargs)
+        if r.status_code not in expect:
+            raise AssertionError(f"{method} {path} -> {r.status_code}: {r.text[:2000]}")
+        return r.json() if r.content and "json" in r.headers.get("content-type", "") else r
+
+    def create_project(self, title="pachstudio test"):
+        config = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+                  '<Choice value="cat"/><Choice value="dog"/></Choices></View>')
+        return self.call("POST", "/api/projects/", json={"title": title, "label_config": config})
+
+    def tasks(self, project_id):
+        out = self.call("GET", f"/api/tasks/?project={project_id}&page_size=1000")
+        return out["tasks"] if isinstance(out, dict) else out
+
+    def annotate(self, task_id, choice="cat"):
+        result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [choice]}}]
+        return self.call("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
+
+
+@pytest.fixture
+def appliance_factory(docker_client, tmp_path):
+    """Start appliances (or pfs-server containers) of the image; all removed after the test."""
+    made = []
+
+    def make(**kwargs):
+        app = Appliance(docker_client, tmp_path=tmp_path, **kwargs)
+        made.append(app)
+        return app.start()
+
+    yield make
+    for app in made:
+        if app.container is not None:
+            (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
+        app.remove()
+
+
+@pytest.fixture
+def data_volume(docker_client):
+    volume = docker_client.volumes.create(name=new_name("pachstudio-test-data"), labels={LABEL: "1"})
+    yield volume.name
+    try:
+        volume.remove(force=True)
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def test_network(docker_client):
+    network = docker_client.networks.create(new_name("pachstudio-test-net"), driver="bridge", labels={LABEL: "1"})
+    yield network.name
+    try:
+        network.remove()
+    except Exception:
+        pass
