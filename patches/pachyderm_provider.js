@@ -19,11 +19,12 @@
     },
     {
       name: "repo", type: "text", label: "Repository", required: true, placeholder: "images",
+      description: "Name of the repo in that project",
       schema: __STRING__().min(1, "Repository is required")
     },
     {
       name: "branch", type: "text", label: "Branch", placeholder: "master",
-      description: "A Target creates the branch if it is missing",
+      description: "A Target creates it if it is missing",
       schema: __STRING__().default("master")
     },
     {
