@@ -47,3 +47,20 @@ def listing(pach, repo, ref='master', project='default', prefix='/') -> set:
         if info.file_type == pfs.FileType.FILE:
             out.add(info.file.path.lstrip('/'))
     return out
+
+
+def error_text(answer) -> str:
+    """Every message string of a Label Studio error answer, unescaped."""
+    def strings(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+        elif isinstance(value, str):
+            yield value
+    try:
+        return '\n'.join(strings(answer.json()))
+    except ValueError:
+        return answer.text

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from ls_helpers import IMAGE_CONFIG, TEXT_CONFIG, make_repo, put
+from ls_helpers import error_text, IMAGE_CONFIG, TEXT_CONFIG, make_repo, put
 
 from plugins.labelstudio import CLUSTER_SECRET
 
@@ -218,7 +218,7 @@ def test_check_connection_says_what_is_wrong(labelstudio, check_repo, fields, me
     for path in ('/api/storages/pachyderm/validate', '/api/storages/pachyderm'):
         answer = labelstudio.api('POST', path, json=body)
         assert answer.status_code == 400, (path, answer.text)
-        assert message in answer.text, answer.text
+        assert message in error_text(answer), answer.text
     assert labelstudio.api('GET', f'/api/storages/pachyderm?project={project["id"]}', expect=200).json() == []
 
 

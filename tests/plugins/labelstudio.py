@@ -47,58 +47,16 @@ def clean_env(**extra) -> dict:
     return env
 
 
-class MountServerProcess:
-    """`pachstudio mount-server` as the contract describes it, on a real FUSE mount."""
+def session_mount_server(root: pathlib.Path, pachd_address: str):
+    """The mount plugin's `MountServer`, started once for the session. Its cluster comes from a
+    pachctl config in its HOME holding a session token, so tests can prove the token never leaks."""
+    from plugins.mount import MountServer
 
-    def __init__(self, root: pathlib.Path, pachd_address: str):
-        self.root = root
-        self.mount_dir = root / 'pfs'
-        self.state = root / 'state'
-        self.port = free_port()
-        self.pachd_address = pachd_address
-        self.log_path = root / 'mount-server.log'
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f'http://127.0.0.1:{self.port}'
-
-    def start(self):
-        self.mount_dir.mkdir(parents=True, exist_ok=True)
-        self.state.mkdir(parents=True, exist_ok=True)
-        config = self.root / 'pach-config.json'
-        config.write_text(json.dumps({'v2': {'active_context': 'test', 'contexts': {'test': {
-            'pachd_address': self.pachd_address, 'session_token': CLUSTER_SECRET}}}}))
-        env = clean_env(PACH_CONFIG=config, HOME=self.root)
-        env.pop('PACHD_ADDRESS', None)
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'pachstudio.cli', 'mount-server', '--mount-dir', str(self.mount_dir),
-             '--state', str(self.state), '--port', str(self.port)],
-            stdout=open(self.log_path, 'ab'), stderr=subprocess.STDOUT, env=env)
-        wait_for_port(self.port, self.proc, timeout=60)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + '/health', timeout=2).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError('mount server never answered /health')
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        subprocess.run(['fusermount', '-u', '-z', str(self.mount_dir)], capture_output=True)
-        subprocess.run(['umount', '-l', str(self.mount_dir)], capture_output=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors='replace') if self.log_path.exists() else ''
+    config = root / '.pachyderm' / 'config.json'
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({'v2': {'active_context': 'test', 'contexts': {'test': {
+        'pachd_address': pachd_address, 'session_token': CLUSTER_SECRET}}}}))
+    return MountServer(root, None, env={'PACH_CONTEXT': 'test'}).start(timeout=60)
 
 
 def template_dir() -> pathlib.Path:
@@ -118,7 +76,7 @@ def template_dir() -> pathlib.Path:
 class LabelStudio:
     """A running Label Studio; `.session` carries the token, helpers wrap the storage API."""
 
-    def __init__(self, root: pathlib.Path, mount_api: str, mount_dir: pathlib.Path):
+    def __init__(self, root: pathlib.Path, mount_api: str, mount_dir):
         self.root = root
         self.data_dir = root / 'ls-data'
         template_dir().parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +84,7 @@ class LabelStudio:
         self.port = free_port()
         self.token = TOKEN
         self.mount_api = mount_api
-        self.mount_dir = mount_dir
+        self.mount_dir = pathlib.Path(mount_dir)
         self.log_path = root / 'gunicorn.log'
         self.proc = None
         self.gunicorn_timeout = 120
@@ -257,14 +215,15 @@ class LabelStudio:
 @pytest.fixture(scope='session')
 def ls_mount_server(tmp_path_factory, shared_pfs_server):
     """Session-wide mount server on the shared PFS server (the `mount_server` fixture is per test)."""
-    server = MountServerProcess(tmp_path_factory.mktemp('ls-mount'), shared_pfs_server.address).start()
+    server = session_mount_server(tmp_path_factory.mktemp('ls-mount'), shared_pfs_server.address)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope='session')
 def labelstudio(tmp_path_factory, ls_mount_server):
-    ls = LabelStudio(tmp_path_factory.mktemp('labelstudio'), ls_mount_server.url, ls_mount_server.mount_dir)
+    ls = LabelStudio(tmp_path_factory.mktemp('labelstudio'), ls_mount_server.api,
+                     pathlib.Path(ls_mount_server.mount_dir))
     ls.start()
     yield ls
     ls.stop()
