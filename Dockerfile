@@ -58,11 +58,7 @@ RUN --mount=type=bind,target=/ctx,rw \
     pip install --no-cache-dir --no-deps --no-build-isolation --no-index /ctx \
  && rm -rf /ctx/build /ctx/src/*.egg-info \
  && site="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
- && if [ -f /ctx/patches/apply_frontend.py ]; then \
-        python3 /ctx/patches/apply_frontend.py "$site/label_studio"; \
-    else \
-        echo "WARNING: patches/apply_frontend.py not there yet: no Pachyderm tile in the frontend" >&2; \
-    fi \
+ && python3 /ctx/patches/apply_frontend.py "$site/label_studio" \
  && python3 -c "import pachstudio.cli, label_studio, pachyderm_sdk, fuse, supervisor, gunicorn" \
  && mkdir -p /usr/local/lib/pachstudio \
  && find "$site" -path '*/migrations/*.py' -printf '%P %s\n' | sort | md5sum | cut -d' ' -f1 \

@@ -72,13 +72,7 @@ check_fuse() {
 # Sets CLUSTER_MODE (embedded|remote) and CLUSTER_ADDRESS from pachstudio.cluster's verdict.
 find_cluster() {
 	local out rc=0 err="$RUN_DIR/cluster-check.err"
-	# TEMPORARY, until pachstudio.cluster lands: without it, no config can be read.
-	if [ ! -f "$SITE/pachstudio/cluster.py" ]; then
-		log "WARNING: pachstudio.cluster is not in this build: ignoring any cluster config"
-		out=none
-	else
-		out="$(python -m pachstudio.cluster --check 2>"$err")" || rc=$?
-	fi
+	out="$(python -m pachstudio.cluster --check 2>"$err")" || rc=$?
 	if [ "$rc" -ne 0 ]; then
 		die "the Pachyderm cluster config cannot be used:
     $(sed 's/^/    /' "$err" | sed '1s/^    //')
@@ -151,11 +145,6 @@ appliance() {
 	export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-pachstudio.labelstudio.settings}"
 	SITE="$(site_packages)"
 	LABEL_STUDIO_PATH="$SITE/label_studio"
-	# TEMPORARY, until pachstudio.labelstudio.settings lands: stock Label Studio, no Pachyderm storage.
-	if [ "$DJANGO_SETTINGS_MODULE" = pachstudio.labelstudio.settings ] && [ ! -f "$SITE/pachstudio/labelstudio/settings.py" ]; then
-		log "WARNING: pachstudio.labelstudio.settings is not in this build: stock Label Studio settings, no Pachyderm storage"
-		export DJANGO_SETTINGS_MODULE=label_studio.core.settings.label_studio
-	fi
 	export LABEL_STUDIO_PATH
 
 	find_cluster

@@ -56,8 +56,9 @@ def wait_storage(api, path, timeout=120):
         time.sleep(0.5)
 
 
-def import_and_label(api, labels_repo="labels", annotate=3):
-    """Project + Pachyderm Source over `images`, sync, Target on `labels_repo`, annotate."""
+def import_and_label(api, client, labels_repo="labels", annotate=3):
+    """Project + Pachyderm Source over `images`, sync, Target on a new repo `labels_repo`, annotate."""
+    client.pfs.create_repo(repo=pfs.Repo.from_uri(labels_repo))
     project = api.create_project()
     source = api.call("POST", "/api/storages/pachyderm", json={
         "project": project["id"], "title": "images", "pach_project": "default", "repo": "images",
@@ -95,7 +96,7 @@ def test_embedded_default_flow(appliance_factory, data_volume):
     client = wait_for_client(app.pachd_address)
     put_source_files(client)
     api = app.api()
-    project, target, annotations = import_and_label(api)
+    project, target, annotations = import_and_label(api, client)
     commit = target_sync_makes_one_commit(api, client, target, annotations)
     assert commit.description, "the commit says what it holds"
     # A second Target Sync with nothing new adds no commit.
@@ -147,7 +148,7 @@ def test_remote_cluster_on_a_user_defined_network(appliance_factory, test_networ
     rc, _ = app.exec("sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/30650")
     assert rc != 0, "no embedded server runs when a cluster is configured"
     api = app.api()
-    project, target, annotations = import_and_label(api)
+    project, target, annotations = import_and_label(api, remote)
     target_sync_makes_one_commit(api, remote, target, annotations)
 
 
@@ -157,7 +158,7 @@ def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_vol
     client = wait_for_client(first.pachd_address)
     put_source_files(client)
     api = first.api()
-    project, target, annotations = import_and_label(api, annotate=2)
+    project, target, annotations = import_and_label(api, client, annotate=2)
     first.stop()
     assert first.state()["ExitCode"] == 0, first.logs()[-3000:]
     first.remove()
