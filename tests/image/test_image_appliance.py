@@ -110,8 +110,16 @@ def test_signup_without_invite_is_refused_and_token_stays_secret(appliance_facto
     app = appliance_factory(volume=data_volume).wait_healthy()
     import requests
 
-    r = requests.get(app.url + "/user/signup/", timeout=30, allow_redirects=False)
+    http = requests.Session()
+    assert http.get(app.url + "/user/signup/", timeout=30).status_code == 200
+    csrf = http.cookies.get("csrftoken")
+    r = http.post(app.url + "/user/signup/", data={"email": "intruder@example.com", "password": "intruder-pass-1",
+                  "csrfmiddlewaretoken": csrf}, headers={"Referer": app.url + "/user/signup/"},
+                  timeout=30, allow_redirects=False)
     assert r.status_code == 403
+    users = app.api().call("GET", "/api/users/")
+    users = users["results"] if isinstance(users, dict) else users
+    assert [u["email"] for u in users] == [ADMIN]
     assert TOKEN not in app.logs()
     assert PASSWORD not in app.logs()
     # The first user's token works for the API (the legacy token is enabled for it).

@@ -73,6 +73,7 @@ class Appliance:
         self.ports = ports
         self.tmp_path = tmp_path
         self.container = None
+        self.saved_logs = ""
 
     def start(self):
         kwargs = dict(detach=True, name=self.name, labels={LABEL: "1"}, environment=self.env,
@@ -98,7 +99,11 @@ class Appliance:
         return self
 
     def logs(self) -> str:
-        return self.container.logs().decode(errors="replace")
+        try:
+            self.saved_logs = self.container.logs().decode(errors="replace")
+        except Exception:  # removed already: what was read last
+            pass
+        return self.saved_logs
 
     def state(self) -> dict:
         self.container.reload()
@@ -136,6 +141,7 @@ class Appliance:
 
     def remove(self):
         if self.container is not None:
+            self.logs()
             try:
                 self.container.remove(force=True)
             except Exception:
