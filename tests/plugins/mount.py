@@ -1,6 +1,7 @@
 """Fixtures that run the mount server as a real process with a real FUSE mount."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -8,7 +9,12 @@ import time
 import httpx
 import pytest
 
-from .pfs import free_port
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class MountServer:

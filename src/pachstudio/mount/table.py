@@ -42,6 +42,11 @@ class MountSpec:
         return f"{self.project}/{self.repo}@{at} ({self.mode})"
 
 
+def finished(info) -> bool:
+    """betterproto reads an unset Timestamp as 1970-01-01, which is truthy: compare, don't test."""
+    return info.finished is not None and info.finished.timestamp() > 0
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
         raise BadRequest(f"mount name {name!r}: use letters, digits and _ . - @ + = (no '/', "
@@ -116,15 +121,14 @@ class MountTable:
         head = info.head
         for _ in range(100):
             c = self.remote.inspect_commit(pfs.Commit(id=head.id, repo=repo, branch=b))
-            if c.finished or not c.parent_commit or not c.parent_commit.id:
+            if finished(c) or not c.parent_commit or not c.parent_commit.id:
                 return c, head.id
             head = c.parent_commit
         return c, head.id
 
     def _tree(self, repo: pfs.Repo, info) -> CommitTree:
         commit = pfs.Commit(id=info.commit.id, repo=repo)
-        mtime = (info.finished or info.started).timestamp() if (info.finished or info.started) \
-            else time.time()
+        mtime = info.finished.timestamp() if finished(info) else time.time()
         return CommitTree(self.remote, commit, self.cache, mtime)
 
     # -- mounting -----------------------------------------------------------------------------
@@ -239,7 +243,7 @@ class MountTable:
         if open_id:
             try:
                 info = self.remote.inspect_commit(pfs.Commit(id=open_id, repo=repo))
-                if info.finished:
+                if finished(info):
                     staging.complete(self._tree(repo, info))
                     mount.tree = staging.base
                     return
@@ -266,7 +270,6 @@ class MountTable:
                 staging.merge_back()  # only empty folders: PFS keeps no folders without files
                 return {"commit": None, "added": 0, "changed": 0, "deleted": 0,
                         "message": "nothing to commit"}
-            mount.state = "committing"
             try:
                 info = self._upload(mount, repo, plan, description)
             except MountError as e:
@@ -296,6 +299,7 @@ class MountTable:
         branch = pfs.Branch(repo=repo, name=spec.branch)
         commit = self.remote.start_commit(branch, description)
         mount.staging.set_meta(open_commit=commit.id)
+        mount.state = "committing"
         self.remote.modify_file(self._requests(commit, plan))
         self.remote.finish_commit(commit)
         return self.remote.inspect_commit(pfs.Commit(id=commit.id, repo=repo), wait=True)

@@ -1,0 +1,69 @@
+import json
+import os
+
+import pytest
+from pachyderm_sdk.api import pfs
+
+
+def put(pach, uri: str, files: dict, description: str = "") -> str:
+    """One SDK commit on `uri` (project/repo@branch): {path: bytes, or None to delete}."""
+    with pach.pfs.commit(branch=pfs.Branch.from_uri(uri), description=description) as c:
+        for path, data in files.items():
+            if data is None:
+                c.delete_file(path=path)
+            else:
+                c.put_file_from_bytes(path=path, data=data)
+    return c.id
+
+
+def read(pach, uri: str) -> bytes:
+    return b"".join(m.value for m in pach.pfs.get_file(file=pfs.File.from_uri(uri)))
+
+
+def tree(pach, uri: str) -> dict:
+    """{path: bytes} of every file at a branch or commit (`repo@ref`)."""
+    commit = pfs.Commit.from_uri(uri)
+    out = {}
+    for info in pach.pfs.walk_file(file=pfs.File(commit=commit, path="/")):
+        if info.file_type != pfs.FileType.DIR:
+            out[info.file.path] = b"".join(
+                m.value for m in pach.pfs.get_file(file=pfs.File(commit=commit, path=info.file.path)))
+    return out
+
+
+def commits(pach, uri: str) -> list:
+    """Commit ids of a branch, newest first."""
+    branch = pfs.Branch.from_uri(uri)
+    head = pach.pfs.inspect_branch(branch=branch).head
+    return [c.commit.id for c in pach.pfs.list_commit(repo=branch.repo, to=head)]
+
+
+def ndjson(response) -> list:
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def mount(ms, name, repo, mode="ro", **spec):
+    r = ms.call("PUT", "/_mount", {"mounts": [{"name": name, "repo": repo, "mode": mode, **spec}]})
+    assert r.status_code == 200, r.text
+    return r.json()["mounted"][0]
+
+
+def stats(ms) -> dict:
+    return ms.call("GET", "/stats").json()["calls"]
+
+
+@pytest.fixture
+def images(pach):
+    pach.pfs.create_repo(repo=pfs.Repo.from_uri("images"))
+    return "images"
+
+
+def local_tree(root: str) -> dict:
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            full = os.path.join(dirpath, n)
+            with open(full, "rb") as f:
+                out["/" + os.path.relpath(full, root)] = f.read()
+    return out

@@ -1,0 +1,118 @@
+"""Read-only mounts: files committed through the SDK appear under <mount-dir>/<name>/ and read
+exactly; reads fetch only what they need and are cached; branch mounts follow and refresh."""
+import os
+import subprocess
+
+from conftest import local_tree, mount, ndjson, put, stats
+
+
+def test_files_committed_through_the_sdk_read_exactly(mount_server, pach, images):
+    files = {"/a.txt": b"alpha", "/dir/b.bin": bytes(range(256)) * 100, "/dir/sub/c.json": b"{}",
+             "/empty": b""}
+    commit = put(pach, "images@master", files)
+    state = mount(mount_server, "img", images)
+    assert state["commit"] == commit and state["mode"] == "ro"
+    root = os.path.join(mount_server.mount_dir, "img")
+    assert state["mountpoint"] == root
+    assert local_tree(root) == files
+    assert sorted(os.listdir(root)) == ["a.txt", "dir", "empty"]
+    assert os.path.isdir(os.path.join(root, "dir", "sub"))
+    assert os.stat(os.path.join(root, "dir/b.bin")).st_size == 25600
+    found = subprocess.run(["find", root, "-type", "f"], capture_output=True, text=True, check=True)
+    assert sorted(p[len(root):] for p in found.stdout.split()) == sorted(files)
+    assert not os.path.exists(os.path.join(root, "missing.txt"))
+
+
+def test_writes_to_a_read_only_mount_are_refused(mount_server, pach, images):
+    put(pach, "images@master", {"/a.txt": b"alpha"})
+    mount(mount_server, "img", images)
+    root = os.path.join(mount_server.mount_dir, "img")
+    for attempt in (lambda: open(os.path.join(root, "new.txt"), "w"),
+                    lambda: open(os.path.join(root, "a.txt"), "a"),
+                    lambda: os.unlink(os.path.join(root, "a.txt")),
+                    lambda: os.mkdir(os.path.join(root, "d"))):
+        try:
+            attempt()
+            raise AssertionError("a write to a read-only mount succeeded")
+        except OSError as e:
+            assert e.errno == 30  # EROFS
+    assert open(os.path.join(root, "a.txt"), "rb").read() == b"alpha"
+
+
+def test_random_access_reads_fetch_only_what_they_need_and_are_cached(mount_server, pfs_server,
+                                                                     pach, images):
+    size = 48 << 20
+    data = bytes((i * 7) % 251 for i in range(1 << 20)) * 48
+    put(pach, "images@master", {"/big.bin": data})
+    mount(mount_server, "img", images)
+    path = os.path.join(mount_server.mount_dir, "img", "big.bin")
+    with open(path, "rb", buffering=0) as f:
+        f.seek(40 << 20)
+        assert f.read(100) == data[40 << 20:(40 << 20) + 100]
+        f.seek(12345)
+        assert f.read(10) == data[12345:12355]
+        f.seek(size - 5)
+        assert f.read(100) == data[-5:]
+    cached = mount_server.call("GET", "/stats").json()["cache_bytes"]
+    assert cached <= 16 << 20, f"three small reads brought {cached} bytes"
+
+    with open(path, "rb") as f:
+        assert f.read() == data
+    gets = stats(mount_server)["get_file"]
+    pfs_server.kill()  # a second read must not need the cluster
+    with open(path, "rb") as f:
+        assert f.read() == data
+    assert stats(mount_server)["get_file"] == gets
+
+
+def test_pinned_commit_mount_keeps_showing_that_commit(mount_server, pach, images):
+    first = put(pach, "images@master", {"/a.txt": b"v1", "/gone.txt": b"x"})
+    put(pach, "images@master", {"/a.txt": b"v2", "/gone.txt": None, "/new.txt": b"n"})
+    state = mount(mount_server, "old", images, commit=first)
+    assert state["commit"] == first
+    root = os.path.join(mount_server.mount_dir, "old")
+    assert local_tree(root) == {"/a.txt": b"v1", "/gone.txt": b"x"}
+    refreshed = mount_server.call("PUT", "/_refresh", {"mount": "old"}).json()
+    assert refreshed["commit"] == first
+    assert local_tree(root) == {"/a.txt": b"v1", "/gone.txt": b"x"}
+
+
+def test_branch_mount_reports_commits_behind_and_refresh_moves_it(mount_server, pach, images):
+    first = put(pach, "images@master", {"/a.txt": b"v1"})
+    mount(mount_server, "img", images)
+    second = put(pach, "images@master", {"/a.txt": b"v2"})
+    third = put(pach, "images@master", {"/b.txt": b"b"})
+    state = mount_server.call("GET", "/mounts").json()["mounted"][0]
+    assert state["commit"] == first and state["latest_commit"] == third
+    assert state["how_many_commits_behind"] == 2
+    root = os.path.join(mount_server.mount_dir, "img")
+    assert open(os.path.join(root, "a.txt"), "rb").read() == b"v1"
+    state = mount_server.call("PUT", "/_refresh", {"mount": "img"}).json()
+    assert state["commit"] == third and state["how_many_commits_behind"] == 0
+    assert local_tree(root) == {"/a.txt": b"v2", "/b.txt": b"b"}
+    diff = ndjson(mount_server.call("GET", f"/mounts/img/diff?since={first}"))
+    assert sorted((d["path"], d["change"], d["size"]) for d in diff) == [
+        ("a.txt", "changed", 2), ("b.txt", "added", 1)]
+    assert second
+
+
+def test_files_listing_and_diff_streams(mount_server, pach, images):
+    first = put(pach, "images@master", {"/img/1.png": b"1", "/img/2.png": b"22",
+                                        "/img/deep/3.png": b"333", "/top.txt": b"t"})
+    second = put(pach, "images@master", {"/img/1.png": None, "/img/2.png": b"two",
+                                         "/img/4.png": b"4444"})
+    mount(mount_server, "img", images)
+    everything = ndjson(mount_server.call("GET", "/mounts/img/files"))
+    assert sorted((f["path"], f["size"]) for f in everything) == [
+        ("img/2.png", 3), ("img/4.png", 4), ("img/deep/3.png", 3), ("top.txt", 1)]
+    assert {f["commit"] for f in everything} == {second}
+    flat = ndjson(mount_server.call("GET", "/mounts/img/files",
+                                    params={"prefix": "img", "recursive": "false"}))
+    assert sorted(f["path"] for f in flat) == ["img/2.png", "img/4.png"]
+    deep = ndjson(mount_server.call("GET", "/mounts/img/files", params={"prefix": "/img/"}))
+    assert sorted(f["path"] for f in deep) == ["img/2.png", "img/4.png", "img/deep/3.png"]
+    assert ndjson(mount_server.call("GET", "/mounts/img/files", params={"prefix": "nope"})) == []
+    diff = ndjson(mount_server.call("GET", f"/mounts/img/diff?since={first}"))
+    assert sorted((d["path"], d["change"]) for d in diff) == [
+        ("img/1.png", "deleted"), ("img/2.png", "changed"), ("img/4.png", "added")]
+    assert ndjson(mount_server.call("GET", f"/mounts/img/diff?since={second}")) == []
