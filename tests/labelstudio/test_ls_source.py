@@ -2,9 +2,10 @@
 import json
 
 import pytest
+from pachyderm_sdk.api import pfs
 from ls_helpers import error_text, IMAGE_CONFIG, TEXT_CONFIG, make_repo, put
 
-from plugins.labelstudio import CLUSTER_SECRET
+from plugins.labelstudio import CLUSTER_SECRET, free_port
 
 
 def by_path(tasks) -> dict:
@@ -249,3 +250,37 @@ def test_no_cluster_token_in_answers_or_logs(labelstudio, ls_mount_server, check
     for text in answers + [labelstudio.log()]:
         assert CLUSTER_SECRET not in text
     assert not [k for k in json.loads(answers[1]) if 'token' in k or 'secret' in k]
+
+
+def test_a_failed_sync_shows_its_reason_on_the_card(labelstudio, ls_pach):
+    repo = make_repo(ls_pach)
+    put(ls_pach, repo, {'a.png': b'a'})
+    project = labelstudio.create_project(label_config=IMAGE_CONFIG)
+    source = labelstudio.create_source(project['id'], repo=repo, use_blob_urls=True)
+    ls_pach.pfs.delete_repo(repo=pfs.Repo.from_uri(f'default/{repo}'), force=True)
+
+    answer = labelstudio.api('POST', f'/api/storages/pachyderm/{source["id"]}/sync', expect=200).json()
+    assert answer['status'] in ('queued', 'in_progress', 'failed')
+    card = labelstudio.wait_storage(source['id'])
+
+    assert card['status'] == 'failed'
+    assert repo in card['traceback'] and 'not found' in card['traceback'], card['traceback']
+    assert 'Traceback (most recent call last)' not in card['traceback']
+    assert labelstudio.tasks(project['id']) == []
+
+
+def test_unreachable_cluster_is_named(labelstudio, ls_mount_server, check_repo):
+    repo, _ = check_repo
+    project = labelstudio.create_project()
+    before = ls_mount_server.call('GET', '/config').json()['pachd_address']
+    dead = f'grpc://127.0.0.1:{free_port()}'
+    assert ls_mount_server.call('PUT', '/config', json={'pachd_address': dead}).status_code == 200
+    try:
+        answer = labelstudio.api('POST', '/api/storages/pachyderm/validate', json={
+            'project': project['id'], 'repo': repo, 'pach_project': 'default'})
+        assert answer.status_code == 400
+        assert f'Pachyderm cluster unreachable at {dead}' in error_text(answer), answer.text
+    finally:
+        ls_mount_server.call('PUT', '/config', json={'pachd_address': before})
+    labelstudio.api('POST', '/api/storages/pachyderm/validate', expect=200,
+                    json={'project': project['id'], 'repo': repo})

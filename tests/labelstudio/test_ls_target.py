@@ -133,7 +133,7 @@ def test_annotations_that_bypass_signals_are_staged_by_sync(labelstudio, ls_pach
 @pytest.mark.parametrize('fields, message', [
     ({'repo': 'no-such-repo'}, 'repo "no-such-repo" not found'),
     ({'pach_project': 'no-such-project'}, 'project "no-such-project" not found'),
-    ({'file_format': 'xml'}, 'file_format'),
+    ({'file_format': 'xml'}, '"xml" is not a valid choice'),
     ({'prefix': '../up'}, 'leaves its folder'),
 ])
 def test_bad_target_is_refused_with_the_reason(labelstudio, ls_pach, fields, message):

@@ -187,7 +187,7 @@ class LabelStudio:
                 return storage
             if time.monotonic() > deadline:
                 raise TimeoutError(f'storage {storage_id} still {storage["status"]}: {storage}')
-            time.sleep(0.1)
+            time.sleep(0.02)
 
     def sync(self, storage_id, target=False, timeout=300) -> dict:
         kind = 'export/pachyderm' if target else 'pachyderm'

@@ -11,7 +11,9 @@ from io_storages.api import (
     ImportStorageSyncAPI,
     ImportStorageValidateAPI,
 )
+from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
 
 from . import background
 from .models import PachydermExportStorage, PachydermImportStorage
@@ -28,7 +30,21 @@ class PachydermImportStorageDetailAPI(ImportStorageDetailAPI):
     serializer_class = PachydermImportStorageSerializer
 
 
-class PachydermImportStorageSyncAPI(ImportStorageSyncAPI):
+class QueueSyncMixin:
+    """Sync only queues: the connection is checked by the job itself, so whatever is wrong
+    (a repo deleted since, an unreachable cluster) shows on the storage card with its reason."""
+
+    def post(self, request, *args, **kwargs):
+        storage = self.get_object()
+        if not storage.synchronizable:
+            return Response(status=status.HTTP_400_BAD_REQUEST,
+                            data={'message': f'Storage {storage.id} is not synchronizable'})
+        storage.sync()
+        storage.refresh_from_db()
+        return Response(self.serializer_class(storage).data)
+
+
+class PachydermImportStorageSyncAPI(QueueSyncMixin, ImportStorageSyncAPI):
     serializer_class = PachydermImportStorageSerializer
 
 
@@ -59,7 +75,7 @@ class PachydermExportStorageDetailAPI(ExportStorageDetailAPI):
     serializer_class = PachydermExportStorageSerializer
 
 
-class PachydermExportStorageSyncAPI(ExportStorageSyncAPI):
+class PachydermExportStorageSyncAPI(QueueSyncMixin, ExportStorageSyncAPI):
     serializer_class = PachydermExportStorageSerializer
 
 

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -26,6 +27,19 @@ logger = logging.getLogger(__name__)
 BATCH = 500
 PATH_FIELD, COMMIT_FIELD = 'pachyderm_path', 'pachyderm_commit'
 DELETED_FIELD, CHANGED_FIELD = 'pachyderm_deleted', 'pachyderm_changed'
+
+
+class Timer:
+    """Seconds per phase, kept in the storage's meta: where a slow sync spent its time."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+        self.laps = {}
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
 
 
 class NotTasks(ValueError):
@@ -266,12 +280,26 @@ def _full_scan(storage, keep):
     return added, [], deleted
 
 
+def _current_state(storage) -> dict:
+    """Move the read-only mount to the branch head; mount first only when it is not there yet."""
+    if storage.commit:
+        return connection.ensure_mount(storage)
+    try:
+        return mount_api.refresh(storage.mount)
+    except MountError as exc:
+        if exc.status != 404:
+            raise
+    connection.ensure_mount(storage)
+    return mount_api.refresh(storage.mount)
+
+
 def sync_source(storage):
     if storage.status != storage.Status.QUEUED:
         storage.info_set_queued()
     storage.info_set_in_progress()
-    connection.ensure_mount(storage)
-    state = mount_api.refresh(storage.mount) if not storage.commit else mount_api.mount(storage.mount_spec())
+    timer = Timer()
+    state = _current_state(storage)
+    timer.lap('mount')
     head = state.get('commit') or ''
     keep = storage.key_filter()
     signature = scan_signature(storage)
@@ -291,12 +319,14 @@ def sync_source(storage):
             added, changed, deleted = _full_scan(storage, keep)
     else:
         added, changed, deleted = _full_scan(storage, keep)
+    timer.lap('list' if mode.startswith('full') else 'diff')
 
     work = SourceSync(storage, head)
     work.deleted(deleted)
     work.changed(changed)
     work.added(added)
     out = work.out
+    timer.lap('tasks')
 
     from io_storages.base_models import backfill_fsm_states_for_tasks
 
@@ -309,7 +339,8 @@ def sync_source(storage):
     storage.synced_filter = signature
     storage.save(update_fields=['synced_commit', 'synced_filter'])
     total = work.Link.objects.filter(storage=storage).count()
-    counts = dict(commit=head, sync_mode=mode, files_added=len(added), files_changed=len(changed),
+    timer.lap('finish')
+    counts = dict(commit=head, sync_mode=mode, seconds=timer.laps, files_added=len(added), files_changed=len(changed),
                   files_deleted=len(deleted), tasks_updated=out.updated, tasks_removed=out.removed,
                   tasks_marked_deleted=out.marked, files_skipped=len(out.errors),
                   tasks_existed=max(total - out.created, 0))
