@@ -11,16 +11,21 @@ N = 100_000
 
 
 def put_many(pach, n: int):
-    """All files in one ModifyFile (the SDK's one-file-per-call helpers would take minutes)."""
+    """All files in one ModifyFile. The messages are encoded once and copied with the name
+    swapped (same length), since betterproto needs ~1 ms a message on a busy machine."""
     branch = pfs.Branch.from_uri("images@master")
+    template = bytes(pfs.ModifyFileRequest(add_file=pfs.AddFile(path="/big/@@@@@@.txt",
+                                                                raw=b"######")))
 
     def requests(commit):
-        yield pfs.ModifyFileRequest(set_commit=commit)
+        yield bytes(pfs.ModifyFileRequest(set_commit=commit))
         for i in range(n):
-            yield pfs.ModifyFileRequest(add_file=pfs.AddFile(path=f"/big/{i:06d}.txt",
-                                                             raw=str(i).encode()))
+            name = f"{i:06d}".encode()
+            yield template.replace(b"@@@@@@", name).replace(b"######", name)
     commit = pach.pfs.start_commit(branch=branch)
-    pach.pfs.modify_file(requests(commit))
+    modify = pach._channel.stream_unary("/pfs_v2.API/ModifyFile", request_serializer=bytes,
+                                        response_deserializer=bytes)
+    modify(requests(commit))
     pach.pfs.finish_commit(commit=commit)
 
 
@@ -33,11 +38,11 @@ def test_folder_of_100000_files(mount_server, pach, images):
     names = os.listdir(folder)
     assert len(names) == N and sorted(names)[12345] == "012345.txt"
     for name in random.Random(1).sample(names, 500):
-        assert os.stat(os.path.join(folder, name)).st_size == len(str(int(name[:6])))
+        assert os.stat(os.path.join(folder, name)).st_size == 6
     with open(os.path.join(folder, "099999.txt"), "rb") as f:
-        assert f.read() == b"99999"
+        assert f.read() == b"099999"
     listed = ndjson(mount_server.call("GET", "/mounts/img/files", params={"prefix": "big"}))
-    assert len(listed) == N and listed[0] == {"path": "big/000000.txt", "size": 1,
+    assert len(listed) == N and listed[0] == {"path": "big/000000.txt", "size": 6,
                                               "commit": listed[0]["commit"]}
     after = stats(mount_server)
     assert after["list_file"] - before.get("list_file", 0) == 1

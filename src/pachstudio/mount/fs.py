@@ -117,14 +117,14 @@ class PachydermFS(Operations):
                 raise FuseOSError(errno.ENOENT)
             if node.is_dir:
                 raise FuseOSError(errno.EISDIR)
-            return self._add_handle((mount, mount.tree, rel))
+            return self._add_handle(("ro", mount.tree, rel))
         h = mount.staging.open(rel, writable, truncate=bool(flags & os.O_TRUNC) and writable)
-        return self._add_handle((mount, mount.staging, h))
+        return self._add_handle(("rw", mount.staging, h))
 
     @translated
     def read(self, path, size, offset, fh):
-        mount, view, h = self.handles[fh]
-        if view is mount.tree and mount.staging is None:
+        kind, view, h = self.handles[fh]
+        if kind == "ro":  # the tree it was opened in, even if a refresh moved the mount since
             return view.read(h, offset, size)
         return view.read(h, size, offset)
 
@@ -132,7 +132,7 @@ class PachydermFS(Operations):
     def release(self, path, fh):
         with self._lock:
             entry = self.handles.pop(fh, None)
-        if entry is not None and entry[0].staging is not None and entry[1] is entry[0].staging:
+        if entry is not None and entry[0] == "rw":
             entry[1].release(entry[2])
         return 0
 
@@ -147,21 +147,20 @@ class PachydermFS(Operations):
     @translated
     def create(self, path, mode, fi=None):
         staging, rel = self._rw(path)
-        mount, _ = self._split(path)
-        return self._add_handle((mount, staging, staging.create(rel)))
+        return self._add_handle(("rw", staging, staging.create(rel)))
 
     @translated
     def write(self, path, data, offset, fh):
-        mount, view, h = self.handles[fh]
-        if mount.staging is None or view is not mount.staging:
+        kind, view, h = self.handles[fh]
+        if kind != "rw":
             raise FuseOSError(errno.EROFS)
         return view.write(h, data, offset)
 
     @translated
     def truncate(self, path, length, fh=None):
         staging, rel = self._rw(path)
-        h = self.handles.get(fh, (None, None, None))[2] if fh else None
-        staging.truncate(rel, length, h if h is not None and hasattr(h, "writable") else None)
+        kind, _, h = self.handles.get(fh, (None, None, None)) if fh else (None, None, None)
+        staging.truncate(rel, length, h if kind == "rw" else None)
         return 0
 
     @translated
@@ -196,7 +195,7 @@ class PachydermFS(Operations):
     @translated
     def fsync(self, path, datasync, fh):
         entry = self.handles.get(fh)
-        if entry and getattr(entry[2], "fd", None) is not None:
+        if entry and entry[0] == "rw" and entry[2].fd is not None:
             os.fsync(entry[2].fd)
         return 0
 

@@ -57,11 +57,10 @@ class CommitTree:
                 raise NotFound(f"{path} is not a folder in commit {self.commit_id}")
         entries = {}
         try:
-            for info in self.remote.list_dir(self.commit, path):
-                name = posixpath.basename(info.file.path.rstrip("/"))
+            for entry_path, is_dir, size in self.remote.list_dir(self.commit, path):
+                name = posixpath.basename(entry_path.rstrip("/"))
                 if name:
-                    entries[name] = Node(is_dir=info.file_type == pfs.FileType.DIR,
-                                         size=int(info.size_bytes or 0))
+                    entries[name] = Node(is_dir=is_dir, size=size)
         except NotFound:
             if path != "/":
                 raise
@@ -85,9 +84,9 @@ class CommitTree:
 
     def walk(self, path: str = "/"):
         """(path, Node) of every file under `path`, from one streamed WalkFile."""
-        for info in self.remote.walk(self.commit, clean(path)):
-            if info.file_type != pfs.FileType.DIR:
-                yield info.file.path, Node(is_dir=False, size=int(info.size_bytes or 0))
+        for entry_path, is_dir, size in self.remote.walk(self.commit, clean(path)):
+            if not is_dir:
+                yield entry_path, Node(is_dir=False, size=size)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         path = clean(path)

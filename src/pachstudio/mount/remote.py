@@ -13,6 +13,7 @@ from pachyderm_sdk.api import pfs
 from pachyderm_sdk.errors import AuthServiceNotActivated
 
 from ..cluster import ClusterConfig
+from . import wire
 from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
 
 NOT_CONFIGURED = "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, " \
@@ -147,13 +148,24 @@ class Remote:
         return list(self.stream("list_commit", f"listing commits of {repo.as_uri()}",
                                 lambda c: c.pfs.list_commit(repo=repo, to=to, from_=since)))
 
-    def list_dir(self, commit: pfs.Commit, path: str) -> Iterator:
-        return self.stream("list_file", f"listing {path}",
-                           lambda c: c.pfs.list_file(file=pfs.File(commit=commit, path=path)))
+    @staticmethod
+    def _raw(client, method: str, decode):
+        """A server-streaming call of pfs_v2.API decoded by `wire` (through the SDK's channel,
+        so its token metadata is sent)."""
+        return client._channel.unary_stream(f"/pfs_v2.API/{method}", request_serializer=bytes,
+                                            response_deserializer=decode)
 
-    def walk(self, commit: pfs.Commit, path: str) -> Iterator:
+    def list_dir(self, commit: pfs.Commit, path: str) -> Iterator[tuple]:
+        """(path, is_dir, size) of a folder's entries, in one streamed ListFile."""
+        req = pfs.ListFileRequest(file=pfs.File(commit=commit, path=path))
+        return self.stream("list_file", f"listing {path}",
+                           lambda c: self._raw(c, "ListFile", wire.file_info)(req))
+
+    def walk(self, commit: pfs.Commit, path: str) -> Iterator[tuple]:
+        """(path, is_dir, size) of everything below `path`, in one streamed WalkFile."""
+        req = pfs.WalkFileRequest(file=pfs.File(commit=commit, path=path))
         return self.stream("walk_file", f"walking {path}",
-                           lambda c: c.pfs.walk_file(file=pfs.File(commit=commit, path=path)))
+                           lambda c: self._raw(c, "WalkFile", wire.file_info)(req))
 
     def inspect_file(self, commit: pfs.Commit, path: str):
         return self.call("inspect_file", f"looking up {path}",
@@ -161,10 +173,9 @@ class Remote:
 
     def read(self, commit: pfs.Commit, path: str, offset: int) -> Iterator[bytes]:
         """File bytes from `offset` on; stop iterating and the stream is cancelled."""
-        file = pfs.File(commit=commit, path=path)
-        for msg in self.stream("get_file", f"reading {path}",
-                               lambda c: c.pfs.get_file(file=file, offset=offset)):
-            yield msg.value
+        req = pfs.GetFileRequest(file=pfs.File(commit=commit, path=path), offset=offset)
+        yield from self.stream("get_file", f"reading {path}",
+                               lambda c: self._raw(c, "GetFile", wire.bytes_value)(req))
 
     def diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator:
         return self.stream("diff_file", "comparing commits", lambda c: c.pfs.diff_file(
