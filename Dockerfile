@@ -35,6 +35,8 @@ RUN LATEST_VERSION_CHECK=false SENTRY_DSN= COLLECT_ANALYTICS=false python /src/l
 # ---------------------------------------------------------------------------------------------
 # The appliance: Debian's Python and libfuse, the venv, then our package (a small layer on top).
 FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title=pachstudio \
+      org.opencontainers.image.description="Label Studio 1.23.2 with Pachyderm storage, FUSE mount server, embedded PFS server"
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 fuse libfuse2 ca-certificates \

@@ -169,6 +169,10 @@ def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_vol
     project, target, annotations = import_and_label(api, client, annotate=2)
     first.stop()
     assert first.state()["ExitCode"] == 0, first.logs()[-3000:]
+    logs = first.logs()
+    # docker stop: Label Studio stops first, then the mount server unmounts, then the PFS server.
+    order = [logs.find("stopped: label-studio"), logs.find("stopped: mount-server"), logs.find("stopped: pfs-server")]
+    assert -1 not in order and order == sorted(order), logs[-3000:]
     first.remove()
 
     # Nothing given this time: the user, its token and everything else come from /data.
