@@ -98,6 +98,9 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError):
         problems = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                problems.append(f"body: not valid JSON ({err.get('ctx', {}).get('error', '')})")
+                continue
             loc = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
             problems.append(f"{loc}: {err.get('msg')}")
         return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
