@@ -43,7 +43,7 @@ def is_glob(pattern: str) -> bool:
 
 def glob_to_regex(pattern: str) -> re.Pattern:
     """Pachyderm's (doublestar) glob: `*` and `?` stay within a segment, `**` crosses them,
-    `[...]` classes, `{a,b}` alternatives."""
+    `[...]` classes, `{a,b}` alternatives. Match it against paths without a trailing '/'."""
     pattern = clean(pattern)
     i, out, depth = 0, [], 0
     while i < len(pattern):
@@ -86,6 +86,6 @@ def glob_to_regex(pattern: str) -> re.Pattern:
     if depth:
         raise InvalidArgument(f"glob pattern {pattern!r}: unclosed '{{'")
     try:
-        return re.compile("^" + "".join(out) + "/?$")
+        return re.compile("^" + "".join(out) + "$")
     except re.error as e:
         raise InvalidArgument(f"glob pattern {pattern!r}: {e}") from None

@@ -9,10 +9,12 @@ import inspect
 import logging
 import re
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import grpc
 
 from .errors import PfsError
+from .wire import check
 
 log = logging.getLogger("pachstudio.pfs_server")
 
@@ -28,6 +30,7 @@ class Method:
     name: str
     request: type
     response: type
+    parse: Optional[Callable] = None  # a faster parser than betterproto's, for hot calls
 
 
 def sdk_methods(module_name: str) -> dict[str, Method]:
@@ -52,6 +55,9 @@ def _status(err: PfsError) -> grpc.StatusCode:
 
 def _parse(method: Method, raw: bytes, context):
     try:
+        if method.parse is not None:
+            return method.parse(raw)
+        check(raw)
         return method.request().parse(raw)
     except Exception as e:  # noqa: BLE001 - any parse failure is the client's malformed request
         context.abort(grpc.StatusCode.INVALID_ARGUMENT,

@@ -5,7 +5,6 @@ import tarfile
 from datetime import datetime, timezone
 from typing import Optional
 
-import betterproto
 import grpc
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import admin, auth, pfs, version
@@ -13,6 +12,7 @@ from pachyderm_sdk.api import admin, auth, pfs, version
 from . import paths as P
 from .errors import InvalidArgument, NotFound
 from .rpc import generic_handlers, sdk_methods
+from .wire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from .store import CommitRow, Entry, RepoRow, Store
 
 VERSION = version.Version(major=2, minor=12, micro=2, additional="-pachstudio")
@@ -21,20 +21,6 @@ GET_CHUNK = 4 << 20  # well under the 19 MiB pachd uses; keeps server memory fla
 
 def ts(t: Optional[float]) -> Optional[datetime]:
     return datetime.fromtimestamp(t, timezone.utc) if t else None
-
-
-def bytes_value(data: bytes) -> bytes:
-    """google.protobuf.BytesValue encoded by hand: the hot path of GetFile."""
-    n, head = len(data), bytearray(b"\x0a")
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            head.append(b | 0x80)
-        else:
-            head.append(b)
-            break
-    return bytes(head) + data
 
 
 class PfsService:
@@ -271,8 +257,7 @@ class PfsService:
     def ModifyFile(self, requests, ctx):
         batch = None
         try:
-            for req in requests:
-                kind, body = betterproto.which_one_of(req, "body")
+            for kind, body in requests:  # parsed by wire.parse_modify_file
                 if kind == "set_commit":
                     if batch is not None:
                         raise InvalidArgument("set_commit must come first and only once")
@@ -282,12 +267,13 @@ class PfsService:
                 elif batch is None:
                     raise InvalidArgument("the first ModifyFile message must be set_commit")
                 elif kind == "add_file":
-                    if body.url and body.url.url:
+                    path, data, url = body
+                    if url:
                         raise InvalidArgument("add_file from a URL is not supported by the "
                                               "embedded server; send the bytes")
-                    self.store.batch_add(batch, body.path, body.raw or b"")
+                    self.store.batch_add(batch, path, data)
                 elif kind == "delete_file":
-                    self.store.batch_delete(batch, body.path)
+                    self.store.batch_delete(batch, body)
                 elif kind == "copy_file":
                     _, src = self._commit(body.src.commit)
                     self.store.batch_copy(batch, src.id, body.src.path, body.dst, body.append)
@@ -366,27 +352,33 @@ class PfsService:
                        if (e.path.rstrip("/") < m if reverse else e.path.rstrip("/") > m)]
         return entries[:number] if number > 0 else entries
 
+    @staticmethod
+    def _encoder(commit: pfs.Commit, c: CommitRow) -> FileInfoEncoder:
+        return FileInfoEncoder(commit, c.finished or c.started)
+
     def ListFile(self, req: pfs.ListFileRequest, ctx):
         commit, c, path = self._file_target(req.file)
+        enc = self._encoder(commit, c)
         for e in self._page(self.store.list_dir(c.id, path), req.pagination_marker, req.number,
                             req.reverse):
-            yield self.file_info(commit, c, e)
+            yield enc.encode(e.path, e.is_dir, e.size, e.hash)
 
     def WalkFile(self, req: pfs.WalkFileRequest, ctx):
         commit, c, path = self._file_target(req.file)
+        enc = self._encoder(commit, c)
         for e in self._page(self.store.walk(c.id, path), req.pagination_marker, req.number,
                             req.reverse):
-            yield self.file_info(commit, c, e)
+            yield enc.encode(e.path, e.is_dir, e.size, e.hash)
 
     def GlobFile(self, req: pfs.GlobFileRequest, ctx):
         repo, c = self._commit(req.commit)
-        commit = self.commit_msg(repo, c)
+        enc = self._encoder(self.commit_msg(repo, c), c)
         lo = req.path_range.lower if req.path_range else ""
         hi = req.path_range.upper if req.path_range else ""
         for e in self.store.glob(c.id, req.pattern or "/*"):
             if (lo and e.path < lo) or (hi and e.path >= hi):
                 continue
-            yield self.file_info(commit, c, e)
+            yield enc.encode(e.path, e.is_dir, e.size, e.hash)
 
     def DiffFile(self, req: pfs.DiffFileRequest, ctx):
         new_commit, new_c, path = self._file_target(req.new_file)
@@ -398,10 +390,15 @@ class PfsService:
         elif new_c.parent:
             old_c = self.store.get_commit(new_c.parent)
             old_commit = self.commit_msg(self.store.repo_of(old_c), old_c)
+        new_enc = self._encoder(new_commit, new_c)
+        old_enc = self._encoder(old_commit, old_c) if old_c else None
         for ch in self.store.diff(new_c.id, old_c.id if old_c else None, path):
-            yield pfs.DiffFileResponse(
-                new_file=self.file_info(new_commit, new_c, ch.new) if ch.new else None,
-                old_file=self.file_info(old_commit, old_c, ch.old) if ch.old else None)
+            msg = b""
+            if ch.new:
+                msg += field_bytes(1, new_enc.encode(ch.new.path, False, ch.new.size, ch.new.hash))
+            if ch.old:
+                msg += field_bytes(2, old_enc.encode(ch.old.path, False, ch.old.size, ch.old.hash))
+            yield msg
 
     # -- the few non-PFS calls tools make -----------------------------------------------------
     def InspectCluster(self, req, ctx):
@@ -424,6 +421,8 @@ def build_handlers(store: Store):
     impls: dict[str, dict] = {}
     for module in (pfs, admin, version, auth):
         for name, method in sdk_methods(module.__name__).items():
+            if name == "ModifyFile":
+                method.parse = parse_modify_file
             fn = getattr(service, name, None)
             if fn is not None and name[0].isupper():
                 impls.setdefault(method.service, {})[name] = (method, fn)

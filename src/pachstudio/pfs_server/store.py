@@ -7,6 +7,7 @@ either all of a change or none of it.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS commits(
     description TEXT, started REAL, finishing REAL, finished REAL, error TEXT, size INTEGER DEFAULT 0);
 CREATE INDEX IF NOT EXISTS commits_parent ON commits(parent);
 CREATE INDEX IF NOT EXISTS commits_repo ON commits(repo_id, seq);
+CREATE TABLE IF NOT EXISTS inline_blobs(hash TEXT PRIMARY KEY, data BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deltas(
     commit_id TEXT, path TEXT, hash TEXT, size INTEGER, PRIMARY KEY(commit_id, path)) WITHOUT ROWID;
 """
@@ -109,6 +111,9 @@ class FileBatch:
     base: Optional[str] = None  # the commit whose content appends start from
     ops: list = field(default_factory=list)
     open_writers: dict = field(default_factory=dict)
+    deleted: list = field(default_factory=list)  # paths deleted so far in this stream
+    base_lookups: int = 0
+    base_files: Optional[dict] = None  # the base commit's files, loaded once a stream adds many
 
 
 def now() -> float:
@@ -622,7 +627,8 @@ class Store:
 
     def glob(self, commit_id: str, pattern: str) -> list[Entry]:
         regex = P.glob_to_regex(pattern)
-        return [e for e in self.walk(commit_id, "/") if e.path != "/" and regex.match(e.path)]
+        return [e for e in self.walk(commit_id, "/")
+                if e.path != "/" and regex.match(e.path.rstrip("/"))]
 
     def diff(self, new_commit: str, old_commit: Optional[str], path: str = "/") -> list[Change]:
         """Files that differ between two commits below `path`. When the old commit is an ancestor
@@ -653,8 +659,12 @@ class Store:
             changes.append(Change(p, n, o))
         return changes
 
+    def open_blob(self, digest: str):
+        row = self._conn().execute("SELECT data FROM inline_blobs WHERE hash=?", (digest,)).fetchone()
+        return io.BytesIO(row[0]) if row else self.blobs.open(digest)
+
     def read(self, entry: Entry, offset: int = 0, chunk: int = 4 << 20) -> Iterator[bytes]:
-        with self.blobs.open(entry.hash) as f:
+        with self.open_blob(entry.hash) as f:
             f.seek(offset)
             while data := f.read(chunk):
                 yield data
@@ -686,9 +696,9 @@ class Store:
         if writer is None:
             writer = self.blobs.writer()
             if not self._deleted_in_batch(batch, path) and batch.base:
-                old = self._lookup(self._conn(), batch.base, [path]).get(path)
+                old = self._base_file(batch, path)
                 if old:
-                    writer.copy_from(old.hash)
+                    writer.copy_from(self.open_blob(old.hash))
             batch.open_writers[path] = writer
             batch.ops.append(_Op("put", path, writer=writer))
         writer.write(data)
@@ -698,6 +708,7 @@ class Store:
         for p in [p for p in batch.open_writers if p == path or p.startswith(path.rstrip("/") + "/")]:
             batch.open_writers.pop(p)
         batch.ops.append(_Op("del", path))
+        batch.deleted.append(path)
 
     def batch_copy(self, batch: FileBatch, src_commit: str, src_path: str, dst: str,
                    append: bool = False) -> None:
@@ -711,7 +722,7 @@ class Store:
             rel = e.path[len(src_path):] if e.path != src_path else ""
             target = P.clean(dst + rel)
             if append:
-                with self.blobs.open(e.hash) as f:
+                with self.open_blob(e.hash) as f:
                     while chunk := f.read(4 << 20):
                         self.batch_add(batch, target, chunk)
             else:
@@ -719,8 +730,17 @@ class Store:
                 batch.ops.append(_Op("put", target, blob=(e.hash, e.size)))
 
     def _deleted_in_batch(self, batch: FileBatch, path: str) -> bool:
-        return any(op.kind == "del" and (op.path == path or path.startswith(op.path.rstrip("/") + "/"))
-                   for op in batch.ops)
+        return any(d == path or path.startswith(d.rstrip("/") + "/") for d in batch.deleted)
+
+    def _base_file(self, batch: FileBatch, path: str) -> Optional[Entry]:
+        """The file an add appends to. A stream adding many files reads the base listing once
+        instead of querying per file."""
+        if batch.base_files is None and batch.base_lookups >= 64:
+            batch.base_files = {e.path: e for e in self.files_under(batch.base, "/")}
+        if batch.base_files is not None:
+            return batch.base_files.get(path)
+        batch.base_lookups += 1
+        return self._lookup(self._conn(), batch.base, [path]).get(path)
 
     @staticmethod
     def _file_path(path: str) -> str:
@@ -737,11 +757,16 @@ class Store:
     def apply_batch(self, batch: FileBatch) -> CommitRow:
         """Applies a whole ModifyFile stream in one transaction. On a branch whose head is finished
         (or missing) it opens and finishes a commit of its own, as pachd does."""
+        inline = []
         for op in batch.ops:
             if op.writer is not None and op.blob is None:
+                data = op.writer.inline()
                 op.blob = op.writer.commit()
+                if data is not None:
+                    inline.append((op.blob[0], data))
         repo = batch.repo
         with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", inline)
             auto = False
             if batch.commit_id:
                 row = self.resolve_commit(repo, batch.commit_id)
