@@ -71,3 +71,72 @@ def bundle_root(tmp_path, pristine_root) -> pathlib.Path:
 @pytest.fixture
 def bundle(bundle_root) -> pathlib.Path:
     return bundle_root / BUNDLE_DIR / "main.js"
+
+
+# --- A real Label Studio serving a patched copy of the bundle, and a real Chromium ---------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1000"]
+
+
+@pytest.fixture(scope="session")
+def patched_site(tmp_path_factory, installed_package_dir, installed_web_dir) -> pathlib.Path:
+    """A folder to put first on Python's path: `label_studio` linked to the installed package,
+    `web/` a patched copy. Label Studio finds its bundle at `core/../../web` from the package path
+    it was imported by, so it serves this copy and the venv's own files stay untouched."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "label_studio").symlink_to(installed_package_dir, target_is_directory=True)
+    shutil.copytree(installed_web_dir, site / "web")
+    result = run_apply(site / "label_studio")
+    assert result.returncode == 0, result.stderr
+    return site
+
+
+@pytest.fixture(scope="session")
+def wizard_labelstudio(tmp_path_factory, ls_mount_server, patched_site):
+    """Label Studio with the Pachyderm storage app and mount server, serving the patched bundle."""
+    import plugins.labelstudio
+    from plugins.labelstudio import LabelStudio
+
+    site_package = str(patched_site / "label_studio")
+
+    class PatchedBundleLabelStudio(LabelStudio):
+        """Imports `label_studio` only through the linked path: the same folder under two names
+        on sys.path makes Django refuse Label Studio's namespace-package apps."""
+
+        def env(self) -> dict:
+            return {**super().env(), "PYTHONPATH": str(patched_site)}
+
+        def start(self):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(plugins.labelstudio, "label_studio_dir", lambda: site_package)
+                return super().start()
+
+    ls = PatchedBundleLabelStudio(tmp_path_factory.mktemp("wizard-ls"), ls_mount_server.api,
+                                  pathlib.Path(ls_mount_server.mount_dir))
+    ls.start()
+    served = ls.session.get(ls.url + "/react-app/main.js", timeout=60)
+    assert served.ok and "pachstudio:pachyderm-provider" in served.text, "Label Studio serves an unpatched bundle"
+    yield ls
+    ls.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("screenshots")

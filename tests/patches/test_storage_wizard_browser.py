@@ -1,0 +1,235 @@
+"""The Pachyderm tile as a user meets it: real Chromium, real Label Studio serving the patched
+bundle, the Pachyderm storage app, the mount server and the embedded PFS server."""
+import uuid
+
+import pytest
+from pachyderm_sdk.api import pfs
+from selenium.common.exceptions import ElementClickInterceptedException, ElementNotInteractableException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+pytestmark = pytest.mark.browser
+
+WAIT = 60
+
+
+class Wizard:
+    """Drives Settings > Cloud Storage > Add Source/Target Storage."""
+
+    def __init__(self, driver, labelstudio, screenshots):
+        self.driver, self.ls, self.screenshots = driver, labelstudio, screenshots
+        self.wait = WebDriverWait(driver, WAIT, ignored_exceptions=(ElementNotInteractableException,))
+
+    def login(self):
+        self.driver.get(self.ls.url + "/user/login/")
+        self.wait.until(EC.presence_of_element_located((By.NAME, "email"))).send_keys("admin@example.com")
+        self.driver.find_element(By.NAME, "password").send_keys("pass1234")
+        self.driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
+        self.wait.until(lambda d: "/user/login" not in d.current_url)
+
+    def open(self, project_id, target):
+        """The add button moves from the empty-state card to the column header once storages exist."""
+        self.driver.get(f"{self.ls.url}/projects/{project_id}/settings/storage")
+        kind = "target" if target else "source"
+
+        def tiles_shown(driver):
+            # The modal fades in: wait until its tiles show their names, not just exist. A click
+            # that lands before React wires the button up is repeated.
+            tiles = driver.find_elements(By.CSS_SELECTOR, "[data-testid=storage-provider-s3]")
+            if tiles and tiles[0].text:
+                return True
+            if not tiles:
+                self.click_now(f"[data-testid^=add-{kind}-storage-button]")
+            return False
+        self.wait.until(tiles_shown, f"Add {kind} storage never showed the provider tiles")
+
+    def click_now(self, css) -> bool:
+        for element in self.driver.find_elements(By.CSS_SELECTOR, css):
+            if element.is_displayed() and element.size["width"] > 0:
+                try:
+                    element.click()
+                    return True
+                except (ElementNotInteractableException, ElementClickInterceptedException):
+                    return False
+        return False
+
+    def click(self, css):
+        """Click the first visible match, retrying while the page is still laying it out."""
+        self.wait.until(lambda d: self.click_now(css), f"nothing clickable matches {css}")
+
+    def button(self, text):
+        xpath = f"//button[normalize-space()='{text}' and not(@disabled)]"
+        return self.wait.until(EC.element_to_be_clickable((By.XPATH, xpath)), f"no enabled button {text!r}")
+
+    def providers(self) -> list[str]:
+        tiles = self.driver.find_elements(By.CSS_SELECTOR, "[data-testid^=storage-provider-]")
+        return [t.get_attribute("data-testid").removeprefix("storage-provider-") for t in tiles]
+
+    def choose_pachyderm(self):
+        self.click("[data-testid=storage-provider-pachyderm]")
+        self.button("Next").click()
+        self.wait.until(EC.visibility_of_element_located((By.NAME, "repo")))
+
+    def inputs(self) -> dict:
+        """Named text inputs of the open form, in page order."""
+        return {e.get_attribute("name"): e for e in self.driver.find_elements(By.CSS_SELECTOR, "input[name]")
+                if e.get_attribute("type") in ("text", "password", None, "") and e.is_displayed()}
+
+    def type(self, name, text):
+        """Select-all and type over, as a person does: WebDriver's clear() bypasses React's state."""
+        field = self.driver.find_element(By.NAME, name)
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.BACKSPACE, text)
+        self.wait.until(lambda d: field.get_attribute("value") == text, f"{name} does not read {text!r}")
+
+    def select(self, name, value):
+        self.click(f"button[data-name={name}]")
+        self.click(f"[data-testid=select-option-{value}]")
+        self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR,
+                                                        f"button[data-name={name}][data-value='{value}']")))
+
+    def see(self, text):
+        xpath = f"//*[contains(normalize-space(text()), '{text}')]"
+        return self.wait.until(EC.visibility_of_element_located((By.XPATH, xpath)), f"{text!r} never shown")
+
+    def modal_closed(self):
+        self.wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-testid^=storage-provider-],"
+                                                                             "input[name=repo]")))
+
+    def shot(self, name):
+        path = self.screenshots / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+
+@pytest.fixture(scope="session")
+def wizard(chromium, wizard_labelstudio, screenshots):
+    wizard = Wizard(chromium, wizard_labelstudio, screenshots)
+    wizard.login()
+    return wizard
+
+
+@pytest.fixture(autouse=True)
+def last_screen(request, wizard):
+    """The screen each test ended on, to look at when one fails."""
+    yield
+    wizard.shot(f"{request.node.name}-end")
+
+
+@pytest.fixture
+def project(wizard_labelstudio):
+    return wizard_labelstudio.create_project(title=f"wizard {uuid.uuid4().hex[:6]}")["id"]
+
+
+@pytest.fixture
+def repo(shared_pfs_server):
+    """A repo with files at two prefixes, made with the ordinary Pachyderm SDK."""
+    name = f"wizard-{uuid.uuid4().hex[:8]}"
+    client = shared_pfs_server.client()
+    client.pfs.create_repo(repo=pfs.Repo.from_uri(f"default/{name}"))
+    with client.pfs.commit(branch=pfs.Branch.from_uri(f"default/{name}@master")) as commit:
+        for path in ("images/cat.txt", "images/dog.txt", "other/readme.txt"):
+            commit.put_file_from_bytes(path=path, data=path.encode())
+    return name
+
+
+def test_source_wizard_offers_a_pachyderm_tile_with_its_connection_fields(wizard, project):
+    wizard.open(project, target=False)
+
+    assert wizard.providers()[:5] == ["s3", "gcs", "azure", "redis", "pachyderm"]
+    assert "localfiles" in wizard.providers()
+    tile = wizard.driver.find_element(By.CSS_SELECTOR, "[data-testid=storage-provider-pachyderm]")
+    assert tile.is_displayed() and tile.text == "Pachyderm" and tile.find_element(By.CSS_SELECTOR, "svg[aria-label=Pachyderm]")
+    wizard.shot("source-1-tiles")
+
+    wizard.choose_pachyderm()
+
+    fields = wizard.inputs()
+    wizard.shot("source-2-connection")
+    assert list(fields) == ["title", "pach_project", "repo", "branch", "commit"]
+    assert fields["pach_project"].get_attribute("placeholder") == "default"
+    assert fields["pach_project"].get_attribute("value") == ""
+    assert fields["branch"].get_attribute("value") == "master"
+    assert fields["commit"].get_attribute("value") == ""
+
+
+def test_source_wizard_asks_for_the_repository_before_calling_the_server(wizard, project):
+    wizard.open(project, target=False)
+    wizard.choose_pachyderm()
+    wizard.type("title", "no repo")
+
+    wizard.button("Test Connection").click()
+
+    wizard.see("Repository is required")
+    assert wizard.driver.find_element(By.XPATH, "//button[normalize-space()='Next']").get_attribute("disabled")
+    wizard.shot("source-3-repo-required")
+
+
+def test_source_wizard_checks_previews_and_syncs_a_pachyderm_repo(wizard, project, repo):
+    ls = wizard.ls
+    wizard.open(project, target=False)
+    wizard.choose_pachyderm()
+    wizard.type("title", "Wizard source")
+    wizard.type("repo", repo)
+
+    wizard.button("Test Connection").click()
+    wizard.button("Connection Verified")
+    wizard.button("Next").click()
+
+    wizard.see("Configure Import Settings & Preview Data")
+    assert {"prefix", "regex_filter"} <= set(wizard.inputs())
+    wizard.type("prefix", "images")
+    wizard.select("use_blob_urls", "Files")
+    wizard.button("Load Preview").click()
+    wizard.see("images/cat.txt")
+    wizard.see("images/dog.txt")
+    assert "readme.txt" not in wizard.driver.page_source
+    wizard.shot("source-4-preview")
+
+    wizard.button("Next").click()
+    wizard.shot("source-5-review")
+    wizard.button("Save & Sync").click()
+    wizard.modal_closed()
+    wizard.see("Wizard source")
+    wizard.shot("source-6-card")
+
+    [storage] = ls.api("GET", f"/api/storages/pachyderm?project={project}", expect=200).json()
+    assert (storage["repo"], storage["branch"], storage["prefix"], storage["use_blob_urls"]) == \
+        (repo, "master", "images", True)
+    assert ls.wait_storage(storage["id"])["status"] == "completed"
+    assert sorted(t["data"]["pachyderm_path"] for t in ls.tasks(project)) == ["images/cat.txt", "images/dog.txt"]
+
+
+def test_target_wizard_offers_pachyderm_with_a_file_format_and_saves_it(wizard, project, repo):
+    ls = wizard.ls
+    wizard.open(project, target=True)
+    assert "pachyderm" in wizard.providers()
+
+    wizard.choose_pachyderm()
+
+    fields = wizard.inputs()
+    assert list(fields) == ["title", "pach_project", "repo", "branch", "prefix"]
+    trigger = wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=file_format]")
+    assert trigger.get_attribute("data-value") == "annotation"
+    assert "One file per annotation" in trigger.text
+    wizard.shot("target-1-connection")
+    wizard.select("file_format", "task")
+    assert "One file per task" in wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=file_format]").text
+    wizard.type("title", "Wizard target")
+    wizard.type("repo", repo)
+    wizard.type("branch", "labels")
+    wizard.type("prefix", "annotations")
+
+    wizard.button("Test Connection").click()
+    wizard.button("Connection Verified")
+    wizard.shot("target-2-verified")
+    wizard.button("Save").click()
+    wizard.modal_closed()
+    wizard.see("Wizard target")
+    wizard.shot("target-3-card")
+
+    [storage] = ls.api("GET", f"/api/storages/export/pachyderm?project={project}", expect=200).json()
+    assert (storage["repo"], storage["branch"], storage["prefix"], storage["file_format"]) == \
+        (repo, "labels", "annotations", "task")
