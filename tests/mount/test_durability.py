@@ -130,6 +130,12 @@ def test_cluster_killed_during_commit_keeps_staging_and_branch(mount_server, pfs
 
     pfs_server.start()
     pach = pfs_server.client()
+    deadline = time.monotonic() + 60  # the cut commit is dropped once the cluster answers
+    while commits(pach, "images@master") != [base] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert commits(pach, "images@master") == [base]
+    assert mount_server.call("GET", "/mounts/out/staged").json()["added"] == [
+        "big.bin", "label.json"]
     answer = mount_server.call("PUT", "/_commit", {"mount": "out"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["added"] == 2

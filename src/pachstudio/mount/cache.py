@@ -145,10 +145,11 @@ class ContentCache:
         while True:
             missing = next((b for b in range(first, last + 1) if not e.blocks[b]), None)
             if missing is None:
-                # keep a running read-ahead stream ahead of a sequential reader
-                for s in e.streams:
-                    if s.pos // BLOCK <= last + 1:
-                        s.end = max(s.end, want_end)
+                # keep the read-ahead stream running ahead of a sequential reader
+                if e.ahead:
+                    for s in e.streams:
+                        if s.pos // BLOCK <= want_end and s.end >= first:
+                            s.end = max(s.end, want_end)
                 return
             if e.error is not None:
                 error, e.error = e.error, None

@@ -33,6 +33,11 @@ def _errno(e: BaseException) -> int:
     return errno.EIO
 
 
+def _fh(fi) -> int:
+    """fusepy runs with raw_fi (to set keep_cache): handles arrive as fuse_file_info."""
+    return fi.fh if hasattr(fi, "fh") else fi
+
+
 def translated(fn):
     def wrapper(self, *args):
         try:
@@ -53,6 +58,7 @@ class PachydermFS(Operations):
         self._lock = threading.Lock()
         self.started = time.time()
         self.uid, self.gid = os.getuid(), os.getgid()
+        self.opened_at: dict = {}  # (mount, path) -> commit id of the last open, for keep_cache
 
     # -- routing ------------------------------------------------------------------------------
     def _split(self, path: str):
@@ -86,7 +92,7 @@ class PachydermFS(Operations):
 
     # -- reading ------------------------------------------------------------------------------
     @translated
-    def getattr(self, path, fh=None):
+    def getattr(self, path, fi=None):
         if path == "/":
             return self._attrs(True, 0, self.started)
         mount, rel = self._split(path)
@@ -106,32 +112,41 @@ class PachydermFS(Operations):
         return [".", ".."] + names
 
     @translated
-    def open(self, path, flags):
+    def open(self, path, fi):
         mount, rel = self._split(path)
+        flags = fi.flags
         writable = flags & os.O_ACCMODE != os.O_RDONLY
         if mount.staging is None:
             if writable or flags & os.O_TRUNC:
                 raise FuseOSError(errno.EROFS)
-            node = mount.tree.stat(rel)
+            tree = mount.tree
+            node = tree.stat(rel)
             if node is None:
                 raise FuseOSError(errno.ENOENT)
             if node.is_dir:
                 raise FuseOSError(errno.EISDIR)
-            return self._add_handle(("ro", mount.tree, rel))
+            # the kernel may keep its pages only while the path still shows the same commit
+            key = (mount.spec.name, rel)
+            fi.keep_cache = 1 if self.opened_at.get(key) == tree.commit_id else 0
+            self.opened_at[key] = tree.commit_id
+            fi.fh = self._add_handle(("ro", tree, rel))
+            return 0
         h = mount.staging.open(rel, writable, truncate=bool(flags & os.O_TRUNC) and writable)
-        return self._add_handle(("rw", mount.staging, h))
+        fi.keep_cache = 0
+        fi.fh = self._add_handle(("rw", mount.staging, h))
+        return 0
 
     @translated
-    def read(self, path, size, offset, fh):
-        kind, view, h = self.handles[fh]
+    def read(self, path, size, offset, fi):
+        kind, view, h = self.handles[_fh(fi)]
         if kind == "ro":  # the tree it was opened in, even if a refresh moved the mount since
             return view.read(h, offset, size)
         return view.read(h, size, offset)
 
     @translated
-    def release(self, path, fh):
+    def release(self, path, fi):
         with self._lock:
-            entry = self.handles.pop(fh, None)
+            entry = self.handles.pop(_fh(fi), None)
         if entry is not None and entry[0] == "rw":
             entry[1].release(entry[2])
         return 0
@@ -145,20 +160,22 @@ class PachydermFS(Operations):
 
     # -- writing (read-write mounts only) -------------------------------------------------------
     @translated
-    def create(self, path, mode, fi=None):
+    def create(self, path, mode, fi):
         staging, rel = self._rw(path)
-        return self._add_handle(("rw", staging, staging.create(rel)))
+        fi.fh = self._add_handle(("rw", staging, staging.create(rel)))
+        return 0
 
     @translated
-    def write(self, path, data, offset, fh):
-        kind, view, h = self.handles[fh]
+    def write(self, path, data, offset, fi):
+        kind, view, h = self.handles[_fh(fi)]
         if kind != "rw":
             raise FuseOSError(errno.EROFS)
         return view.write(h, data, offset)
 
     @translated
-    def truncate(self, path, length, fh=None):
+    def truncate(self, path, length, fi=None):
         staging, rel = self._rw(path)
+        fh = _fh(fi) if fi is not None else None
         kind, _, h = self.handles.get(fh, (None, None, None)) if fh else (None, None, None)
         staging.truncate(rel, length, h if kind == "rw" else None)
         return 0
@@ -189,12 +206,12 @@ class PachydermFS(Operations):
         staging.rename(rel_old, rel_new)
 
     @translated
-    def flush(self, path, fh):
+    def flush(self, path, fi):
         return 0
 
     @translated
-    def fsync(self, path, datasync, fh):
-        entry = self.handles.get(fh)
+    def fsync(self, path, datasync, fi):
+        entry = self.handles.get(_fh(fi))
         if entry and entry[0] == "rw" and entry[2].fd is not None:
             os.fsync(entry[2].fd)
         return 0

@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     cache = ContentCache(os.path.join(args.state, "cache"), args.cache_size << 20)
     table = MountTable(remote, args.state, args.mount_dir, cache)
     table.restore()
+    table.start_recovery()
 
     def reconfigure(address: str, server_cas) -> None:
         old = remote.config
@@ -122,8 +123,8 @@ def main(argv=None) -> int:
     log.info("HTTP API on %s; FUSE at %s", args.socket or f"http://{args.host}:{args.port}",
              args.mount_dir)
     try:
-        FUSE(PachydermFS(table), args.mount_dir, foreground=True, nothreads=False,
-             allow_other=True, big_writes=True, max_read=1 << 20, max_write=1 << 20,
+        FUSE(PachydermFS(table), args.mount_dir, raw_fi=True, foreground=True, nothreads=False,
+             allow_other=True, big_writes=True, max_read=1 << 20, max_write=1 << 20, max_readahead=1 << 20,
              fsname="pachstudio", subtype="pachyderm")
     except RuntimeError as e:
         log.error("cannot mount FUSE at %s: %s (is /dev/fuse available, with SYS_ADMIN?)",

@@ -253,6 +253,32 @@ class MountTable:
                 pass
         staging.merge_back()
 
+    def recover_pending(self) -> None:
+        """Cleans up uploads cut by an unreachable cluster as soon as it answers again, so the
+        branch is back to its old head without waiting for the next `_commit`."""
+        for mount in list(self.mounts.values()):
+            if mount.staging is None or mount.staging.frozen is None:
+                continue
+            if not mount.commit_lock.acquire(blocking=False):
+                continue
+            try:
+                self._recover(mount, mount.tree.commit.repo)
+                mount.status = ""
+            except MountError:
+                pass
+            finally:
+                mount.commit_lock.release()
+
+    def start_recovery(self, every: float = 2.0) -> None:
+        def loop():
+            while True:
+                time.sleep(every)
+                try:
+                    self.recover_pending()
+                except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                    log.exception("recovering interrupted commits")
+        threading.Thread(target=loop, name="recover", daemon=True).start()
+
     def commit(self, name: str, description: Optional[str] = None) -> dict:
         mount = self.get(name)
         if mount.staging is None:
