@@ -107,7 +107,10 @@ def test_embedded_default_flow(appliance_factory, data_volume):
 
 
 def test_signup_without_invite_is_refused_and_token_stays_secret(appliance_factory, data_volume):
-    app = appliance_factory(volume=data_volume).wait_healthy()
+    # The password comes as a Docker secret file (LABEL_STUDIO_PASSWORD_FILE).
+    app = appliance_factory(volume=data_volume, env={
+        "LABEL_STUDIO_PASSWORD": None, "LABEL_STUDIO_PASSWORD_FILE": "/run/secrets/ls-password"},
+        files={"/run/secrets/ls-password": PASSWORD + "\n"}).wait_healthy()
     import requests
 
     http = requests.Session()
@@ -126,6 +129,13 @@ def test_signup_without_invite_is_refused_and_token_stays_secret(appliance_facto
     me = app.api().call("GET", "/api/current-user/whoami")
     assert me["email"] == ADMIN
     # The secrets given at first start are not passed on to the programs.
+    assert "password:" not in app.logs(), "no password generated when one is given"
+    http = requests.Session()
+    http.get(app.url + "/user/login/", timeout=30)
+    login = http.post(app.url + "/user/login/", data={"email": ADMIN, "password": PASSWORD,
+                      "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
+                      headers={"Referer": app.url + "/user/login/"}, timeout=30, allow_redirects=False)
+    assert login.status_code == 302
     rc, env = app.exec("sh", "-c", "cat /proc/$(cat /run/pachstudio/supervisord.pid)/environ | tr '\\0' '\\n'")
     assert rc == 0 and TOKEN not in env and PASSWORD not in env
 
@@ -162,7 +172,8 @@ def test_remote_cluster_on_a_user_defined_network(appliance_factory, test_networ
 
 def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_volume):
     """Label, `docker stop`, start a new container on the same /data, then Sync: one commit, all labels."""
-    first = appliance_factory(volume=data_volume).wait_healthy()
+    init_script = {"/docker-entrypoint-init.d/10-mark.sh": "echo ran >> /data/init-script-ran\n"}
+    first = appliance_factory(volume=data_volume, files=init_script).wait_healthy()
     client = wait_for_client(first.pachd_address)
     put_source_files(client)
     api = first.api()
@@ -176,8 +187,9 @@ def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_vol
     first.remove()
 
     # Nothing given this time: the user, its token and everything else come from /data.
-    second = appliance_factory(volume=data_volume, env={
+    second = appliance_factory(volume=data_volume, files=init_script, env={
         "LABEL_STUDIO_USERNAME": None, "LABEL_STUDIO_PASSWORD": None, "LABEL_STUDIO_USER_TOKEN": None}).wait_healthy()
+    assert second.exec("cat", "/data/init-script-ran") == (0, "ran\n"), "init scripts run once, on the first start"
     assert "already initialized" in second.logs()
     assert "password:" not in second.logs()
     api = second.api()

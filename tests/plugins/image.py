@@ -58,7 +58,7 @@ class Appliance:
     """One container of the image; start(), wait_healthy(), the Label Studio API on its port."""
 
     def __init__(self, client, *, volume=None, command=None, env=None, fuse=True, network=None,
-                 name=None, config_json=None, ports=("8080/tcp", "30650/tcp"), tmp_path=None):
+                 name=None, config_json=None, ports=("8080/tcp", "30650/tcp"), tmp_path=None, files=None):
         self.client = client
         self.volume = volume
         self.command = command
@@ -72,6 +72,7 @@ class Appliance:
         self.config_json = config_json
         self.ports = ports
         self.tmp_path = tmp_path
+        self.files = files or {}  # container path -> text, bind-mounted read-only
         self.container = None
         self.saved_logs = ""
 
@@ -91,6 +92,10 @@ class Appliance:
             cfg = pathlib.Path(self.tmp_path) / f"{self.name}-config.json"
             cfg.write_text(self.config_json if isinstance(self.config_json, str) else json.dumps(self.config_json))
             volumes[str(cfg)] = {"bind": "/root/.pachyderm/config.json", "mode": "ro"}
+        for i, (path, text) in enumerate(self.files.items()):
+            host = pathlib.Path(self.tmp_path) / f"{self.name}-file-{i}"
+            host.write_text(text)
+            volumes[str(host)] = {"bind": path, "mode": "ro"}
         if volumes:
             kwargs["volumes"] = volumes
         if self.network:
