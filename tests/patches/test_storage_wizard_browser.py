@@ -233,3 +233,29 @@ def test_target_wizard_offers_pachyderm_with_a_file_format_and_saves_it(wizard, 
     [storage] = ls.api("GET", f"/api/storages/export/pachyderm?project={project}", expect=200).json()
     assert (storage["repo"], storage["branch"], storage["prefix"], storage["file_format"]) == \
         (repo, "labels", "annotations", "task")
+
+
+def test_editing_a_pachyderm_target_shows_its_settings_and_saves_changes(wizard, project, repo):
+    ls = wizard.ls
+    created = ls.create_target(project, title="Edit me", repo=repo, branch="edits", prefix="before",
+                               file_format="task")
+    wizard.driver.get(f"{ls.url}/projects/{project}/settings/storage")
+    wizard.see("Edit me")
+
+    wizard.click("button[aria-label='Storage options']")
+    wizard.driver.find_element(By.XPATH, "//*[normalize-space(text())='Edit']").click()
+    wizard.wait.until(lambda d: d.find_element(By.NAME, "repo").get_attribute("value") == repo)
+
+    fields = wizard.inputs()
+    assert {name: fields[name].get_attribute("value") for name in ("title", "repo", "branch", "prefix")} == \
+        {"title": "Edit me", "repo": repo, "branch": "edits", "prefix": "before"}
+    assert wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=file_format]").get_attribute(
+        "data-value") == "task"
+    wizard.shot("target-4-edit")
+    wizard.type("prefix", "after")
+    wizard.select("file_format", "annotation")
+    wizard.button("Save").click()
+    wizard.modal_closed()
+
+    storage = ls.storage(created["id"], target=True)
+    assert (storage["prefix"], storage["file_format"], storage["branch"]) == ("after", "annotation", "edits")
