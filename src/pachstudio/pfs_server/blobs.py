@@ -49,8 +49,9 @@ class BlobWriter:
         self.buf = bytearray()
         self.file = None
 
-    def write(self, data: bytes) -> None:
-        if not data:
+    def write(self, data) -> None:
+        """`data` may be bytes or a memoryview."""
+        if not len(data):
             return
         self.hash.update(data)
         self.size += len(data)

@@ -24,7 +24,9 @@ def build_server(data_dir: str, host: str, port: int, workers: int = 64):
         handlers=handlers,
         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                  ("grpc.max_send_message_length", MAX_MESSAGE),
-                 ("grpc.so_reuseport", 0)])
+                 ("grpc.so_reuseport", 0),
+                 # no window growth: the client waits for us rather than us buffering its chunks
+                 ("grpc.http2.bdp_probe", 0)])
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}: is another server using the port?")

@@ -7,6 +7,7 @@ either all of a change or none of it.
 """
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import os
@@ -110,7 +111,9 @@ class FileBatch:
     branch: str = ""
     base: Optional[str] = None  # the commit whose content appends start from
     ops: list = field(default_factory=list)
-    open_writers: dict = field(default_factory=dict)
+    current: Optional[_Op] = None  # the put being streamed into; earlier ones are sealed
+    sealed: dict = field(default_factory=dict)  # path -> (hash, size) of puts finished so far
+    pending_inline: list = field(default_factory=list)  # small contents not yet in the database
     deleted: list = field(default_factory=list)  # paths deleted so far in this stream
     base_lookups: int = 0
     base_files: Optional[dict] = None  # the base commit's files, loaded once a stream adds many
@@ -692,21 +695,55 @@ class Store:
 
     def batch_add(self, batch: FileBatch, path: str, data: bytes) -> None:
         path = self._file_path(path)
-        writer = batch.open_writers.get(path)
-        if writer is None:
+        op = batch.current
+        if op is None or op.path != path:
+            self._seal(batch)
             writer = self.blobs.writer()
-            if not self._deleted_in_batch(batch, path) and batch.base:
+            if path in batch.sealed:  # appending again to a file this stream already wrote
+                self._flush_inline(batch)
+                writer.copy_from(self.open_blob(batch.sealed[path][0]))
+            elif not self._deleted_in_batch(batch, path) and batch.base:
                 old = self._base_file(batch, path)
                 if old:
                     writer.copy_from(self.open_blob(old.hash))
-            batch.open_writers[path] = writer
-            batch.ops.append(_Op("put", path, writer=writer))
-        writer.write(data)
+            op = batch.current = _Op("put", path, writer=writer)
+            batch.ops.append(op)
+        op.writer.write(data)
+
+    def _seal(self, batch: FileBatch) -> None:
+        """Finishes the put being streamed, so a stream of many files holds one writer at a time;
+        small contents go to the database in batches (orphans are harmless: content-addressed)."""
+        op, batch.current = batch.current, None
+        if op is None:
+            return
+        data = op.writer.inline()
+        op.blob = op.writer.commit()
+        op.writer = None
+        batch.sealed[op.path] = op.blob
+        if data is not None:
+            batch.pending_inline.append((op.blob[0], data))
+            if len(batch.pending_inline) >= 2000:
+                self._flush_inline(batch)
+
+    def _flush_inline(self, batch: FileBatch, db=None) -> None:
+        if not batch.pending_inline:
+            return
+        if db is None:
+            with self._write() as db:
+                db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", batch.pending_inline)
+        else:
+            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", batch.pending_inline)
+        batch.pending_inline = []
 
     def batch_delete(self, batch: FileBatch, path: str) -> None:
         path = P.clean(path)
-        for p in [p for p in batch.open_writers if p == path or p.startswith(path.rstrip("/") + "/")]:
-            batch.open_writers.pop(p)
+        op = batch.current
+        if op is not None and (op.path == path or op.path.startswith(path.rstrip("/") + "/")):
+            op.writer.discard()
+            batch.ops.remove(op)
+            batch.current = None
+        for p in [p for p in batch.sealed if p == path or p.startswith(path.rstrip("/") + "/")]:
+            del batch.sealed[p]
         batch.ops.append(_Op("del", path))
         batch.deleted.append(path)
 
@@ -726,8 +763,44 @@ class Store:
                     while chunk := f.read(4 << 20):
                         self.batch_add(batch, target, chunk)
             else:
-                batch.open_writers.pop(target, None)
+                self._seal(batch)
+                batch.sealed[target] = (e.hash, e.size)
                 batch.ops.append(_Op("put", target, blob=(e.hash, e.size)))
+
+    def _final_state(self, commit_id: str, ops: list) -> dict:
+        """path -> (hash, size), or None for deleted, after replaying a stream's ops in order. A
+        delete of a directory removes what is under it in the commit and what the stream put there
+        before it; sorted path lists keep that cheap when a stream holds thousands of deletes."""
+        final: dict = {}
+        put_paths: list[str] = []
+        deletes = sum(1 for op in ops if op.kind == "del")
+        base_paths = [e.path for e in self.files_under(commit_id, "/")] if deletes > 64 else None
+        for op in ops:
+            if op.kind == "put":
+                if op.path not in final:
+                    bisect.insort(put_paths, op.path)
+                final[op.path] = op.blob
+                continue
+            if op.path != "/":
+                final[op.path] = None
+            prefix = op.path.rstrip("/") + "/"
+            under = self._under(put_paths, prefix)
+            if base_paths is not None:
+                under += self._under(base_paths, prefix)
+            else:
+                under += [e.path for e in self.files_under(commit_id, op.path)]
+            for p in under:
+                final[p] = None
+        return final
+
+    @staticmethod
+    def _under(sorted_paths: list[str], prefix: str) -> list[str]:
+        i = bisect.bisect_left(sorted_paths, prefix)
+        out = []
+        while i < len(sorted_paths) and sorted_paths[i].startswith(prefix):
+            out.append(sorted_paths[i])
+            i += 1
+        return out
 
     def _deleted_in_batch(self, batch: FileBatch, path: str) -> bool:
         return any(d == path or path.startswith(d.rstrip("/") + "/") for d in batch.deleted)
@@ -750,23 +823,17 @@ class Store:
         return cleaned
 
     def discard_batch(self, batch: FileBatch) -> None:
-        for op in batch.ops:
-            if op.writer is not None:
-                op.writer.discard()
+        if batch.current is not None:
+            batch.current.writer.discard()
+            batch.current = None
 
     def apply_batch(self, batch: FileBatch) -> CommitRow:
         """Applies a whole ModifyFile stream in one transaction. On a branch whose head is finished
         (or missing) it opens and finishes a commit of its own, as pachd does."""
-        inline = []
-        for op in batch.ops:
-            if op.writer is not None and op.blob is None:
-                data = op.writer.inline()
-                op.blob = op.writer.commit()
-                if data is not None:
-                    inline.append((op.blob[0], data))
+        self._seal(batch)
         repo = batch.repo
         with self._write() as db:
-            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", inline)
+            self._flush_inline(batch, db)
             auto = False
             if batch.commit_id:
                 row = self.resolve_commit(repo, batch.commit_id)
@@ -781,19 +848,7 @@ class Store:
                 else:
                     row = self._insert_commit(db, repo, batch.branch, head.id if head else None, "")
                     auto = True
-            final: dict[str, Optional[tuple]] = {}
-            for op in batch.ops:
-                if op.kind == "put":
-                    final[op.path] = op.blob
-                    continue
-                prefix = op.path.rstrip("/") + "/"
-                if op.path != "/":
-                    final[op.path] = None
-                for p in list(final):
-                    if p.startswith(prefix):
-                        final[p] = None
-                for e in self.files_under(row.id, op.path):
-                    final[e.path] = None
+            final = self._final_state(row.id, batch.ops)
             rows = [(row.id, p, v[0] if v else None, v[1] if v else 0) for p, v in final.items()]
             db.executemany("INSERT OR REPLACE INTO deltas VALUES(?,?,?,?)", rows)
             if auto:
