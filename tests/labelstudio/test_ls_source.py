@@ -284,3 +284,25 @@ def test_unreachable_cluster_is_named(labelstudio, ls_mount_server, check_repo):
         ls_mount_server.call('PUT', '/config', json={'pachd_address': before})
     labelstudio.api('POST', '/api/storages/pachyderm/validate', expect=200,
                     json={'project': project['id'], 'repo': repo})
+
+
+def test_editing_the_filters_rescans_and_keeps_labeled_tasks(labelstudio, ls_pach):
+    repo = make_repo(ls_pach)
+    put(ls_pach, repo, {'a/1.png': b'1', 'a/2.png': b'2', 'b/3.png': b'3'})
+    project = labelstudio.create_project(label_config=IMAGE_CONFIG)
+    source = labelstudio.create_source(project['id'], repo=repo, prefix='a', use_blob_urls=True)
+    labelstudio.sync(source['id'])
+    labelstudio.api('POST', f'/api/tasks/{by_path(labelstudio.tasks(project["id"]))["a/1.png"]["id"]}/annotations',
+                    json={'result': [{'from_name': 'choice', 'to_name': 'image', 'type': 'choices',
+                                      'value': {'choices': ['cat']}}]}, expect=201)
+
+    labelstudio.api('PATCH', f'/api/storages/pachyderm/{source["id"]}', json={'prefix': 'b'}, expect=200)
+    done = labelstudio.sync(source['id'])
+
+    assert done['meta']['sync_mode'] == 'full' and done['last_sync_count'] == 1
+    tasks = by_path(labelstudio.tasks(project['id']))
+    assert set(tasks) == {'a/1.png', 'b/3.png'}  # unlabeled a/2 went with the old prefix
+    assert tasks['a/1.png']['data']['pachyderm_deleted'] == done['synced_commit']
+    answer = labelstudio.api('PATCH', f'/api/storages/pachyderm/{source["id"]}', json={'repo': 'no-such-repo'})
+    assert answer.status_code == 400 and 'repo "no-such-repo" not found' in error_text(answer)
+    assert labelstudio.storage(source['id'])['repo'] == repo

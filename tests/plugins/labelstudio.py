@@ -181,13 +181,15 @@ class LabelStudio:
 
     def wait_storage(self, storage_id, target=False, timeout=300) -> dict:
         deadline = time.monotonic() + timeout
+        pause = 0.02  # short jobs are seen at once; long ones are not slowed by a stream of polls
         while True:
             storage = self.storage(storage_id, target)
             if storage['status'] in ('completed', 'completed_with_errors', 'failed'):
                 return storage
             if time.monotonic() > deadline:
                 raise TimeoutError(f'storage {storage_id} still {storage["status"]}: {storage}')
-            time.sleep(0.02)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
 
     def sync(self, storage_id, target=False, timeout=300) -> dict:
         kind = 'export/pachyderm' if target else 'pachyderm'

@@ -7,7 +7,9 @@ counts or the failure on the storage itself, which is what the storage card show
 import logging
 import threading
 import traceback
+from datetime import datetime
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -20,12 +22,28 @@ _guard = threading.Lock()
 _running: dict = {}
 
 
+def busy_elsewhere(storage) -> bool:
+    """Another worker process runs this storage's job: it pinged recently. A job that stopped
+    pinging (a killed worker) does not block a new one."""
+    if storage.status not in (storage.Status.QUEUED, storage.Status.IN_PROGRESS):
+        return False
+    meta = storage.meta or {}
+    last = meta.get('time_last_ping') or meta.get('time_queued')
+    if not last:
+        return False
+    age = (timezone.now() - datetime.fromisoformat(last)).total_seconds()
+    return age < settings.STORAGE_IN_PROGRESS_TIMER * 5
+
+
 def start(storage, method: str) -> bool:
-    """Queue `storage.<method>()`; False when this storage already has a job running here."""
+    """Queue `storage.<method>()`; False when this storage already has a job running."""
     key = (storage.__class__.__name__, storage.id)
     with _guard:
         thread = _running.get(key)
         if thread is not None and thread.is_alive():
+            return False
+        storage.refresh_from_db()
+        if busy_elsewhere(storage):
             return False
         storage.info_set_queued()
         thread = threading.Thread(target=_run, args=(storage.__class__, storage.id, method),

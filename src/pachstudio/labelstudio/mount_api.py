@@ -101,7 +101,9 @@ def refresh(name: str) -> dict:
 
 
 def commit(name: str, description: str) -> dict:
-    return call('PUT', '/_commit', {'mount': name, 'description': description})
+    # Uploading a big staged set legitimately takes long; the caller is a background job.
+    return call('PUT', '/_commit', {'mount': name, 'description': description},
+                timeout=max(settings.PACHSTUDIO_MOUNT_TIMEOUT, 3600))
 
 
 def staged(name: str) -> dict:

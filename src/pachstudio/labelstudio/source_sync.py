@@ -53,7 +53,6 @@ class Outcome:
     removed: int = 0
     marked: int = 0
     errors: list = field(default_factory=list)
-    created_ids: list = field(default_factory=list)
 
 
 def batched(iterable, n=BATCH):
@@ -173,7 +172,6 @@ class SourceSync:
 
     def _created(self, ids):
         self.out.created += len(ids)
-        self.out.created_ids.extend(ids)
         emit_webhooks_for_instance(self.project.organization, self.project, WebhookAction.TASKS_CREATED, ids)
         self.storage.info_update_progress(last_sync_count=self.out.created)
 
@@ -249,16 +247,26 @@ class SourceSync:
                 self.changed([k for k in batch if k in known])  # re-added or already imported: never a duplicate
             objects = []
             for key in fresh:
+                if not self.storage.use_blob_urls:
+                    self.storage.info_update_progress(last_sync_count=self.out.created)
                 objs = self._read(key)
                 if objs:
                     objects.extend(objs)
             self.create(objects)
 
 
+def _pinging(storage, rows, every=2000):
+    """Long listings keep the card's "in progress" alive (Label Studio marks a silent job failed)."""
+    for n, row in enumerate(rows):
+        if n % every == every - 1:
+            storage.info_update_progress(last_sync_count=0)
+        yield row
+
+
 def _diff(storage, keep):
     added, changed, deleted = [], [], []
     sink = {'added': added, 'changed': changed, 'deleted': deleted}
-    for entry in mount_api.diff(storage.mount, storage.synced_commit):
+    for entry in _pinging(storage, mount_api.diff(storage.mount, storage.synced_commit)):
         path = entry['path'].lstrip('/')
         if keep(path) and entry.get('change') in sink:
             sink[entry['change']].append(path)
@@ -267,8 +275,8 @@ def _diff(storage, keep):
 
 def _full_scan(storage, keep):
     """List the repo: new paths are added; linked paths no longer listed are deleted."""
-    listed = [e['path'].lstrip('/') for e in mount_api.files(storage.mount, storage.clean_prefix,
-                                                             storage.recursive_scan)]
+    rows = mount_api.files(storage.mount, storage.clean_prefix, storage.recursive_scan)
+    listed = [e['path'].lstrip('/') for e in _pinging(storage, rows)]
     listed = [p for p in dict.fromkeys(listed) if keep(p)]
     from .models import PachydermImportStorageLink as Link
 

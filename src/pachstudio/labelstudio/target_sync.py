@@ -11,6 +11,7 @@ import os
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 from tasks.models import Annotation, Task
 
 from . import connection, mount_api
@@ -86,6 +87,16 @@ def remove_annotation(storage, annotation_id: int, task_id: int):
             fresh.save(update_fields=['pending_deletes'])
 
 
+def _link_all(storage, annotation_ids):
+    """Links in bulk: one staged file per annotation, stamped now (Sync compares the stamps)."""
+    Link = _links()
+    existing = set(Link.objects.filter(storage=storage, annotation_id__in=annotation_ids)
+                   .values_list('annotation_id', flat=True))
+    Link.objects.bulk_create([Link(annotation_id=i, storage=storage, object_exists=True)
+                              for i in annotation_ids if i not in existing])
+    Link.objects.filter(storage=storage, annotation_id__in=existing).update(updated_at=timezone.now())
+
+
 def stage_pending(storage) -> int:
     """Write what the save hooks could not (annotations made before the storage existed, bulk
     imports that bypass signals, a mount that was down) and retry failed deletes. Only stale files
@@ -100,12 +111,18 @@ def stage_pending(storage) -> int:
     ]
     written_tasks = set()
     for start in range(0, len(stale), 500):
-        for annotation in Annotation.objects.filter(id__in=stale[start:start + 500]).select_related('task'):
-            if storage.file_format == 'task' and annotation.task_id in written_tasks:
-                _links().create(annotation, storage)
-                continue
-            write_annotation(storage, annotation)
-            written_tasks.add(annotation.task_id)
+        chunk = stale[start:start + 500]
+        for annotation in Annotation.objects.filter(id__in=chunk).select_related('task', 'completed_by'):
+            if storage.file_format == 'task':
+                if annotation.task_id not in written_tasks:
+                    write_task(storage, annotation.task_id)
+                    written_tasks.add(annotation.task_id)
+            else:
+                _write(storage, storage.file_key(annotation.id, annotation.task_id),
+                       annotation_content(storage, annotation))
+        _link_all(storage, chunk)
+        if storage.status == storage.Status.IN_PROGRESS:
+            storage.info_update_progress(last_sync_count=start + len(chunk))  # keeps the card alive
     pending = list(storage.pending_deletes or [])
     for item in pending:
         annotation_id, task_id = (int(x) for x in item.split(':'))
