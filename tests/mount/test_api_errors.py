@@ -12,6 +12,14 @@ from plugins.mount import MountServer, free_port
 TOKEN = "tok-0123456789abcdef-secret"
 
 
+@pytest.fixture(scope="module")
+def one_mount_server(shared_pfs_server, tmp_path_factory):
+    """One server for the validation cases: none of them reaches the cluster."""
+    ms = MountServer(tmp_path_factory.mktemp("validation"), shared_pfs_server.address).start()
+    yield ms
+    ms.stop()
+
+
 @pytest.mark.parametrize("body, field", [
     ({"mounts": [{"name": "x"}]}, "mounts.0.repo"),
     ({"mounts": [{"name": "x", "repo": "images", "mode": "rwx"}]}, "mounts.0.mode"),
@@ -22,16 +30,16 @@ TOKEN = "tok-0123456789abcdef-secret"
     ({"mounts": [{"name": "x", "repo": "images", "mode": "rw", "commit": "abc"}]}, "commit"),
     ("not json", "body"),
 ])
-def test_bad_mount_requests_are_400_with_the_field(mount_server, images, body, field):
+def test_bad_mount_requests_are_400_with_the_field(one_mount_server, body, field):
+    ms = one_mount_server
     if isinstance(body, str):
-        r = mount_server.call("PUT", "/_mount", content=body,
-                              headers={"content-type": "application/json"})
+        r = ms.call("PUT", "/_mount", content=body, headers={"content-type": "application/json"})
     else:
-        r = mount_server.call("PUT", "/_mount", body)
+        r = ms.call("PUT", "/_mount", body)
     assert r.status_code == 400, r.text
     assert field in r.json()["detail"]
-    assert mount_server.call("GET", "/mounts").json() == {"mounted": [], "unmounted": []}
-    assert os.listdir(mount_server.mount_dir) == []
+    assert ms.call("GET", "/mounts").json() == {"mounted": [], "unmounted": []}
+    assert os.listdir(ms.mount_dir) == []
 
 
 def test_unknown_things_are_404_and_bad_paths_400(mount_server, pach, images):
@@ -131,3 +139,28 @@ def test_only_loopback_binding_is_allowed(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "loopback only" in r.stderr
     assert httpx  # the client the fixtures use
+
+
+def test_unix_socket_serves_the_api_and_sigterm_unmounts(tmp_path):
+    import subprocess
+    import sys
+    import time
+    sock, mount_dir = str(tmp_path / "ms.sock"), str(tmp_path / "pfs")
+    proc = subprocess.Popen([sys.executable, "-m", "pachstudio.cli", "mount-server", "--mount-dir",
+                             mount_dir, "--state", str(tmp_path / "s"), "--socket", sock],
+                            env={**os.environ, "HOME": str(tmp_path)})
+    try:
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://ms")
+        deadline = time.monotonic() + 60
+        while not (os.path.exists(sock) and os.path.ismount(mount_dir)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert client.get("/health").json() == {"status": "running"}
+        assert client.get("/config").json()["cluster_status"] == "INVALID"
+        proc.terminate()
+        assert proc.wait(30) == 0
+        assert not os.path.ismount(mount_dir)  # libfuse unmounted on SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["fusermount", "-u", "-z", mount_dir], capture_output=True)

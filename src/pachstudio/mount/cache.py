@@ -9,6 +9,7 @@ dropped at start-up. Least recently used files are evicted past the size limit.
 import collections
 import hashlib
 import os
+import queue
 import threading
 import time
 from typing import Callable, Iterator, Optional
@@ -17,6 +18,7 @@ from .errors import MountError
 
 BLOCK = 1 << 20
 MAX_AHEAD = 32  # blocks of read-ahead once reads are sequential
+MAX_PENDING = 128 << 20  # received bytes waiting for the disk before fetching pauses
 
 Opener = Callable[[int], Iterator[bytes]]  # offset -> the file's bytes from there on
 
@@ -41,6 +43,7 @@ class _Entry:
         self.next_offset = 0
         self.ahead = 0
         self.fd: Optional[int] = None
+        self.pending: list = []  # (offset, bytes) received but not yet on disk
 
     @property
     def stored(self) -> int:
@@ -53,8 +56,11 @@ class ContentCache:
         self.lock = threading.Condition()
         self.entries: "collections.OrderedDict[str, _Entry]" = collections.OrderedDict()
         self.total = 0
+        self.pending_bytes = 0
+        self.writes: "queue.Queue" = queue.Queue()
         os.makedirs(root, exist_ok=True)
         self._load()
+        threading.Thread(target=self._writer, name="cache-writer", daemon=True).start()
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _load(self):
@@ -103,7 +109,7 @@ class ContentCache:
         for e in list(self.entries.values()):
             if self.total <= self.limit:
                 return
-            if e.readers == 0 and not e.streams:
+            if e.readers == 0 and not e.streams and not e.pending:
                 self._drop(e)
 
     def _fd(self, e: _Entry) -> int:
@@ -126,16 +132,28 @@ class ContentCache:
             e = self._entry(commit_id, path, size)
             e.readers += 1
             try:
-                sequential = offset == e.next_offset
+                # the kernel's read-ahead sends a sequential reader's requests slightly out of order
+                sequential = abs(offset - e.next_offset) <= 2 * BLOCK
                 e.ahead = min(max(e.ahead * 2, 1), MAX_AHEAD) if sequential else 0
-                e.next_offset = offset + length
+                e.next_offset = max(e.next_offset, offset + length) if sequential \
+                    else offset + length
                 self._wait_for(e, first, last, opener)
                 fd = self._fd(e)
+                end = offset + length
+                mem = [(at, data) for at, data in e.pending
+                       if at < end and at + len(data) > offset]
             except BaseException:
                 e.readers -= 1
                 raise
         try:
-            return os.pread(fd, length, offset)
+            if len(mem) == 1 and mem[0][0] <= offset and mem[0][0] + len(mem[0][1]) >= end:
+                at, data = mem[0]
+                return data[offset - at:end - at]
+            out = bytearray(os.pread(fd, length, offset).ljust(length, b"\0"))
+            for at, data in mem:  # received bytes not on disk yet
+                lo, hi = max(at, offset), min(at + len(data), end)
+                out[lo - offset:hi - offset] = data[lo - at:hi - at]
+            return bytes(out)
         finally:
             with self.lock:
                 e.readers -= 1
@@ -172,9 +190,13 @@ class ContentCache:
                 fd = self._fd(e)
             it = opener(s.pos)
             for chunk in it:
-                os.pwrite(fd, chunk, s.pos)
-                s.pos += len(chunk)
                 with self.lock:
+                    while self.pending_bytes > MAX_PENDING:
+                        self.lock.wait(1)
+                    e.pending.append((s.pos, chunk))
+                    self.pending_bytes += len(chunk)
+                    self.writes.put((e, fd, s.pos, chunk))
+                    s.pos += len(chunk)
                     self._mark(e, s)
                     if s.pos >= min(s.end * BLOCK, e.size):
                         e.streams.remove(s)
@@ -203,8 +225,26 @@ class ContentCache:
             s.marked += 1
         if added:
             self.total += added
-            if e.missing == 0 and e.data_path.endswith(".part"):
-                done = e.data_path[:-5] + ".data"
-                os.replace(e.data_path, done)
-                e.data_path = done
+            self._complete(e)
             self._evict()
+
+    def _complete(self, e: _Entry):
+        """A fully fetched and written file keeps its place across restarts."""
+        if e.missing == 0 and not e.pending and e.data_path.endswith(".part"):
+            done = e.data_path[:-5] + ".data"
+            os.replace(e.data_path, done)
+            e.data_path = done
+
+    def _writer(self):
+        """Writes received chunks to disk, so the network stream never waits for the disk."""
+        while True:
+            e, fd, at, chunk = self.writes.get()
+            try:
+                os.pwrite(fd, chunk, at)
+            except OSError:  # the entry was dropped meanwhile; readers refetch
+                pass
+            with self.lock:
+                e.pending = [p for p in e.pending if p[0] != at or p[1] is not chunk]
+                self.pending_bytes -= len(chunk)
+                self._complete(e)
+                self.lock.notify_all()
