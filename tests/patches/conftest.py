@@ -93,8 +93,7 @@ def patched_site(tmp_path_factory, installed_package_dir, installed_web_dir) -> 
     return site
 
 
-@pytest.fixture(scope="session")
-def wizard_labelstudio(tmp_path_factory, ls_mount_server, patched_site):
+def start_patched_labelstudio(root: pathlib.Path, mount_server, patched_site: pathlib.Path, **extra_env):
     """Label Studio with the Pachyderm storage app and mount server, serving the patched bundle."""
     import plugins.labelstudio
     from plugins.labelstudio import LabelStudio
@@ -106,18 +105,36 @@ def wizard_labelstudio(tmp_path_factory, ls_mount_server, patched_site):
         on sys.path makes Django refuse Label Studio's namespace-package apps."""
 
         def env(self) -> dict:
-            return {**super().env(), "PYTHONPATH": str(patched_site)}
+            return {**super().env(), "PYTHONPATH": str(patched_site), **extra_env}
 
         def start(self):
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(plugins.labelstudio, "label_studio_dir", lambda: site_package)
                 return super().start()
 
-    ls = PatchedBundleLabelStudio(tmp_path_factory.mktemp("wizard-ls"), ls_mount_server.api,
-                                  pathlib.Path(ls_mount_server.mount_dir))
+    ls = PatchedBundleLabelStudio(root, mount_server.api, pathlib.Path(mount_server.mount_dir))
     ls.start()
     served = ls.session.get(ls.url + "/react-app/main.js", timeout=60)
-    assert served.ok and "pachstudio:pachyderm-provider" in served.text, "Label Studio serves an unpatched bundle"
+    if not (served.ok and "pachstudio:pachyderm-provider" in served.text):
+        ls.stop()
+        raise AssertionError("Label Studio serves an unpatched bundle")
+    return ls
+
+
+@pytest.fixture(scope="session")
+def wizard_labelstudio(tmp_path_factory, ls_mount_server, patched_site):
+    ls = start_patched_labelstudio(tmp_path_factory.mktemp("wizard-ls"), ls_mount_server, patched_site)
+    yield ls
+    ls.stop()
+
+
+@pytest.fixture(scope="session")
+def legacy_form_labelstudio(tmp_path_factory, ls_mount_server, patched_site):
+    """The same, with the wizard off: any Sentry environment but `opensource` gives the older
+    form, whose types and fields come from the backend (`/api/storages/types`, `.../form`)."""
+    ls = start_patched_labelstudio(tmp_path_factory.mktemp("legacy-ls"), ls_mount_server, patched_site,
+                                   FRONTEND_SENTRY_ENVIRONMENT="production",
+                                   fflag_feat_bros_193_new_cloud_storage_providers_short="false")
     yield ls
     ls.stop()
 

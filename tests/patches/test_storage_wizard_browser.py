@@ -18,32 +18,34 @@ WAIT = 60
 class Wizard:
     """Drives Settings > Cloud Storage > Add Source/Target Storage."""
 
-    def __init__(self, driver, labelstudio, screenshots):
+    def __init__(self, driver, labelstudio, screenshots, host="127.0.0.1"):
+        # Cookies ignore ports: a second Label Studio gets another host name for its own session.
         self.driver, self.ls, self.screenshots = driver, labelstudio, screenshots
+        self.url = labelstudio.url.replace("127.0.0.1", host)
         self.wait = WebDriverWait(driver, WAIT, ignored_exceptions=(ElementNotInteractableException,))
 
     def login(self):
-        self.driver.get(self.ls.url + "/user/login/")
+        self.driver.get(self.url + "/user/login/")
         self.wait.until(EC.presence_of_element_located((By.NAME, "email"))).send_keys("admin@example.com")
         self.driver.find_element(By.NAME, "password").send_keys("pass1234")
         self.driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
         self.wait.until(lambda d: "/user/login" not in d.current_url)
 
-    def open(self, project_id, target):
+    def open(self, project_id, target, ready="[data-testid=storage-provider-s3]"):
         """The add button moves from the empty-state card to the column header once storages exist."""
-        self.driver.get(f"{self.ls.url}/projects/{project_id}/settings/storage")
+        self.driver.get(f"{self.url}/projects/{project_id}/settings/storage")
         kind = "target" if target else "source"
 
-        def tiles_shown(driver):
-            # The modal fades in: wait until its tiles show their names, not just exist. A click
-            # that lands before React wires the button up is repeated.
-            tiles = driver.find_elements(By.CSS_SELECTOR, "[data-testid=storage-provider-s3]")
-            if tiles and tiles[0].text:
+        def form_shown(driver):
+            # The modal fades in: wait until it shows text, not just exists. A click that lands
+            # before React wires the button up is repeated.
+            shown = driver.find_elements(By.CSS_SELECTOR, ready)
+            if shown and (shown[0].text or shown[0].tag_name == "select"):
                 return True
-            if not tiles:
+            if not shown:
                 self.click_now(f"[data-testid^=add-{kind}-storage-button]")
             return False
-        self.wait.until(tiles_shown, f"Add {kind} storage never showed the provider tiles")
+        self.wait.until(form_shown, f"Add {kind} storage never showed its form")
 
     def click_now(self, css) -> bool:
         for element in self.driver.find_elements(By.CSS_SELECTOR, css):
@@ -116,6 +118,13 @@ def last_screen(request, wizard):
     """The screen each test ended on, to look at when one fails."""
     yield
     wizard.shot(f"{request.node.name}-end")
+
+
+@pytest.fixture(scope="session")
+def legacy_form(chromium, legacy_form_labelstudio, screenshots):
+    wizard = Wizard(chromium, legacy_form_labelstudio, screenshots, host="localhost")
+    wizard.login()
+    return wizard
 
 
 @pytest.fixture
@@ -239,7 +248,7 @@ def test_editing_a_pachyderm_target_shows_its_settings_and_saves_changes(wizard,
     ls = wizard.ls
     created = ls.create_target(project, title="Edit me", repo=repo, branch="edits", prefix="before",
                                file_format="task")
-    wizard.driver.get(f"{ls.url}/projects/{project}/settings/storage")
+    wizard.driver.get(f"{wizard.url}/projects/{project}/settings/storage")
     wizard.see("Edit me")
 
     wizard.click("button[aria-label='Storage options']")
@@ -259,3 +268,30 @@ def test_editing_a_pachyderm_target_shows_its_settings_and_saves_changes(wizard,
 
     storage = ls.storage(created["id"], target=True)
     assert (storage["prefix"], storage["file_format"], storage["branch"]) == ("after", "annotation", "edits")
+
+
+def test_older_form_offers_pachyderm_with_the_backends_fields_and_creates_a_source(legacy_form, repo):
+    """With the wizard off, Label Studio shows its older form: types and fields from the backend."""
+    ls = legacy_form.ls
+    project = ls.create_project(title=f"legacy {uuid.uuid4().hex[:6]}")["id"]
+    legacy_form.open(project, target=False, ready="select[name=storage_type]")
+    assert not legacy_form.driver.find_elements(By.CSS_SELECTOR, "[data-testid^=storage-provider-]")
+
+    legacy_form.select("storage_type", "pachyderm")
+    legacy_form.wait.until(EC.visibility_of_element_located((By.NAME, "repo")))
+
+    assert {"title", "pach_project", "repo", "branch", "commit", "prefix", "regex_filter"} <= \
+        set(legacy_form.inputs())
+    legacy_form.type("title", "Legacy source")
+    legacy_form.type("repo", repo)
+    legacy_form.type("prefix", "other")
+    legacy_form.select("use_blob_urls", "true")
+    legacy_form.button("Check Connection").click()
+    legacy_form.see("Successfully connected!")
+    legacy_form.shot("legacy-1-connected")
+    legacy_form.button("Add Storage").click()
+    legacy_form.see("Legacy source")
+    legacy_form.shot("legacy-2-card")
+
+    [storage] = ls.api("GET", f"/api/storages/pachyderm?project={project}", expect=200).json()
+    assert (storage["repo"], storage["prefix"], storage["use_blob_urls"]) == (repo, "other", True)
