@@ -19,6 +19,7 @@ def test_writes_commit_as_one_commit_with_exact_contents(mount_server, pach, ima
     calls = stats(mount_server)
     with open(os.path.join(root, "new.txt"), "w") as f:
         f.write("brand new")
+    open(os.path.join(root, "empty.txt"), "w").close()
     os.makedirs(os.path.join(root, "labels/2024"))
     with open(os.path.join(root, "labels/2024/1.json"), "wb") as f:
         f.write(b'{"label": "cat"}')
@@ -31,19 +32,19 @@ def test_writes_commit_as_one_commit_with_exact_contents(mount_server, pach, ima
     os.rename(os.path.join(root, "move/me.txt"), os.path.join(root, "moved.txt"))
     expected = {"/keep.txt": b"keep", "/old.txt": b"o", "/edit.txt": b"012XYZ6789",
                 "/new.txt": b"brand new", "/labels/2024/1.json": b'{"label": "cat"}',
-                "/moved.txt": b"moving"}
+                "/moved.txt": b"moving", "/empty.txt": b""}
     assert local_tree(root) == expected
     assert stats(mount_server).get("modify_file", 0) == calls.get("modify_file", 0)
     assert commits(pach, "images@master") == [base]  # nothing reached the cluster yet
 
     staged = mount_server.call("GET", "/mounts/out/staged").json()
-    assert staged == {"added": ["labels/2024/1.json", "moved.txt", "new.txt"],
+    assert staged == {"added": ["empty.txt", "labels/2024/1.json", "moved.txt", "new.txt"],
                       "changed": ["edit.txt", "old.txt"],
                       "deleted": ["dir/gone.txt", "move/me.txt"]}
     r = mount_server.call("PUT", "/_commit", {"mount": "out", "description": "labels of today"})
     assert r.status_code == 200, r.text
     answer = r.json()
-    assert (answer["added"], answer["changed"], answer["deleted"]) == (3, 2, 2)
+    assert (answer["added"], answer["changed"], answer["deleted"]) == (4, 2, 2)
     history = commits(pach, "images@master")
     assert history == [answer["commit"], base]
     info = pach.pfs.inspect_commit(commit=pach.pfs.inspect_branch(

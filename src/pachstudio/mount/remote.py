@@ -193,6 +193,9 @@ class Remote:
         return self.call("drop_commit_set", f"dropping the unfinished commit {commit_id}",
                          lambda c: c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit_id)))
 
-    def modify_file(self, requests: Iterable[pfs.ModifyFileRequest]):
+    def modify_file(self, requests: Iterable[bytes]):
+        """One ModifyFile of already encoded messages (see wire.add_file)."""
         return self.call("modify_file", "uploading the staged changes",
-                         lambda c: c.pfs.modify_file(requests))
+                         lambda c: c._channel.stream_unary(
+                             "/pfs_v2.API/ModifyFile", request_serializer=bytes,
+                             response_deserializer=bytes)(iter(requests)))

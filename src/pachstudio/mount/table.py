@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 
 from pachyderm_sdk.api import pfs
 
+from . import wire
 from .cache import ContentCache
 from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
 from .readonly import CommitTree, clean
@@ -331,16 +332,21 @@ class MountTable:
         return self.remote.inspect_commit(pfs.Commit(id=commit.id, repo=repo), wait=True)
 
     @staticmethod
-    def _requests(commit: pfs.Commit, plan: Plan) -> Iterator[pfs.ModifyFileRequest]:
-        yield pfs.ModifyFileRequest(set_commit=commit)
+    def _requests(commit: pfs.Commit, plan: Plan) -> Iterator[bytes]:
+        """The ModifyFile stream, encoded by hand (betterproto costs ~1 ms a message when busy).
+        Overwrites delete first, as the SDK does; new files need only their content."""
+        yield bytes(pfs.ModifyFileRequest(set_commit=commit))
         for path in plan.deletes:
-            yield pfs.ModifyFileRequest(delete_file=pfs.DeleteFile(path=path))
+            yield wire.delete_file(path)
+        changed = set(plan.changed)
         for path, local in plan.puts:
-            yield pfs.ModifyFileRequest(delete_file=pfs.DeleteFile(path=path))
-            yield pfs.ModifyFileRequest(add_file=pfs.AddFile(path=path, raw=b""))
+            if path in changed:
+                yield wire.delete_file(path)
             with open(local, "rb") as f:
+                chunk = f.read(UPLOAD_CHUNK)
+                yield wire.add_file(path, chunk)
                 while chunk := f.read(UPLOAD_CHUNK):
-                    yield pfs.ModifyFileRequest(add_file=pfs.AddFile(path=path, raw=chunk))
+                    yield wire.add_file(path, chunk)
 
     # -- answers ------------------------------------------------------------------------------
     def state(self, mount: Mount, with_latest: bool = True) -> dict:

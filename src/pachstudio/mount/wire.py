@@ -74,3 +74,28 @@ def bytes_value(buf: bytes) -> bytes:
             return buf[i:i + n]
         i = _skip(buf, i, key & 7)
     return b""
+
+
+# -- encoding the upload: one ModifyFile of many small messages ---------------------------------
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _uvarint(number << 3 | 2) + _uvarint(len(payload)) + payload
+
+
+def add_file(path: str, data: bytes) -> bytes:
+    """ModifyFileRequest{add_file: AddFile{path, raw: BytesValue(data)}} (data may be empty)."""
+    raw = _field(1, data) if data else b""
+    return _field(2, _field(1, path.encode()) + _field(3, raw))
+
+
+def delete_file(path: str) -> bytes:
+    """ModifyFileRequest{delete_file: DeleteFile{path}}."""
+    return _field(3, _field(1, path.encode()))
