@@ -127,7 +127,10 @@ class SourceSync:
         return list(self.Link.objects.filter(storage=self.storage, key__in=keys).select_related('task'))
 
     def _labeled(self, task_ids) -> set:
-        return set(Annotation.objects.filter(task_id__in=task_ids).values_list('task_id', flat=True))
+        labeled = set()
+        for chunk in batched(task_ids):  # SQLite caps the parameters of one query
+            labeled.update(Annotation.objects.filter(task_id__in=chunk).values_list('task_id', flat=True))
+        return labeled
 
     # --- creating ------------------------------------------------------------------------
     def create(self, objects):
@@ -184,7 +187,8 @@ class SourceSync:
             with transaction.atomic():
                 if hasattr(self.project, 'summary'):
                     self.project.summary.remove_data_columns(gone)
-                Task.delete_tasks_without_signals(Task.objects.filter(id__in=[t.id for t in gone]))
+                for chunk in batched([t.id for t in gone]):
+                    Task.delete_tasks_without_signals(Task.objects.filter(id__in=chunk))
             self.out.removed += len(gone)
         if kept:
             for link in kept:

@@ -156,15 +156,23 @@ def describe_commit(storage, staged: dict) -> str:
 
     added, changed, deleted = (staged.get(k) or [] for k in ('added', 'changed', 'deleted'))
     ids = _ids(storage, list(added) + list(changed))
-    by = Q(task_id__in=ids) if storage.file_format == 'task' else Q(id__in=ids)
-    annotations = Annotation.objects.filter(by, project=storage.project).select_related('completed_by')
-    annotators = sorted({a.completed_by.email for a in annotations if a.completed_by_id})
-    task_ids = {a.task_id for a in annotations}
-    sources = set()
-    for link in PachydermImportStorageLink.objects.filter(task_id__in=task_ids).select_related('storage', 'task'):
-        commit = (link.task.data or {}).get('pachyderm_commit')
-        if commit:
-            sources.add(f'{link.storage.project_name}/{link.storage.repo}@{commit}')
+    annotators, task_ids, sources = set(), set(), set()
+    for start in range(0, len(ids), 500):  # SQLite caps the parameters of one query
+        chunk = ids[start:start + 500]
+        by = Q(task_id__in=chunk) if storage.file_format == 'task' else Q(id__in=chunk)
+        rows = Annotation.objects.filter(by, project=storage.project).values_list('task_id', 'completed_by__email')
+        for task_id, email in rows:
+            task_ids.add(task_id)
+            if email:
+                annotators.add(email)
+    task_ids = sorted(task_ids)
+    for start in range(0, len(task_ids), 500):
+        links = PachydermImportStorageLink.objects.filter(task_id__in=task_ids[start:start + 500])
+        for project_name, repo, data in links.values_list('storage__pach_project', 'storage__repo', 'task__data'):
+            commit = (data or {}).get('pachyderm_commit')
+            if commit:
+                sources.add(f'{project_name or "default"}/{repo}@{commit}')
+    annotators = sorted(annotators)
     project = storage.project
     lines = [
         f'Label Studio project {project.id} "{project.title}": '
