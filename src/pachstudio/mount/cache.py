@@ -11,7 +11,6 @@ import hashlib
 import os
 import queue
 import threading
-import time
 from typing import Callable, Iterator, Optional
 
 from .errors import MountError

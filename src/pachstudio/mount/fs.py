@@ -10,7 +10,7 @@ import stat
 import threading
 import time
 
-from fuse import FuseOSError, LoggingMixIn, Operations  # noqa: F401 - LoggingMixIn for debugging
+from fuse import FuseOSError, Operations
 
 from .errors import MountError, NotFound
 from .staging import FsError

@@ -52,7 +52,7 @@ def unmount_stale(mount_dir: str) -> None:
     subprocess.run(["fusermount", "-u", "-z", mount_dir], capture_output=True)
 
 
-def start_http(app, args) -> "uvicorn.Server":  # noqa: F821
+def start_http(app, args):
     import uvicorn
 
     if args.socket and os.path.exists(args.socket):
