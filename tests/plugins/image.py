@@ -21,13 +21,35 @@ PASSWORD = "pachstudio-test-password"
 TOKEN = "pachstudio-test-token-0123456789"
 
 
+# Everything a test session makes carries LABEL=<its pid>: a session removes its own things, and
+# the leftovers of sessions that died, but never those of another session running beside it.
+SESSION = str(os.getpid())
+LABELS = {LABEL: SESSION}
+
+
+def _ours_or_orphaned(labels) -> bool:
+    owner = (labels or {}).get(LABEL, "")
+    if owner == SESSION:
+        return True
+    try:
+        os.kill(int(owner), 0)
+        return False
+    except (ValueError, ProcessLookupError):
+        return True
+    except PermissionError:
+        return False
+
+
 def _remove_labelled(client):
     for c in client.containers.list(all=True, filters={"label": LABEL}):
-        c.remove(force=True, v=True)
+        if _ours_or_orphaned(c.labels):
+            c.remove(force=True, v=True)
     for n in client.networks.list(filters={"label": LABEL}):
-        n.remove()
+        if _ours_or_orphaned(n.attrs.get("Labels")):
+            n.remove()
     for v in client.volumes.list(filters={"label": LABEL}):
-        v.remove(force=True)
+        if _ours_or_orphaned(v.attrs.get("Labels")):
+            v.remove(force=True)
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +99,7 @@ class Appliance:
         self.saved_logs = ""
 
     def start(self):
-        kwargs = dict(detach=True, name=self.name, labels={LABEL: "1"}, environment=self.env,
+        kwargs = dict(detach=True, name=self.name, labels=LABELS, environment=self.env,
                       ports={p: None for p in self.ports})
         if self.command:
             kwargs["command"] = self.command
@@ -207,7 +229,7 @@ def appliance_factory(docker_client, tmp_path):
 
 @pytest.fixture
 def data_volume(docker_client):
-    volume = docker_client.volumes.create(name=new_name("pachstudio-test-data"), labels={LABEL: "1"})
+    volume = docker_client.volumes.create(name=new_name("pachstudio-test-data"), labels=LABELS)
     yield volume.name
     try:
         volume.remove(force=True)
@@ -217,7 +239,7 @@ def data_volume(docker_client):
 
 @pytest.fixture
 def test_network(docker_client):
-    network = docker_client.networks.create(new_name("pachstudio-test-net"), driver="bridge", labels={LABEL: "1"})
+    network = docker_client.networks.create(new_name("pachstudio-test-net"), driver="bridge", labels=LABELS)
     yield network.name
     try:
         network.remove()
