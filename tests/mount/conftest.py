@@ -3,21 +3,12 @@ import os
 
 import pytest
 from pachyderm_sdk.api import pfs
+from plugins.pfs import commit_files, read  # noqa: F401 - used by the tests
 
 
 def put(pach, uri: str, files: dict, description: str = "") -> str:
-    """One SDK commit on `uri` (project/repo@branch): {path: bytes, or None to delete}."""
-    with pach.pfs.commit(branch=pfs.Branch.from_uri(uri), description=description) as c:
-        for path, data in files.items():
-            if data is None:
-                c.delete_file(path=path)
-            else:
-                c.put_file_from_bytes(path=path, data=data)
-    return c.id
-
-
-def read(pach, uri: str) -> bytes:
-    return b"".join(m.value for m in pach.pfs.get_file(file=pfs.File.from_uri(uri)))
+    """commit_files, answering the commit id."""
+    return commit_files(pach, uri, files, description).id
 
 
 def tree(pach, uri: str) -> dict:

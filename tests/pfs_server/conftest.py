@@ -1,6 +1,7 @@
 import grpc
 import pytest
 from pachyderm_sdk.api import pfs
+from plugins.pfs import commit_files as put, read  # noqa: F401 - used by the tests
 
 
 @pytest.fixture
@@ -8,21 +9,6 @@ def repo(pach):
     r = pfs.Repo.from_uri("images")
     pach.pfs.create_repo(repo=r)
     return r
-
-
-def put(pach, uri: str, files: dict, description: str = ""):
-    """One commit on `uri` (project/repo@branch) holding `files` ({path: bytes or None to delete})."""
-    with pach.pfs.commit(branch=pfs.Branch.from_uri(uri), description=description) as c:
-        for path, data in files.items():
-            if data is None:
-                c.delete_file(path=path)
-            else:
-                c.put_file_from_bytes(path=path, data=data)
-    return c
-
-
-def read(pach, uri: str) -> bytes:
-    return b"".join(m.value for m in pach.pfs.get_file(file=pfs.File.from_uri(uri)))
 
 
 def code_of(call) -> grpc.StatusCode:

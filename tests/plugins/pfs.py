@@ -8,6 +8,7 @@ import time
 
 import pytest
 from pachyderm_sdk import Client
+from pachyderm_sdk.api import pfs
 
 
 def free_port() -> int:
@@ -27,6 +28,21 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def commit_files(pach: Client, uri: str, files: dict, description: str = "") -> pfs.Commit:
+    """One SDK commit on `uri` (project/repo@branch): {path: bytes, or None to delete}."""
+    with pach.pfs.commit(branch=pfs.Branch.from_uri(uri), description=description) as c:
+        for path, data in files.items():
+            if data is None:
+                c.delete_file(path=path)
+            else:
+                c.put_file_from_bytes(path=path, data=data)
+    return c
+
+
+def read(pach: Client, uri: str) -> bytes:
+    return b"".join(m.value for m in pach.pfs.get_file(file=pfs.File.from_uri(uri)))
 
 
 class PfsServer:
