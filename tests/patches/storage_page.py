@@ -8,8 +8,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 WAIT = 60
 
 
-class Wizard:
-    """Drives Settings > Cloud Storage > Add Source/Target Storage."""
+class StoragePage:
+    """Drives Settings > Cloud Storage > Add Source/Target Storage: the wizard or the older form."""
 
     def __init__(self, driver, labelstudio, screenshots, host="127.0.0.1"):
         # Cookies ignore ports: a second Label Studio gets another host name for its own session.

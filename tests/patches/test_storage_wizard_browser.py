@@ -7,14 +7,14 @@ from pachyderm_sdk.api import pfs
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
-from .storage_page import Wizard
+from .storage_page import StoragePage
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="session")
 def wizard(chromium, wizard_labelstudio, screenshots):
-    wizard = Wizard(chromium, wizard_labelstudio, screenshots)
+    wizard = StoragePage(chromium, wizard_labelstudio, screenshots)
     wizard.login()
     return wizard
 
@@ -28,7 +28,7 @@ def last_screen(request, wizard):
 
 @pytest.fixture(scope="session")
 def legacy_form(chromium, legacy_form_labelstudio, screenshots):
-    wizard = Wizard(chromium, legacy_form_labelstudio, screenshots, host="localhost")
+    wizard = StoragePage(chromium, legacy_form_labelstudio, screenshots, host="localhost")
     wizard.login()
     return wizard
 
