@@ -6,7 +6,7 @@ a millisecond per message on the client, which would time the client, not the se
 import grpc
 from pachyderm_sdk.api import pfs
 
-from pachstudio.pfs_server.wire import bytes_value, field_bytes
+from pachstudio.pfswire import add_file
 
 from .conftest import put, read
 
@@ -19,8 +19,7 @@ def test_hundred_thousand_files_in_one_commit(pach, pfs_server, repo):
     def ops():
         yield bytes(pfs.ModifyFileRequest(set_commit=pfs.Commit.from_uri("images@master")))
         for i in range(100_000):
-            add = field_bytes(1, f"/d{i % 100}/f{i}".encode()) + field_bytes(3, bytes_value(b"%d" % i))
-            yield field_bytes(2, add)
+            yield add_file(f"/d{i % 100}/f{i}", b"%d" % i)
     modify(ops())
     request = bytes(pfs.WalkFileRequest(file=pfs.File.from_uri("images@master:/")))
     entries = [pfs.FileInfo().parse(raw) for raw in walk(request)]

@@ -13,7 +13,7 @@ from pachyderm_sdk.api import pfs
 from pachyderm_sdk.errors import AuthServiceNotActivated
 
 from ..cluster import ClusterConfig
-from . import wire
+from .. import pfswire
 from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
 
 NOT_CONFIGURED = "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, " \
@@ -150,7 +150,7 @@ class Remote:
 
     @staticmethod
     def _raw(client, method: str, decode):
-        """A server-streaming call of pfs_v2.API decoded by `wire` (through the SDK's channel,
+        """A server-streaming call of pfs_v2.API decoded by `pfswire` (through the SDK's channel,
         so its token metadata is sent)."""
         return client._channel.unary_stream(f"/pfs_v2.API/{method}", request_serializer=bytes,
                                             response_deserializer=decode)
@@ -159,13 +159,13 @@ class Remote:
         """(path, is_dir, size) of a folder's entries, in one streamed ListFile."""
         req = pfs.ListFileRequest(file=pfs.File(commit=commit, path=path))
         return self.stream("list_file", f"listing {path}",
-                           lambda c: self._raw(c, "ListFile", wire.file_info)(req))
+                           lambda c: self._raw(c, "ListFile", pfswire.file_info)(req))
 
     def walk(self, commit: pfs.Commit, path: str) -> Iterator[tuple]:
         """(path, is_dir, size) of everything below `path`, in one streamed WalkFile."""
         req = pfs.WalkFileRequest(file=pfs.File(commit=commit, path=path))
         return self.stream("walk_file", f"walking {path}",
-                           lambda c: self._raw(c, "WalkFile", wire.file_info)(req))
+                           lambda c: self._raw(c, "WalkFile", pfswire.file_info)(req))
 
     def inspect_file(self, commit: pfs.Commit, path: str):
         return self.call("inspect_file", f"looking up {path}",
@@ -175,7 +175,7 @@ class Remote:
         """File bytes from `offset` on; stop iterating and the stream is cancelled."""
         req = pfs.GetFileRequest(file=pfs.File(commit=commit, path=path), offset=offset)
         yield from self.stream("get_file", f"reading {path}",
-                               lambda c: self._raw(c, "GetFile", wire.bytes_value)(req))
+                               lambda c: self._raw(c, "GetFile", pfswire.bytes_value_of)(req))
 
     def diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator:
         return self.stream("diff_file", "comparing commits", lambda c: c.pfs.diff_file(
@@ -194,7 +194,7 @@ class Remote:
                          lambda c: c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit_id)))
 
     def modify_file(self, requests: Iterable[bytes]):
-        """One ModifyFile of already encoded messages (see wire.add_file)."""
+        """One ModifyFile of already encoded messages (see pfswire.add_file)."""
         return self.call("modify_file", "uploading the staged changes",
                          lambda c: c._channel.stream_unary(
                              "/pfs_v2.API/ModifyFile", request_serializer=bytes,

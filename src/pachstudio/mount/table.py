@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 from pachyderm_sdk.api import pfs
 
-from . import wire
+from .. import pfswire
 from .cache import ContentCache
 from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
 from .readonly import CommitTree, clean
@@ -337,16 +337,16 @@ class MountTable:
         Overwrites delete first, as the SDK does; new files need only their content."""
         yield bytes(pfs.ModifyFileRequest(set_commit=commit))
         for path in plan.deletes:
-            yield wire.delete_file(path)
+            yield pfswire.delete_file(path)
         changed = set(plan.changed)
         for path, local in plan.puts:
             if path in changed:
-                yield wire.delete_file(path)
+                yield pfswire.delete_file(path)
             with open(local, "rb") as f:
                 chunk = f.read(UPLOAD_CHUNK)
-                yield wire.add_file(path, chunk)
+                yield pfswire.add_file(path, chunk)
                 while chunk := f.read(UPLOAD_CHUNK):
-                    yield wire.add_file(path, chunk)
+                    yield pfswire.add_file(path, chunk)
 
     # -- answers ------------------------------------------------------------------------------
     def state(self, mount: Mount, with_latest: bool = True) -> dict:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import grpc
 
 from .errors import PfsError
-from .wire import check
+from ..pfswire import check
 
 log = logging.getLogger("pachstudio.pfs_server")
 

@@ -12,7 +12,7 @@ from pachyderm_sdk.api import admin, auth, pfs, version
 from . import paths as P
 from .errors import InvalidArgument, NotFound
 from .rpc import generic_handlers, sdk_methods
-from .wire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
+from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from .store import CommitRow, Entry, RepoRow, Store
 
 VERSION = version.Version(major=2, minor=12, micro=2, additional="-pachstudio")
