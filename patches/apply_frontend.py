@@ -1,4 +1,5 @@
-"""Add a Pachyderm tile to Label Studio 1.23.2's storage wizard (Source and Target).
+"""Add a Pachyderm tile to Label Studio 1.23.2's storage wizard (Source and Target), and a
+Pachyderm summary (repository, commit) to the storage cards.
 
     python patches/apply_frontend.py [--revert] [LABEL_STUDIO_PACKAGE_DIR]
 
@@ -33,6 +34,12 @@ REDIS_ENTRY_RE = re.compile(rf"[{{,]redis:({IDENT}),s3s:")
 PROVIDERS_END_RE = re.compile(rf"databricks:{IDENT},localfiles:{IDENT}\}}")
 JSX_RUNTIME_RE = re.compile(rf"\(0,({IDENT})\.jsxs?\)\(")
 MAX_OBJECT_SPAN = 20_000
+# The card summary picks one child of a `Oneof` by `case`; ours goes after the localfiles one.
+SUMMARY_MARKER = "/* pachstudio:pachyderm-summary */"
+SUMMARY_END = "/* /pachstudio:pachyderm-summary */"
+SUMMARY_MAP_KEY = "x_pachstudio_pachyderm_summary"
+SUMMARY_RE = re.compile(rf'\(0,({IDENT})\.jsx\)\({IDENT},\{{case:"localfiles",storage:({IDENT})\}}\)(?=\]\}}\),'
+                        rf'\(0,\1\.jsx\)\(({IDENT})\.Item,\{{term:"Status")')
 
 
 class PatchError(Exception):
@@ -115,6 +122,27 @@ def insertion(js: str, bundle: pathlib.Path) -> tuple[int, str]:
     return at, f"pachyderm:{entry},"
 
 
+def summary_insertion(js: str, bundle: pathlib.Path) -> tuple[int, str]:
+    """After the localfiles case of the storage card's summary: the repository and the commit the
+    storage last synced (Source: `synced_commit`, Target: `last_commit`), so a person sees which
+    commit a Sync made without leaving Label Studio."""
+    m = find_one(SUMMARY_RE, js, "storage card summary with a localfiles case", bundle)
+    jsx, storage, items = m.groups()
+    item = f"(0,{jsx}.jsx)({items}.Item,"
+    s = "e.storage"
+    component = (f"e=>(0,{jsx}.jsxs)({jsx}.Fragment,{{children:["
+                 f'{item}{{term:"Repository",children:[{s}.pach_project||"default","/",{s}.repo,"@",'
+                 f'{s}.commit||{s}.branch].join("")}}),'
+                 f'{item}{{term:"Commit",children:{s}.last_commit||{s}.synced_commit||"not synced yet"}})]}})')
+    text = f',{SUMMARY_MARKER}(0,{jsx}.jsx)({component},{{case:"pachyderm",storage:{storage}}}){SUMMARY_END}'
+    return m.end(), text
+
+
+def summary_span(js: str) -> tuple[int, int]:
+    start = js.index(SUMMARY_MARKER) - 1  # the comma before it
+    return start, js.index(SUMMARY_END, start) + len(SUMMARY_END)
+
+
 def line_and_column(js: str, offset: int) -> tuple[int, int]:
     line = js.count("\n", 0, offset)
     start = js.rfind("\n", 0, offset) + 1
@@ -172,24 +200,30 @@ def patch(bundle: pathlib.Path) -> str:
     source_map = read_map(map_path)
     done = []
 
-    if MARKER not in js:
-        at, text = insertion(js, bundle)
-        js = js[:at] + text + js[at:]
-        write_atomically(bundle, js)
-        done.append("added the Pachyderm tile to the storage wizard (Source and Target)")
-    if source_map is not None and MAP_KEY not in source_map:
-        start, end = entry_span(js)
-        line, column = line_and_column(js, start)
-        length = utf16_column(js[start:end])
-        try:
-            source_map["mappings"] = insert_columns(source_map["mappings"], line, column, length)
-        except SourceMapError as e:
-            raise PatchError(f"{map_path}: cannot read its mappings ({e})")
-        source_map[MAP_KEY] = {"line": line, "column": column, "length": length}
-        write_map(source_map, map_path)
-        done.append("moved the source map's columns after it")
+    # Two insertions, each judged by its own markers; undone in the reverse order by revert().
+    for marker, map_key, insert, span, what in (
+            (MARKER, MAP_KEY, insertion, entry_span,
+             "added the Pachyderm tile to the storage wizard (Source and Target)"),
+            (SUMMARY_MARKER, SUMMARY_MAP_KEY, summary_insertion, summary_span,
+             "added the Pachyderm summary to the storage cards")):
+        if marker not in js:
+            at, text = insert(js, bundle)
+            js = js[:at] + text + js[at:]
+            write_atomically(bundle, js)
+            done.append(what)
+        if source_map is not None and map_key not in source_map:
+            start, end = span(js)
+            line, column = line_and_column(js, start)
+            length = utf16_column(js[start:end])
+            try:
+                source_map["mappings"] = insert_columns(source_map["mappings"], line, column, length)
+            except SourceMapError as e:
+                raise PatchError(f"{map_path}: cannot read its mappings ({e})")
+            source_map[map_key] = {"line": line, "column": column, "length": length}
+            write_map(source_map, map_path)
+            done.append("moved the source map's columns after it")
     if not done:
-        return f"{bundle} already has the Pachyderm tile: nothing changed"
+        return f"{bundle} already has the Pachyderm tile and card summary: nothing changed"
     return f"{bundle}: " + "; ".join(done)
 
 
@@ -199,19 +233,23 @@ def revert(bundle: pathlib.Path) -> str:
     map_path = bundle.with_name(bundle.name + ".map")
     source_map = read_map(map_path)
     done = []
-    if MARKER in js:
-        start, end = entry_span(js)
-        write_atomically(bundle, js[:start] + js[end:])
-        done.append("removed the Pachyderm tile")
-    if source_map is not None and MAP_KEY in source_map:
-        where = source_map.pop(MAP_KEY)
-        try:
-            source_map["mappings"] = remove_columns(source_map["mappings"], where["line"], where["column"],
-                                                    where["length"])
-        except (SourceMapError, KeyError, TypeError) as e:
-            raise PatchError(f"{map_path}: cannot undo the column shift ({e})")
-        write_map(source_map, map_path)
-        done.append("restored the source map")
+    for marker, map_key, span, what in (
+            (SUMMARY_MARKER, SUMMARY_MAP_KEY, summary_span, "removed the Pachyderm card summary"),
+            (MARKER, MAP_KEY, entry_span, "removed the Pachyderm tile")):
+        if source_map is not None and map_key in source_map:
+            where = source_map.pop(map_key)
+            try:
+                source_map["mappings"] = remove_columns(source_map["mappings"], where["line"],
+                                                        where["column"], where["length"])
+            except (SourceMapError, KeyError, TypeError) as e:
+                raise PatchError(f"{map_path}: cannot undo the column shift ({e})")
+            write_map(source_map, map_path)
+            done.append("restored the source map")
+        if marker in js:
+            start, end = span(js)
+            js = js[:start] + js[end:]
+            write_atomically(bundle, js)
+            done.append(what)
     if not done:
         return f"{bundle} has no Pachyderm tile: nothing changed"
     return f"{bundle}: " + "; ".join(done)

@@ -71,32 +71,48 @@ def test_the_entry_uses_the_bundles_own_zod_and_jsx(bundle_root, bundle):
 
 def test_source_map_still_maps_the_code_after_the_entry(bundle_root, bundle):
     js_before = bundle.read_text(encoding="utf-8")
-    map_before = read_map(bundle)
     anchor = js_before.index(",s3s:")
     line = js_before.count("\n", 0, anchor)
     line_start = js_before.rfind("\n", 0, anchor) + 1
-    before = original_positions(map_before, line)
+    before = original_positions(read_map(bundle), line)
 
     assert run_apply(bundle_root).returncode == 0
 
     js_after = bundle.read_text(encoding="utf-8")
     after = original_positions(read_map(bundle), line)
-    inserted = utf16_column(js_after) - utf16_column(js_before)
-    column = utf16_column(js_before[line_start:anchor + 1])
-    assert inserted > 500
-    # The inserted text is explicitly unmapped rather than blamed on the redis entry.
-    assert after[column] is None
-    # Every mapped position after the insertion moved by exactly its length and kept its source.
-    moved = {c: p for c, p in before.items() if c >= column}
-    assert len(moved) > 10_000
-    assert {c + inserted: p for c, p in moved.items()} == {c: p for c, p in after.items() if c > column}
-    assert {c: p for c, p in before.items() if c < column} == {c: p for c, p in after.items() if c < column}
+    # The two insertions (wizard tile, card summary), as UTF-16 column spans of the patched line.
+    spans = sorted((utf16_column(js_after[line_start:a]), utf16_column(js_after[line_start:b]))
+                   for a, b in (apply_frontend.entry_span(js_after), apply_frontend.summary_span(js_after)))
+    assert all(b - a > 200 for a, b in spans)
+    for a, _ in spans:  # inserted text is explicitly unmapped rather than blamed on its neighbour
+        assert after[a] is None
+
+    def original_column(column):
+        return column - sum(b - a for a, b in spans if b <= column)
+
+    kept = {original_column(c): p for c, p in after.items()
+            if not any(a <= c < b for a, b in spans)}
+    # Every mapped position kept its source and moved by exactly the text inserted before it.
+    assert len(kept) > 10_000
+    assert kept == before
     # Spot check: the code the map names there is the code at that column in the patched bundle.
     target = js_after.index("databricks:", line_start)
     source, src_line, src_col = after[utf16_column(js_after[line_start:target])]
     assert source.endswith("providers/index.ts")
     original = read_map(bundle)["sourcesContent"][read_map(bundle)["sources"].index(source)]
     assert original.splitlines()[src_line][src_col:].lstrip().startswith("databricks")
+
+
+def test_card_summary_shows_the_repository_and_commit_for_pachyderm_only(bundle_root, bundle):
+    assert run_apply(bundle_root).returncode == 0
+    js = bundle.read_text(encoding="utf-8")
+    start, end = apply_frontend.summary_span(js)
+    summary = js[start:end]
+    assert '{case:"pachyderm",storage:' in summary
+    assert 'term:"Commit",children:e.storage.last_commit||e.storage.synced_commit' in summary
+    # it sits among the card's other cases, right before the Status item
+    assert js[end:end + 60].startswith(']}),(0,') and 'term:"Status"' in js[end:end + 80]
+    assert js.count("/* pachstudio:pachyderm-summary */") == 1
 
 
 def test_second_run_changes_nothing_and_says_so(bundle_root, bundle):
@@ -109,6 +125,7 @@ def test_second_run_changes_nothing_and_says_so(bundle_root, bundle):
     assert "nothing changed" in again.stdout
     assert {name: sha256(bundle.with_name(name)) for name in PINNED_SHA256} == patched
     assert bundle.read_text(encoding="utf-8").count("pachstudio:pachyderm-provider") == 1
+    assert bundle.read_text(encoding="utf-8").count("/* pachstudio:pachyderm-summary */") == 1
 
 
 def test_run_stopped_between_bundle_and_map_is_finished_by_the_next_run(bundle_root, bundle, pristine_root):
