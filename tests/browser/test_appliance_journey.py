@@ -19,7 +19,7 @@ from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 from PIL import Image, ImageDraw
 
-from plugins.image import ADMIN, PASSWORD
+from plugins.image import ADMIN, PASSWORD, sdk_client
 
 pytestmark = [pytest.mark.image, pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -36,20 +36,6 @@ def png(color: str, size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
-
-
-def sdk_client(address: str, timeout=120) -> Client:
-    """The ordinary SDK on the published port, once the embedded server answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        client = Client.from_pachd_address(address)
-        try:
-            list(client.pfs.list_repo())
-            return client
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def commits(client: Client, repo: str) -> list:

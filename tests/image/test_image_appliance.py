@@ -8,7 +8,7 @@ import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from plugins.image import ADMIN, PASSWORD, TOKEN
+from plugins.image import ADMIN, PASSWORD, TOKEN, sdk_client
 
 pytestmark = pytest.mark.image
 
@@ -20,19 +20,6 @@ def put_source_files(client: Client, repo="images"):
     with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as commit:
         for path, text in TEXTS.items():
             commit.put_file_from_bytes(path=f"/{path}", data=json.dumps({"text": text}).encode())
-
-
-def wait_for_client(address, timeout=60) -> Client:
-    deadline = time.monotonic() + timeout
-    while True:
-        client = Client.from_pachd_address(address)
-        try:
-            list(client.pfs.list_repo())
-            return client
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def commits(client: Client, repo: str) -> list:
@@ -93,7 +80,7 @@ def test_embedded_default_flow(appliance_factory, data_volume):
     """The README one-liner without a config: embedded PFS server, SDK on the published port."""
     app = appliance_factory(volume=data_volume).wait_healthy()
     assert "starting the embedded PFS server" in app.logs()
-    client = wait_for_client(app.pachd_address)
+    client = sdk_client(app.pachd_address)
     put_source_files(client)
     api = app.api()
     project, target, annotations = import_and_label(api, client)
@@ -144,7 +131,7 @@ def test_pfs_server_mode_serves_the_sdk(appliance_factory, data_volume):
     """`docker run IMAGE pfs-server`: only the embedded server, a stand-in cluster; no FUSE needed."""
     app = appliance_factory(command=["pfs-server"], volume=data_volume, fuse=False,
                             ports=("30650/tcp",)).wait_healthy()
-    client = wait_for_client(app.pachd_address)
+    client = sdk_client(app.pachd_address)
     put_source_files(client)
     assert files_at(client, "images@master:/tasks/") >= {f"/{p}" for p in TEXTS}
     rc, out = app.exec("ls", "/data/pfs")
@@ -155,7 +142,7 @@ def test_remote_cluster_on_a_user_defined_network(appliance_factory, test_networ
     """A second container runs `pfs-server`; the appliance gets its config.json like the README shows."""
     pachd = appliance_factory(command=["pfs-server"], network=test_network, fuse=False,
                               ports=("30650/tcp",)).wait_healthy()
-    remote = wait_for_client(pachd.pachd_address)
+    remote = sdk_client(pachd.pachd_address)
     put_source_files(remote)
     config = {"v2": {"active_context": "lab", "contexts": {
         "lab": {"pachd_address": f"grpc://{pachd.name}:30650"}}}}
@@ -174,7 +161,7 @@ def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_vol
     """Label, `docker stop`, start a new container on the same /data, then Sync: one commit, all labels."""
     init_script = {"/docker-entrypoint-init.d/10-mark.sh": "echo ran >> /data/init-script-ran\n"}
     first = appliance_factory(volume=data_volume, files=init_script).wait_healthy()
-    client = wait_for_client(first.pachd_address)
+    client = sdk_client(first.pachd_address)
     put_source_files(client)
     api = first.api()
     project, target, annotations = import_and_label(api, client, annotate=2)
@@ -193,7 +180,7 @@ def test_restart_on_the_same_volume_keeps_everything(appliance_factory, data_vol
     assert "already initialized" in second.logs()
     assert "password:" not in second.logs()
     api = second.api()
-    client = wait_for_client(second.pachd_address)
+    client = sdk_client(second.pachd_address)
     assert [p["id"] for p in api.call("GET", "/api/projects/")["results"]] == [project["id"]]
     assert len(api.tasks(project["id"])) == len(TEXTS)
     storages = api.call("GET", f"/api/storages/export?project={project['id']}")

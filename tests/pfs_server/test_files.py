@@ -4,7 +4,6 @@ import tarfile
 
 import grpc
 import pytest
-from betterproto.lib.google.protobuf import BytesValue
 from pachyderm_sdk.api import pfs
 
 from .conftest import code_of, put, read

@@ -245,3 +245,19 @@ def test_network(docker_client):
         network.remove()
     except Exception:
         pass
+
+
+def sdk_client(address: str, timeout: float = 120):
+    """The ordinary SDK on a container's published port, once the PFS server there answers."""
+    from pachyderm_sdk import Client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        client = Client.from_pachd_address(address)
+        try:
+            list(client.pfs.list_repo())
+            return client
+        except Exception:  # noqa: BLE001 - not up yet; the last error is raised at the deadline
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
