@@ -1,7 +1,5 @@
 """Fixtures that run the mount server as a real process with a real FUSE mount."""
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -9,15 +7,10 @@ import time
 import httpx
 import pytest
 
+from plugins.pfs import ServerProcess, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MountServer:
+class MountServer(ServerProcess):
     """A `pachstudio mount-server` process; restartable on the same state folder."""
 
     def __init__(self, root, pachd_address: str, env=None):
@@ -56,23 +49,8 @@ class MountServer:
             time.sleep(0.05)
         raise TimeoutError(f"mount server not ready after {timeout}s:\n{self.log()}")
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def after_stop(self):
         self.unmount()
-        return self.proc.returncode if self.proc else None
-
-    def kill(self):
-        return self.stop(signal.SIGKILL)
-
-    def restart(self):
-        self.stop()
-        return self.start()
 
     def unmount(self):
         if os.path.exists(self.mount_dir) or os.path.ismount(self.mount_dir):
@@ -80,13 +58,6 @@ class MountServer:
 
     def call(self, method: str, path: str, json=None, timeout: float = 120, **kw) -> httpx.Response:
         return httpx.request(method, self.api + path, json=json, timeout=timeout, **kw)
-
-    def log(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 @pytest.fixture

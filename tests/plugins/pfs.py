@@ -45,7 +45,43 @@ def read(pach: Client, uri: str) -> bytes:
     return b"".join(m.value for m in pach.pfs.get_file(file=pfs.File.from_uri(uri)))
 
 
-class PfsServer:
+class ServerProcess:
+    """A program of ours run as a real process for a test: stop, kill -9, restart, its log.
+    Subclasses set `log_path`, and define start() and, if needed, after_stop()."""
+
+    proc = None
+    log_path = ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.after_stop()
+        return self.proc.returncode if self.proc else None
+
+    def after_stop(self):
+        pass
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class PfsServer(ServerProcess):
     """A `pachstudio pfs-server` process; restartable on the same data directory."""
 
     def __init__(self, data_dir, port=None, log_path=None):
@@ -68,25 +104,9 @@ class PfsServer:
         wait_for_port(self.port, self.proc)
         return self
 
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout)
-        return self.proc.returncode if self.proc else None
-
-    def kill(self):
-        return self.stop(signal.SIGKILL)
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
     def client(self) -> Client:
         return Client.from_pachd_address(self.address)
 
-    def log(self) -> str:
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
 
 
 @pytest.fixture

@@ -356,19 +356,18 @@ class PfsService:
     def _encoder(commit: pfs.Commit, c: CommitRow) -> FileInfoEncoder:
         return FileInfoEncoder(commit, c.finished or c.started)
 
-    def ListFile(self, req: pfs.ListFileRequest, ctx):
+    def _paged_listing(self, req, entries):
+        """ListFile and WalkFile: `entries(commit id, path)` paged and encoded."""
         commit, c, path = self._file_target(req.file)
         enc = self._encoder(commit, c)
-        for e in self._page(self.store.list_dir(c.id, path), req.pagination_marker, req.number,
-                            req.reverse):
+        for e in self._page(entries(c.id, path), req.pagination_marker, req.number, req.reverse):
             yield enc.encode(e.path, e.is_dir, e.size, e.hash)
 
+    def ListFile(self, req: pfs.ListFileRequest, ctx):
+        return self._paged_listing(req, self.store.list_dir)
+
     def WalkFile(self, req: pfs.WalkFileRequest, ctx):
-        commit, c, path = self._file_target(req.file)
-        enc = self._encoder(commit, c)
-        for e in self._page(self.store.walk(c.id, path), req.pagination_marker, req.number,
-                            req.reverse):
-            yield enc.encode(e.path, e.is_dir, e.size, e.hash)
+        return self._paged_listing(req, self.store.walk)
 
     def GlobFile(self, req: pfs.GlobFileRequest, ctx):
         repo, c = self._commit(req.commit)
