@@ -135,3 +135,38 @@ def pytest_sessionfinish(session):
     lines += [f"| {_cell(r['kind'])} | {_cell(r['case'])} | {_cell(r['outcome']) or '-'} | {r['result']} |"
               for r in out]
     (ARTIFACTS / "reliability.md").write_text("\n".join(lines) + "\n")
+
+
+# --- appliances shared by a module's tests (starting one costs most of a minute) ------------------
+@pytest.fixture(scope="module")
+def module_appliances(docker_client, tmp_path_factory):
+    """Like plugins.image's appliance_factory, but the containers live for the whole module:
+    `module_appliances(volume=..., network=..., config_json=..., command=[...], ...)`."""
+    from plugins.image import Appliance
+
+    tmp = tmp_path_factory.mktemp("appliances")
+    made = []
+
+    def make(**kwargs):
+        app = Appliance(docker_client, tmp_path=tmp, **kwargs)
+        made.append(app)
+        return app.start()
+
+    yield make
+    for app in made:
+        if app.container is not None:
+            (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
+        app.remove()
+
+
+@pytest.fixture(scope="module")
+def module_network(docker_client):
+    """A user-defined bridge network for a module's containers (they find each other by name)."""
+    from plugins.image import LABELS, new_name
+
+    network = docker_client.networks.create(new_name("pachstudio-test-net"), driver="bridge", labels=LABELS)
+    yield network.name
+    try:
+        network.remove()
+    except Exception:  # noqa: BLE001 - a container still attached: the session cleanup removes it
+        pass
