@@ -156,7 +156,10 @@ def module_appliances(docker_client, tmp_path_factory):
     for app in made:
         if app.container is not None:
             (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
-        app.remove()
+            try:
+                app.container.remove(force=True, v=True)  # with its anonymous /data volume
+            except Exception:  # noqa: BLE001 - gone already
+                pass
 
 
 @pytest.fixture(scope="module")
