@@ -8,6 +8,7 @@ from io_storages.api import (
     ImportStorageDetailAPI,
     ImportStorageFormLayoutAPI,
     ImportStorageListAPI,
+    ImportStorageListFilesAPI,
     ImportStorageSyncAPI,
     ImportStorageValidateAPI,
 )
@@ -16,16 +17,17 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from . import background
+from .access import OrganizationBodyMixin, OrganizationListMixin, OrganizationObjectMixin
 from .models import PachydermExportStorage, PachydermImportStorage
 from .serializers import PachydermExportStorageSerializer, PachydermImportStorageSerializer
 
 
-class PachydermImportStorageListAPI(ImportStorageListAPI):
+class PachydermImportStorageListAPI(OrganizationListMixin, ImportStorageListAPI):
     queryset = PachydermImportStorage.objects.all()
     serializer_class = PachydermImportStorageSerializer
 
 
-class PachydermImportStorageDetailAPI(ImportStorageDetailAPI):
+class PachydermImportStorageDetailAPI(OrganizationObjectMixin, ImportStorageDetailAPI):
     queryset = PachydermImportStorage.objects.all()
     serializer_class = PachydermImportStorageSerializer
 
@@ -44,11 +46,11 @@ class QueueSyncMixin:
         return Response(self.serializer_class(storage).data)
 
 
-class PachydermImportStorageSyncAPI(QueueSyncMixin, ImportStorageSyncAPI):
+class PachydermImportStorageSyncAPI(QueueSyncMixin, OrganizationObjectMixin, ImportStorageSyncAPI):
     serializer_class = PachydermImportStorageSerializer
 
 
-class PachydermImportStorageValidateAPI(ImportStorageValidateAPI):
+class PachydermImportStorageValidateAPI(OrganizationBodyMixin, ImportStorageValidateAPI):
     serializer_class = PachydermImportStorageSerializer
 
 
@@ -56,7 +58,11 @@ class PachydermImportStorageFormLayoutAPI(ImportStorageFormLayoutAPI):
     pass
 
 
-class PachydermExportStorageListAPI(ExportStorageListAPI):
+class PachydermImportStorageListFilesAPI(OrganizationBodyMixin, ImportStorageListFilesAPI):
+    """The form's file preview."""
+
+
+class PachydermExportStorageListAPI(OrganizationListMixin, ExportStorageListAPI):
     queryset = PachydermExportStorage.objects.all()
     serializer_class = PachydermExportStorageSerializer
 
@@ -70,16 +76,16 @@ class PachydermExportStorageListAPI(ExportStorageListAPI):
         background.start(storage, 'stage_all')
 
 
-class PachydermExportStorageDetailAPI(ExportStorageDetailAPI):
+class PachydermExportStorageDetailAPI(OrganizationObjectMixin, ExportStorageDetailAPI):
     queryset = PachydermExportStorage.objects.all()
     serializer_class = PachydermExportStorageSerializer
 
 
-class PachydermExportStorageSyncAPI(QueueSyncMixin, ExportStorageSyncAPI):
+class PachydermExportStorageSyncAPI(QueueSyncMixin, OrganizationObjectMixin, ExportStorageSyncAPI):
     serializer_class = PachydermExportStorageSerializer
 
 
-class PachydermExportStorageValidateAPI(ExportStorageValidateAPI):
+class PachydermExportStorageValidateAPI(OrganizationBodyMixin, ExportStorageValidateAPI):
     serializer_class = PachydermExportStorageSerializer
 
 

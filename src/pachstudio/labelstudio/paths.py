@@ -10,11 +10,25 @@ class BadPath(ValueError):
     """A path that would leave its folder, or is not a path at all."""
 
 
+MAX_PREFIX = 1024
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A user's value quoted for a message: control characters visible, long ones cut."""
+    text = ''.join(c if c.isprintable() else repr(c)[1:-1] for c in value[:limit])
+    return f'"{text}"' + (f' ({len(value)} characters)' if len(value) > limit else '')
+
+
 def normalize_prefix(prefix: Optional[str]) -> str:
-    """`/images/` and `images` mean the same folder; `..` segments are refused."""
+    """`/images/` and `images` mean the same folder (the repo root is `/`); `..` segments, control
+    characters and prefixes longer than MAX_PREFIX are refused."""
     prefix = (prefix or '').strip().strip('/')
     if not prefix:
         return ''
+    if len(prefix) > MAX_PREFIX:
+        raise BadPath(f'prefix {shown(prefix)} is longer than {MAX_PREFIX} characters')
+    if any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+        raise BadPath(f'prefix {shown(prefix)} contains control characters')
     check_relative(prefix)
     return posixpath.normpath(prefix)
 

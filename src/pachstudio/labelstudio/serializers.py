@@ -1,11 +1,28 @@
 """API shape of the storages (type `pachyderm`). There is no credential field: the cluster token
 stays with the mount server, so nothing secret can be stored here or returned."""
+import re
+
 from io_storages.serializers import ExportStorageSerializer, ImportStorageSerializer
 from rest_framework import serializers
 
+from .access import project_or_404
 from .connection import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
-from .paths import BadPath, normalize_prefix
+from .paths import BadPath, normalize_prefix, shown
+
+# Pachyderm's rule for project, repo and branch names (pachd answers INVALID_ARGUMENT otherwise):
+# checked here so the form says which field is wrong before anything reaches the cluster.
+PACH_NAME = re.compile(r'^[A-Za-z0-9_-]+$')
+PACH_NAME_MAX = 63
+COMMIT_ID = re.compile(r'^[A-Za-z0-9_^~.-]+$')
+
+
+def pach_name(kind: str, value):
+    if value and (len(value) > PACH_NAME_MAX or not PACH_NAME.match(value)):
+        raise serializers.ValidationError(
+            f'{kind} {shown(value)} is not a Pachyderm name: use only letters, digits, "_" and "-", '
+            f'at most {PACH_NAME_MAX} characters')
+    return value
 
 
 class PachydermSerializerMixin:
@@ -15,11 +32,27 @@ class PachydermSerializerMixin:
         except BadPath as exc:
             raise serializers.ValidationError(str(exc))
 
+    def validate_repo(self, value):
+        return pach_name('repo', value)
+
+    def validate_pach_project(self, value):
+        return pach_name('Pachyderm project', value)
+
     def validate_branch(self, value):
-        return value or 'master'
+        return pach_name('branch', value) or 'master'
+
+    def validate_commit(self, value):
+        if value and not COMMIT_ID.match(value):
+            raise serializers.ValidationError(f'commit {shown(value)} is not a Pachyderm commit id '
+                                              '(32 hexadecimal characters, or branch^ ancestry)')
+        return value
 
     def validate(self, data):
         data = super().validate(data)
+        request = self.context.get('request')
+        if request is not None and data.get('project') is not None:
+            # Before the connection check: a stranger's form must not mount anything either.
+            project_or_404(request.user, data['project'].id)
         if not data.get('pach_project') and not (self.instance and self.instance.pach_project):
             data['pach_project'] = default_project()
         if self.instance is not None:

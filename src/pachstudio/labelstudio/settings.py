@@ -28,3 +28,5 @@ PACHSTUDIO_MOUNT_API = os.environ.get('PACHSTUDIO_MOUNT_API', 'http://127.0.0.1:
 PACHSTUDIO_MOUNT_DIR = os.environ.get('PACHSTUDIO_MOUNT_DIR', '/pfs')
 # Seconds a call to the mount server may take before the storage reports it unreachable.
 PACHSTUDIO_MOUNT_TIMEOUT = float(os.environ.get('PACHSTUDIO_MOUNT_TIMEOUT', '120'))
+# Largest JSON tasks file a Source sync parses (MB); bigger ones are skipped with the reason.
+PACHSTUDIO_MAX_JSON_MB = int(os.environ.get('PACHSTUDIO_MAX_JSON_MB', '128'))

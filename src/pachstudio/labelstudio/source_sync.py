@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -81,8 +82,18 @@ def read_task_objects(storage, key: str, commit: str) -> list:
     if storage.use_blob_urls:
         data = {settings.DATA_UNDEFINED_NAME: storage.file_url(key), PATH_FIELD: key, COMMIT_FIELD: commit}
         return [StorageObject(key=key, task_data=data)]
+    path = storage.local_path(key)
+    size = os.path.getsize(path)
+    limit = settings.PACHSTUDIO_MAX_JSON_MB
+    if size > limit * 1024 * 1024:
+        # Parsing holds the whole file, several times its size, in a Label Studio worker.
+        raise NotTasks(f'"{key}" is {size / 1048576:,.0f} MB, more than the {limit} MB a JSON tasks file may have '
+                       '(PACHSTUDIO_MAX_JSON_MB); skipped. Split it into smaller files, or choose '
+                       '"every file is a source file" to import it as one task.')
+    if size == 0:
+        raise NotTasks(f'"{key}" is empty, so it holds no task; skipped.')
     try:
-        with open(storage.local_path(key), 'rb') as f:
+        with open(path, 'rb') as f:
             value = json.loads(f.read())
     except (UnicodeDecodeError, ValueError) as exc:
         raise NotTasks(f'"{key}" is not a JSON file ({exc.__class__.__name__}); skipped. '

@@ -1,6 +1,5 @@
 """Root URLs: the `pachyderm` storage API and file view in front of Label Studio's own URLs."""
 from django.urls import include, path, re_path
-from io_storages.api import ImportStorageListFilesAPI
 
 from . import api, views
 from .serializers import PachydermImportStorageSerializer
@@ -12,7 +11,7 @@ _storage_urls = [
     path('pachyderm/validate', api.PachydermImportStorageValidateAPI.as_view(), name='storage-pachyderm-validate'),
     path('pachyderm/form', api.PachydermImportStorageFormLayoutAPI.as_view(), name='storage-pachyderm-form'),
     path('pachyderm/files',
-         ImportStorageListFilesAPI().as_view(serializer_class=PachydermImportStorageSerializer),
+         api.PachydermImportStorageListFilesAPI().as_view(serializer_class=PachydermImportStorageSerializer),
          name='storage-pachyderm-list-files'),
     re_path(r'^export/pachyderm/?$', api.PachydermExportStorageListAPI.as_view(),
             name='export-storage-pachyderm-list'),

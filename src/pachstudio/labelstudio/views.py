@@ -12,6 +12,7 @@ from ranged_fileresponse import RangedFileResponse
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 
+from .access import may_use
 from .models import PachydermImportStorage
 from .paths import BadPath
 
@@ -38,7 +39,7 @@ def pachyderm_file(request, storage_id: int):
     storage = PachydermImportStorage.objects.filter(id=storage_id).select_related('project').first()
     if storage is None:
         return _text(404, f'no Pachyderm storage {storage_id}')
-    if not storage.project.has_permission(request.user):
+    if not may_use(request.user, storage.project):
         return _text(403, 'you may not see this project')
     path = request.GET.get('path', '')
     if not path:

@@ -1,0 +1,305 @@
+"""Who gets in: only the published ports answer, nobody signs up without an invite, the cluster
+token never shows in an answer or a log, and a Source's files reach only users of its project."""
+import json
+import socket
+import uuid
+
+import pytest
+import requests
+
+from pachyderm_sdk.api import pfs
+
+from plugins.image import TOKEN, sdk_client
+
+from .appliance_steps import (BLOB_CONFIG, SOURCE, TARGET, add_source, add_target, choice_result, create_project,
+                              put_files, sync_source, sync_target, wait_storage)
+
+CANARY = f"pachstudio-canary-token-{uuid.uuid4().hex}"
+STRANGER, STRANGER_PASSWORD, STRANGER_TOKEN = "stranger@example.com", "stranger-pass-0123", "stranger-token-0123456789"
+
+# A second user with an organization of their own, made the way an admin would on the command
+# line (Label Studio's signup is closed): Django inside the running container.
+MAKE_STRANGER = f"""
+import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pachstudio.labelstudio.settings")
+import django
+django.setup()
+from organizations.models import Organization
+from rest_framework.authtoken.models import Token
+from users.models import User
+user = User.objects.create_user(email={STRANGER!r}, password={STRANGER_PASSWORD!r})
+org = Organization.create_organization(created_by=user, title="Other team", legacy_api_tokens_enabled=True)
+user.active_organization = org
+user.save(update_fields=["active_organization"])
+Token.objects.filter(user=user).delete()
+Token.objects.create(user=user, key={STRANGER_TOKEN!r})
+print("made", user.id, org.id)
+"""
+
+
+@pytest.fixture(scope="module")
+def embedded(module_appliances):
+    """The README one-liner with the embedded server's port published on purpose."""
+    app = module_appliances(ports=("8080/tcp", "30650/tcp")).wait_healthy()
+    return app
+
+
+@pytest.fixture(scope="module")
+def remote(module_appliances, module_network):
+    """A cluster container and an appliance whose config.json context carries a session token."""
+    cluster = module_appliances(command=["pfs-server"], network=module_network, fuse=False,
+                                ports=("30650/tcp",)).wait_healthy()
+    config = {"v2": {"active_context": "lab", "contexts": {"lab": {
+        "pachd_address": f"grpc://{cluster.name}:30650", "session_token": CANARY, "project": "default"}}}}
+    app = module_appliances(network=module_network, config_json=config, ports=("8080/tcp",)).wait_healthy()
+    return cluster, app
+
+
+def listening_ports(app) -> dict:
+    """{port: [addresses]} of every TCP socket listening in the container's network namespace."""
+    rc, out = app.exec("cat", "/proc/net/tcp", "/proc/net/tcp6")
+    assert rc == 0, out
+    ports = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != "0A" or ":" not in fields[1]:  # 0A = LISTEN
+            continue
+        address, port = fields[1].rsplit(":", 1)
+        ports.setdefault(int(port, 16), []).append(address)
+    return ports
+
+
+def loopback(address: str) -> bool:
+    """127.0.0.0/8 (Docker's resolver listens on 127.0.0.11), ::1, or 127.x mapped into IPv6
+    (/proc/net writes each 32-bit word in host order, so 127 is the last byte of its word)."""
+    if len(address) == 8:
+        return address.endswith("7F")
+    return address == "00000000000000000000000001000000" or (
+        address.startswith("0000000000000000FFFF0000") and address.endswith("7F"))
+
+
+def container_ip(app) -> str:
+    app.container.reload()
+    return next(iter(app.container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+
+
+def connects(host, port) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.reliability("Security", "ports that answer from outside the container: {mode}")
+@pytest.mark.parametrize("mode", ["embedded server, published on purpose", "remote cluster"])
+def test_only_the_appliance_ports_answer(request, outcome, mode):
+    """The mount server holds the cluster token and writes under /pfs: it must listen on loopback
+    only. From outside, only Label Studio (and the embedded server, when there is one) answer."""
+    app = request.getfixturevalue("embedded") if mode.startswith("embedded") else request.getfixturevalue("remote")[1]
+    expected = {8080, 30650} if mode.startswith("embedded") else {8080}
+    ports = listening_ports(app)
+    outside = {p for p, addrs in ports.items() if not all(loopback(a) for a in addrs)}
+    loopback_only = {p for p in ports if p not in outside}
+    outcome(f"listening for other hosts: {sorted(outside)}; loopback only: {sorted(loopback_only)}")
+    assert 9002 in loopback_only, f"the mount server should listen on 127.0.0.1:9002: {ports}"
+    assert outside == expected
+    ip = container_ip(app)
+    reach = {port: connects(ip, port) for port in sorted(expected | {9002})}
+    outcome("from the host to the container's address: "
+            + ", ".join(f"{p} {'answers' if ok else 'refused'}" for p, ok in reach.items()))
+    assert reach == {port: port != 9002 for port in reach}
+    rc, _ = app.exec("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9002")
+    assert rc == 0, "inside the container the mount server answers on loopback"
+
+
+@pytest.mark.reliability("Security", "signup without an invite, with a wrong invite, with the admin's invite")
+def test_signup_needs_the_invite(embedded, outcome):
+    """Label Studio's signup page is open by default; the appliance closes it to all but invitees."""
+    api = embedded.api()
+
+    def signup(email, token=None):
+        http = requests.Session()
+        page = "/user/signup/" + (f"?token={token}" if token else "")
+        http.get(embedded.url + page, timeout=30)
+        return http.post(embedded.url + page, data={"email": email, "password": "intruder-pass-1",
+                         "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
+                         headers={"Referer": embedded.url + page}, timeout=60, allow_redirects=False)
+
+    def emails():
+        users = api.call("GET", "/api/users/")
+        return {u["email"] for u in (users["results"] if isinstance(users, dict) else users)}
+
+    before = emails()
+    plain = signup("intruder@example.com")
+    wrong = signup("intruder2@example.com", token="not-the-invite-token")
+    outcome(f"no invite: {plain.status_code}; wrong invite token: {wrong.status_code}")
+    assert plain.status_code == 403 and wrong.status_code == 403
+    assert not {"intruder@example.com", "intruder2@example.com"} & emails()
+    invite = api.call("GET", "/api/invite")["token"]
+    invited = signup("invitee@example.com", token=invite)
+    outcome(f"the admin's invite link: {invited.status_code}, user created")
+    assert invited.status_code == 302 and "invitee@example.com" in emails() - before
+
+
+@pytest.fixture(scope="module")
+def blob_source(embedded):
+    """A project whose Source serves files through data URLs, and a stranger in another organization."""
+    client = sdk_client(embedded.pachd_address)
+    put_files(client, "private", {"docs/a.txt": "private words"})
+    api = embedded.api()
+    project = create_project(api, "private", BLOB_CONFIG)
+    source = add_source(api, project["id"], "private", use_blob_urls=True)
+    sync_source(api, source["id"])
+    task = api.call("GET", f"/api/tasks/?project={project['id']}")["tasks"][0]
+    rc, out = embedded.exec("python", "-c", MAKE_STRANGER)
+    assert rc == 0 and "made" in out, out
+    return project, source, task["data"]["url"]
+
+
+def login(app, email, password) -> requests.Session:
+    http = requests.Session()
+    http.get(app.url + "/user/login/", timeout=30)
+    r = http.post(app.url + "/user/login/", data={"email": email, "password": password,
+                  "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
+                  headers={"Referer": app.url + "/user/login/"}, timeout=60, allow_redirects=False)
+    assert r.status_code == 302, r.text[:500]
+    return http
+
+
+@pytest.mark.reliability("Security", "a Source's data URL without login, with a wrong token, as a user of "
+                                     "another organization (token and session), as the project's user")
+def test_data_urls_serve_only_the_projects_users(embedded, blob_source, outcome):
+    project, source, url = blob_source
+    assert url.startswith("/data/pachyderm/"), url
+    full = embedded.url + url
+    answers = {
+        "no login": requests.get(full, timeout=60, allow_redirects=False),
+        "wrong token": requests.get(full, headers={"Authorization": "Token wrong-token-000000"}, timeout=60,
+                                    allow_redirects=False),
+        "stranger's token": requests.get(full, headers={"Authorization": f"Token {STRANGER_TOKEN}"}, timeout=60,
+                                         allow_redirects=False),
+        "stranger's session": login(embedded, STRANGER, STRANGER_PASSWORD).get(full, timeout=60,
+                                                                               allow_redirects=False),
+        "project user's token": requests.get(full, headers={"Authorization": f"Token {TOKEN}"}, timeout=60),
+    }
+    outcome(", ".join(f"{who}: {r.status_code}" for who, r in answers.items()))
+    for who in ("no login", "wrong token"):
+        assert answers[who].status_code in (401, 403), who
+    for who in ("stranger's token", "stranger's session"):
+        assert answers[who].status_code in (403, 404), (who, answers[who].text[:300])
+    for who, r in answers.items():
+        if who != "project user's token":
+            assert b"private words" not in r.content, who
+    assert answers["project user's token"].status_code == 200
+    assert answers["project user's token"].content == b"private words"
+
+
+@pytest.mark.reliability("Security", "a user of another organization reads, syncs and adds storages of a project "
+                                     "not theirs")
+def test_storage_api_refuses_other_organizations(embedded, blob_source, outcome):
+    """The stranger must not read the storage settings, run its syncs or add a Target that would
+    copy the project's labels into a repo of their choosing."""
+    project, source, _ = blob_source
+    stranger = requests.Session()
+    stranger.headers["Authorization"] = f"Token {STRANGER_TOKEN}"
+    base = embedded.url
+    answers = {
+        "list Sources": stranger.get(f"{base}{SOURCE}?project={project['id']}", timeout=60),
+        "read the Source": stranger.get(f"{base}{SOURCE}/{source['id']}", timeout=60),
+        "change the Source": stranger.patch(f"{base}{SOURCE}/{source['id']}", json={"title": "mine"}, timeout=60),
+        "sync the Source": stranger.post(f"{base}{SOURCE}/{source['id']}/sync", timeout=60),
+        "add a Target": stranger.post(f"{base}{TARGET}", json={
+            "project": project["id"], "title": "exfiltrate", "pach_project": "default", "repo": "private",
+            "branch": "stolen", "prefix": "", "file_format": "annotation"}, timeout=60),
+        "list Targets": stranger.get(f"{base}{TARGET}?project={project['id']}", timeout=60),
+        "delete the Source": stranger.delete(f"{base}{SOURCE}/{source['id']}", timeout=60),
+    }
+    outcome(", ".join(f"{what}: {r.status_code}" for what, r in answers.items()))
+    for what, r in answers.items():
+        assert r.status_code in (403, 404), (what, r.status_code, r.text[:300])
+    api = embedded.api()
+    assert api.call("GET", f"{SOURCE}/{source['id']}")["title"] == source["title"]
+    assert api.call("GET", f"{TARGET}?project={project['id']}") == []
+    outcome("the Source is unchanged and no Target was added")
+
+
+def _grep_container(app, needle: str) -> str:
+    """Files under /data, /var/log, /tmp, /run and /etc, and every process's command line and
+    environment, that contain `needle` (the mounted config.json itself is not among them)."""
+    # The needle goes in halves and is joined into a file outside the searched folders, so no
+    # command line of the search itself holds it.
+    script = ('printf "%s%s" "$1" "$2" > /dev/shm/needle; '
+              'grep -rl --binary-files=text -F -f /dev/shm/needle /data /var/log /tmp /run /etc 2>/dev/null; '
+              'for p in /proc/[0-9]*; do cat $p/cmdline $p/environ 2>/dev/null | grep -q -a -F -f /dev/shm/needle '
+              '&& echo $p; done; rm -f /dev/shm/needle; true')
+    half = len(needle) // 2
+    rc, out = app.exec("sh", "-c", script, "grep", needle[:half], needle[half:])
+    assert rc == 0, out
+    return out.strip()
+
+
+@pytest.mark.reliability("Security", "a cluster token in config.json: every API answer, the mount server's "
+                                     "answers, docker logs, files under /data /var/log /tmp /run /etc, process "
+                                     "command lines, across a sync, a label, a Target Sync and a cluster outage")
+def test_the_cluster_token_never_leaks(remote, outcome):
+    cluster, app = remote
+    client = sdk_client(cluster.pachd_address)
+    put_files(client, "texts", {f"tasks/{i}.json": json.dumps({"text": f"text {i}"}) for i in range(3)})
+    client.pfs.create_repo(repo=pfs.Repo.from_uri("labels"))
+    api = app.api()
+    bodies = []
+    original = api.call
+
+    def call(method, path, expect=(200, 201, 204), **kwargs):
+        r = api.http.request(method, api.url + path, timeout=300, **kwargs)
+        bodies.append(f"{method} {path} -> {r.status_code}: {r.text}")
+        assert r.status_code in expect, bodies[-1][:2000]
+        return r.json() if r.content and "json" in r.headers.get("content-type", "") else r
+
+    api.call = call
+    project = create_project(api, "token check")
+    source = add_source(api, project["id"], "texts", prefix="tasks")
+    sync_source(api, source["id"])
+    api.call("POST", SOURCE, expect=(400,), json={"project": project["id"], "title": "x", "repo": "no-such-repo"})
+    target = add_target(api, project["id"], "labels")
+    tasks = api.call("GET", f"/api/tasks/?project={project['id']}")["tasks"]
+    for task in tasks:
+        api.call("POST", f"/api/tasks/{task['id']}/annotations/", json={"result": choice_result("cat")})
+    sync_target(api, target["id"])
+    # The cluster goes away: the failure messages (storage cards, logs) must not carry the token.
+    cluster.container.stop(timeout=10)
+    first = api.call("GET", f"/api/tasks/{tasks[0]['id']}/annotations/")[0]
+    api.call("PATCH", f"/api/annotations/{first['id']}/", json={"result": choice_result("dog")})
+    failed = sync_target(api, target["id"], expect=("failed",))
+    api.call("POST", f"{SOURCE}/validate", expect=(400,), json={"project": project["id"], "title": "y",
+                                                                 "repo": "texts"})
+    cluster.container.start()
+    cluster.wait_healthy()
+    synced = sync_target(api, target["id"], timeout=300)
+    for path in (f"{SOURCE}?project={project['id']}", f"{TARGET}?project={project['id']}",
+                 f"/api/projects/{project['id']}/", "/api/current-user/whoami"):
+        api.call("GET", path)
+    api.call = original
+    mount_answers = []
+    for path in ("/config", "/projects", "/repos", "/mounts", "/stats", "/openapi.json"):
+        rc, out = app.exec("python", "-c", f"import urllib.request; print(urllib.request.urlopen("
+                                           f"'http://127.0.0.1:9002{path}').read().decode())")
+        assert rc == 0, out
+        mount_answers.append(out)
+    outcome(f"{len(bodies)} Label Studio answers and {len(mount_answers)} mount-server answers read; a Target Sync "
+            f"during the outage failed ('{(failed.get('traceback') or '').splitlines()[0][:80]}'), the next one made "
+            f"commit {synced.get('last_commit', '')[:8]}")
+    assert json.loads(mount_answers[0])["cluster_status"] in ("AUTH_ENABLED", "AUTH_DISABLED")
+    leaks = [b[:200] for b in bodies + mount_answers if CANARY in b]
+    for name, logs in (("appliance", app.logs()), ("cluster", cluster.logs())):
+        if CANARY in logs:
+            leaks.append(f"docker logs of the {name}")
+    found = _grep_container(app, CANARY)
+    if found:
+        leaks.append(f"files/processes: {found}")
+    outcome(f"token found in: {leaks or 'nothing'}")
+    assert not leaks
+    # The search can find what it looks for: the token is in the mounted config and nowhere else.
+    rc, out = app.exec("grep", "-c", CANARY, "/root/.pachyderm/config.json")
+    assert rc == 0 and out.strip() == "1"
