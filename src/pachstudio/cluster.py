@@ -134,6 +134,10 @@ def _context_config(path: str, ctx: dict) -> ClusterConfig:
         except (binascii.Error, ValueError):
             raise ConfigError(f"{where}: server_cas is not base64 (it holds the base64 of the "
                               "PEM certificates)") from None
+        if b"-----BEGIN CERTIFICATE-----" not in cas:
+            raise ConfigError(f"{where}: server_cas is base64 but holds no PEM certificate "
+                              "(-----BEGIN CERTIFICATE-----); it must be the base64 of the "
+                              "cluster's CA certificates in PEM form")
     return ClusterConfig(address=normalize_address(address, where),
                          project=ctx.get("project") or "default",
                          token=ctx.get("session_token") or None, server_cas=cas,
