@@ -39,7 +39,7 @@ LABEL org.opencontainers.image.title=pachstudio \
       org.opencontainers.image.description="Label Studio 1.23.2 with Pachyderm storage, FUSE mount server, embedded PFS server"
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 fuse libfuse2 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 fuse3 libfuse3-3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=deps /opt/pachstudio /opt/pachstudio
 ENV PATH=/opt/pachstudio/bin:$PATH \
@@ -61,7 +61,7 @@ RUN --mount=type=bind,target=/ctx,rw \
  && rm -rf /ctx/build /ctx/src/*.egg-info \
  && site="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
  && python3 /ctx/patches/apply_frontend.py "$site/label_studio" \
- && python3 -c "import pachstudio.cli, label_studio, pachyderm_sdk, fuse, supervisor, gunicorn" \
+ && python3 -c "import pachstudio.cli, pachstudio.mount.fs, label_studio, pachyderm_sdk, supervisor, gunicorn" \
  && mkdir -p /usr/local/lib/pachstudio \
  && find "$site" -path '*/migrations/*.py' -printf '%P %s\n' | sort | md5sum | cut -d' ' -f1 \
         > /usr/local/lib/pachstudio/migrations.fingerprint \

@@ -90,11 +90,12 @@ def bytes_value(data: bytes) -> bytes:
     return b"\x0a" + varint(len(data)) + data
 
 
-def bytes_value_of(buf: bytes) -> bytes:
+def bytes_value_of(buf: bytes) -> memoryview:
+    """The payload of a BytesValue, as a view of `buf`: a GetFile chunk is not copied again."""
     for num, wire, value in fields(buf):
         if num == 1 and wire == 2:
-            return value.tobytes()
-    return b""
+            return value
+    return memoryview(b"")
 
 
 # -- ModifyFileRequest ----------------------------------------------------------------------------

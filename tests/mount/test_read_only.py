@@ -1,5 +1,7 @@
 """Read-only mounts: files committed through the SDK appear under <mount-dir>/<name>/ and read
 exactly; reads fetch only what they need and are cached; branch mounts follow and refresh."""
+import concurrent.futures
+import mmap
 import os
 import subprocess
 
@@ -63,6 +65,31 @@ def test_random_access_reads_fetch_only_what_they_need_and_are_cached(mount_serv
     with open(path, "rb") as f:
         assert f.read() == data
     assert stats(mount_server)["get_file"] == gets
+
+
+def test_large_cold_files_read_the_same_through_every_access_pattern(mount_server, pach, images):
+    """A large file not yet cached is opened with direct_io (1 MiB requests, served from the
+    received bytes): readers at once with different buffer sizes, a MAP_PRIVATE mmap while it
+    is cold, and a MAP_SHARED mmap once it is cached all see exactly the committed bytes."""
+    data = {name: os.urandom((20 << 20) + 12345) for name in ("a.bin", "b.bin")}
+    put(pach, "images@master", {f"/{name}": value for name, value in data.items()})
+    mount(mount_server, "img", images)
+    root = os.path.join(mount_server.mount_dir, "img")
+
+    def read_all(name, size):
+        with open(os.path.join(root, name), "rb", buffering=0) as f:
+            return b"".join(iter(lambda: f.read(size), b""))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(read_all, ["a.bin"] * 4, [4096, 100_000, 1 << 20, 3 << 20]))
+    assert all(r == data["a.bin"] for r in results)
+
+    with open(os.path.join(root, "b.bin"), "rb") as f:
+        with mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ) as m:
+            assert m[(7 << 20) - 3:(7 << 20) + 5] == data["b.bin"][(7 << 20) - 3:(7 << 20) + 5]
+            assert m[:] == data["b.bin"]
+    with open(os.path.join(root, "a.bin"), "rb") as f:
+        with mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) as m:
+            assert m[:] == data["a.bin"]
 
 
 def test_pinned_commit_mount_keeps_showing_that_commit(mount_server, pach, images):

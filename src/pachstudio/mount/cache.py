@@ -1,33 +1,99 @@
 """File contents on local disk, keyed by commit and path, in 1 MiB blocks, bounded in size.
 
 A read fetches only the blocks it lacks, through one GetFile stream started at the first missing
-block. Sequential reads widen a read-ahead window, and the same stream keeps running ahead of the
-reader, so a large file arrives in a handful of streams while the reader is served from disk.
+block. A sequential reader widens a read-ahead window, and its stream pauses at the window's end
+rather than closing, so a large file arrives through one stream.
+
+Received bytes serve readers from memory (the last RECENT bytes of a file stay there) while a
+writer thread puts them on disk with O_DIRECT. So a cold read neither waits for the disk nor
+fills the page cache with a second copy of the file: new page-cache pages are the dearest memory
+a read can ask for (on a VM that backs guest memory lazily they cost more than the network).
+
 Commits are immutable, so a complete file stays valid across restarts; partly fetched files are
 dropped at start-up. Least recently used files are evicted past the size limit.
 """
 import collections
 import hashlib
+import mmap
 import os
 import queue
 import threading
+import time
 from typing import Callable, Iterator, Optional
 
 from .errors import MountError
 
 BLOCK = 1 << 20
 MAX_AHEAD = 32  # blocks of read-ahead once reads are sequential
-MAX_PENDING = 128 << 20  # received bytes waiting for the disk before fetching pauses
+RECENT = 64 << 20  # received bytes of a file kept in memory for its readers
+MAX_PENDING = 128 << 20  # received bytes not yet on disk, over all files, before fetching pauses
+KEEP_RECENT = 4  # files (most recently opened) that keep their received bytes in memory
+IDLE = 2.0  # seconds a paused stream waits for its reader before it closes
+ALIGN = 4096  # O_DIRECT offsets, lengths and buffers
 
 Opener = Callable[[int], Iterator[bytes]]  # offset -> the file's bytes from there on
 
 
+class _DiskWriter:
+    """Appends one stream's bytes to the cache file: whole aligned runs with O_DIRECT from one
+    reused aligned buffer, the unaligned tail with an ordinary write. Where O_DIRECT is refused
+    (tmpfs, some overlay set-ups) every write is an ordinary one."""
+
+    def __init__(self, path: str, start: int):
+        self.fd = os.open(path, os.O_WRONLY)
+        try:
+            self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        except OSError:
+            self.direct = None
+        self.buf = mmap.mmap(-1, 4 * BLOCK)  # page-aligned, as O_DIRECT needs
+        self.at = self.done = start  # file offset of buf[0]; bytes before `done` are on disk
+        self.fill = 0
+
+    def add(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            n = min(len(view), len(self.buf) - self.fill)
+            self.buf[self.fill:self.fill + n] = view[:n]
+            self.fill += n
+            view = view[n:]
+            if self.fill >= BLOCK:
+                self._flush(self.fill - self.fill % ALIGN)
+
+    def close(self) -> None:
+        try:
+            self._flush(self.fill - self.fill % ALIGN)
+            self._flush(self.fill, direct=False)
+        finally:
+            for fd in (self.fd, self.direct):
+                if fd is not None:
+                    os.close(fd)
+            self.buf.close()
+
+    def _flush(self, n: int, direct: bool = True) -> None:
+        if not n:
+            return
+        fd = self.direct if direct and self.direct is not None else self.fd
+        try:
+            os.pwrite(fd, memoryview(self.buf)[:n], self.at)
+        except OSError:
+            if fd is self.fd:
+                raise
+            os.close(self.direct)  # refused after all (EINVAL): ordinary writes from now on
+            self.direct = None
+            os.pwrite(self.fd, memoryview(self.buf)[:n], self.at)
+        self.buf.move(0, n, self.fill - n)
+        self.fill -= n
+        self.at += n
+        self.done = self.at
+
+
 class _Stream:
     def __init__(self, start_block: int, end_block: int):
-        self.pos = start_block * BLOCK
+        self.pos = start_block * BLOCK  # received up to here
+        self.ondisk = self.pos  # written up to here
         self.marked = start_block  # first block not yet marked as present
         self.end = end_block  # exclusive; readers push it forward
-        self.error: Optional[BaseException] = None
+        self.writer: Optional[_DiskWriter] = None
 
 
 class _Entry:
@@ -39,14 +105,12 @@ class _Entry:
         self.streams: list[_Stream] = []
         self.error: Optional[BaseException] = None
         self.readers = 0
+        self.writing = 0  # streams whose bytes the writer has not finished with
         self.next_offset = 0
         self.ahead = 0
         self.fd: Optional[int] = None
-        self.pending: list = []  # (offset, bytes) received but not yet on disk
-
-    @property
-    def stored(self) -> int:
-        return sum(min(BLOCK, self.size - b * BLOCK) for b in range(self.nblocks) if self.blocks[b])
+        self.recent: collections.deque = collections.deque()  # [offset, bytes, on disk?, stream]
+        self.recent_bytes = 0
 
 
 class ContentCache:
@@ -90,12 +154,19 @@ class ContentCache:
             os.makedirs(folder, exist_ok=True)
             e = _Entry(key, os.path.join(folder, key + ".part"), size, complete=False)
             self.entries[key] = e
+            self._forget_recent()
         self.entries.move_to_end(key)
         return e
 
+    def _forget_recent(self):
+        """Only the files opened last keep received bytes in memory."""
+        for e in list(self.entries.values())[:-KEEP_RECENT]:
+            if e.recent:
+                self._trim(e, 0)
+
     def _drop(self, e: _Entry):
         self.entries.pop(e.key, None)
-        self.total -= e.stored
+        self.total -= sum(min(BLOCK, e.size - b * BLOCK) for b in range(e.nblocks) if e.blocks[b])
         if e.fd is not None:
             os.close(e.fd)
             e.fd = None
@@ -108,7 +179,7 @@ class ContentCache:
         for e in list(self.entries.values()):
             if self.total <= self.limit:
                 return
-            if e.readers == 0 and not e.streams and not e.pending:
+            if e.readers == 0 and not e.streams and not e.writing:
                 self._drop(e)
 
     def _fd(self, e: _Entry) -> int:
@@ -121,12 +192,12 @@ class ContentCache:
         return e is not None and e.missing == 0
 
     # -- reading ------------------------------------------------------------------------------
-    def read(self, commit_id: str, path: str, size: int, offset: int, length: int,
-             opener: Opener) -> bytes:
-        if offset >= size or length <= 0:
-            return b""
-        length = min(length, size - offset)
-        first, last = offset // BLOCK, (offset + length - 1) // BLOCK
+    def read_into(self, commit_id: str, path: str, size: int, offset: int, out: memoryview,
+                  opener: Opener) -> int:
+        """Fills `out` (the FUSE request's own buffer: no bytes object per read) from `offset`."""
+        length = min(len(out), size - offset)
+        if length <= 0:
+            return 0
         with self.lock:
             e = self._entry(commit_id, path, size)
             e.readers += 1
@@ -136,87 +207,159 @@ class ContentCache:
                 e.ahead = min(max(e.ahead * 2, 1), MAX_AHEAD) if sequential else 0
                 e.next_offset = max(e.next_offset, offset + length) if sequential \
                     else offset + length
-                self._wait_for(e, first, last, opener)
-                fd = self._fd(e)
-                end = offset + length
-                mem = [(at, data) for at, data in e.pending
-                       if at < end and at + len(data) > offset]
+                pieces = self._wait_for(e, offset, offset + length, opener)
+                fd = self._fd(e) if pieces is None else None
             except BaseException:
                 e.readers -= 1
                 raise
         try:
-            if len(mem) == 1 and mem[0][0] <= offset and mem[0][0] + len(mem[0][1]) >= end:
-                at, data = mem[0]
-                return data[offset - at:end - at]
-            out = bytearray(os.pread(fd, length, offset).ljust(length, b"\0"))
-            for at, data in mem:  # received bytes not on disk yet
-                lo, hi = max(at, offset), min(at + len(data), end)
-                out[lo - offset:hi - offset] = data[lo - at:hi - at]
-            return bytes(out)
+            if pieces is None:
+                got = os.preadv(fd, [out[:length]], offset)
+                out[got:length] = bytes(length - got)  # a short file on disk reads as zeros
+                return length
+            at = 0
+            for piece in pieces:
+                out[at:at + len(piece)] = piece
+                at += len(piece)
+            return at
         finally:
             with self.lock:
                 e.readers -= 1
 
-    def _wait_for(self, e: _Entry, first: int, last: int, opener: Opener):
+    def _wait_for(self, e: _Entry, offset: int, end: int, opener: Opener) -> Optional[list]:
+        """Views of the bytes in memory, or None once every block of the range is on disk."""
+        first, last = offset // BLOCK, (end - 1) // BLOCK
         want_end = min(e.nblocks, last + 1 + e.ahead)
         while True:
-            missing = next((b for b in range(first, last + 1) if not e.blocks[b]), None)
-            if missing is None:
+            data = self._pieces(e, offset, end)
+            if data is not None or all(e.blocks[first:last + 1]):
                 # keep the read-ahead stream running ahead of a sequential reader
                 if e.ahead:
                     for s in e.streams:
-                        if s.pos // BLOCK <= want_end and s.end >= first:
-                            s.end = max(s.end, want_end)
-                return
+                        if s.pos // BLOCK <= want_end and s.end >= first and s.end < want_end:
+                            s.end = want_end
+                            self.lock.notify_all()
+                return data
             if e.error is not None:
                 error, e.error = e.error, None
                 raise error if isinstance(error, MountError) else MountError(str(error))
-            stream = next((s for s in e.streams
-                           if s.pos // BLOCK <= missing < max(s.end, s.pos // BLOCK + 1)), None)
-            if stream is None:
+            missing = next((b for b in range(first, last + 1)
+                            if not e.blocks[b] and not self._received(e, b)), None)
+            stream = None if missing is None else next(
+                (s for s in e.streams if s.pos // BLOCK <= missing < max(s.end, s.pos // BLOCK + 1)),
+                None)
+            if missing is None:
+                pass  # received, on its way to the disk: the writer's notify wakes us
+            elif stream is None:
                 stream = _Stream(missing, want_end)
                 e.streams.append(stream)
+                e.writing += 1
                 threading.Thread(target=self._fetch, args=(e, stream, opener), daemon=True,
                                  name="cache-fetch").start()
-            else:
-                stream.end = max(stream.end, want_end)
+            elif stream.end < want_end:
+                stream.end = want_end
+                self.lock.notify_all()
             self.lock.wait(5)
 
+    @staticmethod
+    def _pieces(e: _Entry, offset: int, end: int) -> Optional[list]:
+        """Views of received bytes covering [offset, end), or None where some are not in memory."""
+        pieces, at = [], offset
+        for start, data, *_ in e.recent:  # in the order received; streams may overlap
+            stop = start + len(data)
+            if start <= at < stop:
+                take = min(stop, end)
+                pieces.append(memoryview(data)[at - start:take - start])
+                at = take
+                if at >= end:
+                    return pieces
+        return None
+
+    @classmethod
+    def _received(cls, e: _Entry, block: int) -> bool:
+        return cls._pieces(e, block * BLOCK, min((block + 1) * BLOCK, e.size)) is not None
+
+    # -- fetching -----------------------------------------------------------------------------
     def _fetch(self, e: _Entry, s: _Stream, opener: Opener):
         it = None
         try:
             with self.lock:
-                fd = self._fd(e)
+                self._fd(e)  # creates the file
+            s.writer = _DiskWriter(e.data_path, s.pos)
             it = opener(s.pos)
             for chunk in it:
                 with self.lock:
                     while self.pending_bytes > MAX_PENDING:
                         self.lock.wait(1)
-                    e.pending.append((s.pos, chunk))
+                    piece = [s.pos, chunk, False, s]
+                    e.recent.append(piece)
+                    e.recent_bytes += len(chunk)
                     self.pending_bytes += len(chunk)
-                    self.writes.put((e, fd, s.pos, chunk))
+                    self.writes.put((e, s, piece))
                     s.pos += len(chunk)
-                    self._mark(e, s)
-                    if s.pos >= min(s.end * BLOCK, e.size):
-                        e.streams.remove(s)
-                        self.lock.notify_all()
-                        return
                     self.lock.notify_all()
+                    if s.pos >= e.size or not self._resumed(e, s):
+                        return
             raise MountError(f"{e.key}: the cluster sent {s.pos} of {e.size} bytes")
         except BaseException as error:  # noqa: BLE001 - handed to the waiting readers
             with self.lock:
-                if s in e.streams:
-                    e.streams.remove(s)
                 e.error = error
                 self.lock.notify_all()
         finally:
             if it is not None and hasattr(it, "close"):
                 it.close()
+            with self.lock:
+                if s in e.streams:
+                    e.streams.remove(s)
+                self.lock.notify_all()
+            self.writes.put((e, s, None))  # the writer closes the stream's file
+
+    def _resumed(self, e: _Entry, s: _Stream) -> bool:
+        """At its window's end a stream waits for a reader to move the window (keeping the
+        GetFile stream open is cheaper than starting another); False once nobody has for IDLE."""
+        deadline = time.monotonic() + IDLE
+        while s.pos >= s.end * BLOCK:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.entries.get(e.key) is not e:
+                return False
+            self.lock.wait(left)
+        return True
+
+    # -- writing to disk ----------------------------------------------------------------------
+    def _writer(self):
+        """Puts received bytes on disk, so the network stream never waits for the disk."""
+        while True:
+            e, s, piece = self.writes.get()
+            try:
+                if s.writer is not None:
+                    if piece is None:
+                        s.writer.close()
+                    else:
+                        s.writer.add(piece[1])
+            except OSError:  # the entry was dropped meanwhile: its readers fetch again
+                pass
+            with self.lock:
+                if s.writer is not None:
+                    s.ondisk = s.writer.done
+                if piece is not None:
+                    self.pending_bytes -= len(piece[1])
+                else:
+                    e.writing -= 1
+                for p in e.recent:
+                    if p[3] is s and p[0] + len(p[1]) <= s.ondisk:
+                        p[2] = True
+                self._mark(e, s)
+                self._trim(e, RECENT)
+                self.lock.notify_all()
+
+    def _trim(self, e: _Entry, keep: int):
+        while e.recent and e.recent_bytes > keep and e.recent[0][2]:
+            e.recent_bytes -= len(e.recent.popleft()[1])
 
     def _mark(self, e: _Entry, s: _Stream):
         """Marks the blocks stream `s` has completely written."""
         added = 0
-        while s.marked < e.nblocks and ((s.marked + 1) * BLOCK <= s.pos or s.pos >= e.size):
+        while s.marked < e.nblocks and ((s.marked + 1) * BLOCK <= s.ondisk or s.ondisk >= e.size):
             if not e.blocks[s.marked]:
                 e.blocks[s.marked] = 1
                 e.missing -= 1
@@ -229,21 +372,7 @@ class ContentCache:
 
     def _complete(self, e: _Entry):
         """A fully fetched and written file keeps its place across restarts."""
-        if e.missing == 0 and not e.pending and e.data_path.endswith(".part"):
+        if e.missing == 0 and e.data_path.endswith(".part"):
             done = e.data_path[:-5] + ".data"
             os.replace(e.data_path, done)
             e.data_path = done
-
-    def _writer(self):
-        """Writes received chunks to disk, so the network stream never waits for the disk."""
-        while True:
-            e, fd, at, chunk = self.writes.get()
-            try:
-                os.pwrite(fd, chunk, at)
-            except OSError:  # the entry was dropped meanwhile; readers refetch
-                pass
-            with self.lock:
-                e.pending = [p for p in e.pending if p[0] != at or p[1] is not chunk]
-                self.pending_bytes -= len(chunk)
-                self._complete(e)
-                self.lock.notify_all()

@@ -7,6 +7,8 @@ config does, with the file and the problem.
 import argparse
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import logging
 import os
 import subprocess
@@ -19,6 +21,7 @@ from ..cluster import ClusterConfig, ConfigError, discover
 log = logging.getLogger("pachstudio.mount")
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 def parse_args(argv):
@@ -69,7 +72,20 @@ def start_http(app, args):
     return server
 
 
+def keep_large_buffers() -> None:
+    """GetFile chunks and FUSE requests are 1-2 MiB: glibc would map and unmap each one, and
+    fresh pages cost a fault and a zeroing each (far more on a VM that backs memory lazily).
+    Serving them from the heap, kept rather than trimmed, reuses the same memory."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):  # not glibc: its defaults stay
+        pass
+
+
 def main(argv=None) -> int:
+    keep_large_buffers()
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s mount-server %(levelname)s %(message)s")
@@ -79,11 +95,9 @@ def main(argv=None) -> int:
         log.error("cluster config: %s", e)
         return 1
 
-    from fuse import FUSE
-
     from .api import build_app
     from .cache import ContentCache
-    from .fs import PachydermFS
+    from .fs import PachydermFS, serve
     from .remote import Remote
     from .table import MountTable
 
@@ -123,9 +137,7 @@ def main(argv=None) -> int:
     log.info("HTTP API on %s; FUSE at %s", args.socket or f"http://{args.host}:{args.port}",
              args.mount_dir)
     try:
-        FUSE(PachydermFS(table), args.mount_dir, raw_fi=True, foreground=True, nothreads=False,
-             allow_other=True, big_writes=True, max_read=1 << 20, max_write=1 << 20, max_readahead=1 << 20,
-             fsname="pachstudio", subtype="pachyderm")
+        serve(PachydermFS(table), args.mount_dir)
     except RuntimeError as e:
         log.error("cannot mount FUSE at %s: %s (is /dev/fuse available, with SYS_ADMIN?)",
                   args.mount_dir, e)

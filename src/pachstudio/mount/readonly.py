@@ -89,9 +89,22 @@ class CommitTree:
                 yield entry_path, Node(is_dir=False, size=size)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
+        out = bytearray(max(0, length))
+        return bytes(out[:self.read_into(path, offset, memoryview(out))])
+
+    def read_into(self, path: str, offset: int, out: memoryview) -> int:
+        path, size = self._file(path)
+        return self.cache.read_into(self.commit_id, path, size, offset, out,
+                                    lambda at: self.remote.read(self.commit, path, at))
+
+    def cached(self, path: str) -> bool:
+        """The whole file is in the disk cache."""
+        path, _ = self._file(path)
+        return self.cache.contains(self.commit_id, path)
+
+    def _file(self, path: str) -> tuple[str, int]:
         path = clean(path)
         node = self.stat(path)
         if node is None or node.is_dir:
             raise NotFound(f"{path} is not a file in commit {self.commit_id}")
-        return self.cache.read(self.commit_id, path, node.size, offset, length,
-                               lambda at: self.remote.read(self.commit, path, at))
+        return path, node.size
