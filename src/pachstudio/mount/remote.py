@@ -3,9 +3,18 @@
 gRPC errors become `MountError`s a person can act on. After the cluster was unreachable the
 channel is rebuilt, so a restarted pachd is used at once instead of after gRPC's reconnect
 back-off. Counters let tests and operators see how many calls a FUSE operation cost.
+
+No call waits forever: gRPC sets no deadline of its own, so a cluster that stops answering without
+closing the connection (a cut network, a frozen host) would hold a Sync, a FUSE read or the HTTP
+API for the ~15 minutes TCP takes to give up. Unary calls get a deadline; streams are cancelled
+when they deliver nothing for a while, an upload when it can send nothing for a while.
 """
 import collections
+import contextvars
+import os
 import threading
+import time
+import weakref
 from typing import Iterable, Iterator, Optional
 
 import grpc
@@ -15,6 +24,124 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 from ..cluster import ClusterConfig
 from .. import pfswire
 from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
+
+# Seconds a unary call may take, and a stream may go without a message (an upload without sending).
+CALL_TIMEOUT = float(os.environ.get("PACHSTUDIO_CLUSTER_TIMEOUT", "30"))
+STREAM_IDLE = 2 * CALL_TIMEOUT
+# Waiting for a commit to finish, and for the answer to an upload once all of it is sent, is the
+# cluster's own work on the data: allowed much longer.
+FINISH_TIMEOUT = 20 * CALL_TIMEOUT
+
+_deadline = contextvars.ContextVar("pachstudio_deadline", default=None)
+
+
+class NoAnswer(Exception):
+    """The cluster sent nothing back within `seconds` (the call was cancelled)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"no answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
+                                                   "wait_for_ready", "compression")),
+               grpc.ClientCallDetails):
+    pass
+
+
+class _Watched:
+    """A server stream that the watchdog cancels when a reader has waited `STREAM_IDLE` seconds
+    for its next message. (A reader that merely pauses between messages is never cut off.)"""
+
+    def __init__(self, call):
+        self.call, self.waiting_since, self.timed_out = call, None, False
+        _watched.add(self)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.waiting_since = time.monotonic()
+        try:
+            return next(self.call)
+        except grpc.RpcError:
+            if self.timed_out:
+                raise NoAnswer(STREAM_IDLE) from None
+            raise
+        finally:
+            self.waiting_since = None
+
+    def __getattr__(self, name):  # the grpc.Call side: cancel(), code(), details()...
+        return getattr(self.call, name)
+
+
+_watched: "weakref.WeakSet[_Watched]" = weakref.WeakSet()
+_watchdog_started = threading.Lock()
+_watchdog_running = False
+
+
+def _watchdog():
+    while True:
+        time.sleep(1)
+        try:
+            streams = list(_watched)
+        except RuntimeError:  # another thread added one meanwhile: look again next second
+            continue
+        now = time.monotonic()
+        for stream in streams:
+            since = stream.waiting_since
+            if since is not None and now - since > STREAM_IDLE and not stream.timed_out:
+                stream.timed_out = True
+                try:
+                    stream.call.cancel()
+                except Exception:  # noqa: BLE001 - the watchdog must outlive any one stream
+                    pass
+
+
+def _start_watchdog():
+    global _watchdog_running
+    with _watchdog_started:
+        if not _watchdog_running:
+            threading.Thread(target=_watchdog, name="grpc-watchdog", daemon=True).start()
+            _watchdog_running = True
+
+
+class _Deadlines(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Every unary call gets a deadline (the caller's, else CALL_TIMEOUT); every server stream
+    is watched."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        if details.timeout is None:
+            details = _Details(details.method, _deadline.get() or CALL_TIMEOUT, details.metadata,
+                               details.credentials, getattr(details, "wait_for_ready", None),
+                               getattr(details, "compression", None))
+        return continuation(details, request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return _Watched(continuation(details, request))
+
+
+class _Pulled:
+    """The request stream of an upload, noting when gRPC last took a message (it takes the next
+    one only once the previous is sent) and when it took the last."""
+
+    def __init__(self, requests: Iterable[bytes]):
+        self.requests = iter(requests)
+        self.last = time.monotonic()
+        self.finished: Optional[float] = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            item = next(self.requests)
+        except StopIteration:
+            self.finished = time.monotonic()
+            raise
+        self.last = time.monotonic()
+        return item
+
 
 NOT_CONFIGURED = "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, " \
                  "mount a Pachyderm config, or PUT /config)"
@@ -44,18 +171,28 @@ class Remote:
             if self.config is None:
                 raise Unavailable(NOT_CONFIGURED)
             if self._client is None:
-                self._client = self.config.client()
+                client = self.config.client()
+                # The SDK's stubs take no timeout: the deadlines go on through an interceptor.
+                client._channel = grpc.intercept_channel(client._channel, _Deadlines())
+                client._init_api()
+                _start_watchdog()
+                self._client = client
             return self._client
 
     def translate(self, error: BaseException, what: str) -> MountError:
         """An SDK/gRPC failure as the MountError to raise (never carrying the token)."""
         if isinstance(error, MountError):
             return error
+        if isinstance(error, NoAnswer):
+            self._drop_channel()
+            return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}: {error}")
         if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
             code, details = error.code(), error.details() or ""
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                         grpc.StatusCode.CANCELLED):
                 self._drop_channel()
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    details = f"no answer within {_deadline.get() or CALL_TIMEOUT:g} s"
                 return Unavailable(f"Pachyderm cluster at {self.address} unreachable while "
                                    f"{what}: {details or code.name}")
             if code == grpc.StatusCode.NOT_FOUND:
@@ -81,12 +218,15 @@ class Remote:
             except Exception:  # noqa: BLE001 - closing a broken channel must not hide the error
                 pass
 
-    def call(self, name: str, what: str, fn, *args, **kwargs):
+    def call(self, name: str, what: str, fn, *args, timeout: Optional[float] = None, **kwargs):
         self.calls[name] += 1
+        token = _deadline.set(timeout)
         try:
             return fn(self.client(), *args, **kwargs)
         except Exception as e:  # noqa: BLE001 - translated for the caller
             raise self.translate(e, what) from None
+        finally:
+            _deadline.reset(token)
 
     def stream(self, name: str, what: str, fn) -> Iterator:
         """Iterate a server stream, translating errors raised mid-way."""
@@ -142,7 +282,8 @@ class Remote:
     def inspect_commit(self, commit: pfs.Commit, wait: bool = False):
         state = pfs.CommitState.FINISHED if wait else pfs.CommitState.STARTED
         return self.call("inspect_commit", f"looking up commit {commit.id or commit.branch.name}",
-                         lambda c: c.pfs.inspect_commit(commit=commit, wait=state))
+                         lambda c: c.pfs.inspect_commit(commit=commit, wait=state),
+                         timeout=FINISH_TIMEOUT if wait else None)
 
     def list_commits(self, repo: pfs.Repo, to: pfs.Commit, since: Optional[pfs.Commit]) -> list:
         return list(self.stream("list_commit", f"listing commits of {repo.as_uri()}",
@@ -194,8 +335,24 @@ class Remote:
                          lambda c: c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit_id)))
 
     def modify_file(self, requests: Iterable[bytes]):
-        """One ModifyFile of already encoded messages (see pfswire.add_file)."""
-        return self.call("modify_file", "uploading the staged changes",
-                         lambda c: c._channel.stream_unary(
-                             "/pfs_v2.API/ModifyFile", request_serializer=bytes,
-                             response_deserializer=bytes)(iter(requests)))
+        """One ModifyFile of already encoded messages (see pfswire.add_file). Cancelled when gRPC
+        can send nothing for STREAM_IDLE seconds, or the answer takes FINISH_TIMEOUT once all is sent."""
+        def upload(c):
+            pulled = _Pulled(requests)
+            future = c._channel.stream_unary("/pfs_v2.API/ModifyFile", request_serializer=bytes,
+                                             response_deserializer=bytes).future(pulled)
+            while True:
+                try:
+                    return future.result(timeout=1)
+                except grpc.FutureTimeoutError:
+                    now = time.monotonic()
+                    if pulled.finished is None and now - pulled.last > STREAM_IDLE:
+                        limit = STREAM_IDLE
+                    elif pulled.finished is not None and now - pulled.finished > FINISH_TIMEOUT:
+                        limit = FINISH_TIMEOUT
+                    else:
+                        continue
+                    future.cancel()
+                    raise NoAnswer(limit) from None
+
+        return self.call("modify_file", "uploading the staged changes", upload)
