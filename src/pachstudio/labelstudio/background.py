@@ -3,11 +3,18 @@
 Label Studio's open-source build syncs inside the request (no Redis), which meets the gunicorn
 timeout on big repos. Here the request only queues; the thread records in_progress, then the
 counts or the failure on the storage itself, which is what the storage card shows.
+
+A running job holds an exclusive lock on a file of its storage (under Label Studio's data dir) for
+its whole run. That one fact answers "is a job running?" for every gunicorn worker: two Syncs
+pressed together claim it one after the other (the second finds it held and starts nothing), and a
+job that waits long on the cluster is not taken for dead. The kernel drops the lock when a worker
+dies, so a killed job never blocks the next one.
 """
+import fcntl
 import logging
+import os
 import threading
 import traceback
-from datetime import datetime
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -22,17 +29,26 @@ _guard = threading.Lock()
 _running: dict = {}
 
 
-def busy_elsewhere(storage) -> bool:
-    """Another worker process runs this storage's job: it pinged recently. A job that stopped
-    pinging (a killed worker) does not block a new one."""
-    if storage.status not in (storage.Status.QUEUED, storage.Status.IN_PROGRESS):
-        return False
-    meta = storage.meta or {}
-    last = meta.get('time_last_ping') or meta.get('time_queued')
-    if not last:
-        return False
-    age = (timezone.now() - datetime.fromisoformat(last)).total_seconds()
-    return age < settings.STORAGE_IN_PROGRESS_TIMER * 5
+def _claim(storage_class, storage_id):
+    """The job lock of a storage, or None when a job (in any worker) holds it."""
+    folder = os.path.join(settings.BASE_DATA_DIR, 'pachyderm-jobs')
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, f'{storage_class.__name__}-{storage_id}.lock'), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def job_running(storage) -> bool:
+    """A job of this storage runs now, in this worker or another."""
+    fd = _claim(storage.__class__, storage.id)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def start(storage, method: str) -> bool:
@@ -42,14 +58,22 @@ def start(storage, method: str) -> bool:
         thread = _running.get(key)
         if thread is not None and thread.is_alive():
             return False
-        storage.refresh_from_db()
-        if busy_elsewhere(storage):
+        lock = _claim(storage.__class__, storage.id)
+        if lock is None:
             return False
-        storage.info_set_queued()
-        thread = threading.Thread(target=_run, args=(storage.__class__, storage.id, method),
-                                  name=f'pachyderm-{method}-{storage.id}', daemon=True)
-        _running[key] = thread
-    thread.start()
+        try:
+            storage.refresh_from_db()
+            storage.info_set_queued()
+            if storage.traceback:  # the card must not keep an earlier job's failure once this one runs
+                storage.traceback = None
+                storage.save(update_fields=['traceback'])
+            thread = threading.Thread(target=_run, args=(storage.__class__, storage.id, method, lock),
+                                      name=f'pachyderm-{method}-{storage.id}', daemon=True)
+            _running[key] = thread
+            thread.start()
+        except BaseException:
+            os.close(lock)
+            raise
     return True
 
 
@@ -60,7 +84,7 @@ def wait(storage, timeout=None):
         thread.join(timeout)
 
 
-def _run(storage_class, storage_id, method):
+def _run(storage_class, storage_id, method, lock):
     close_old_connections()
     storage = None
     try:
@@ -73,6 +97,7 @@ def _run(storage_class, storage_id, method):
             logger.exception('storage %s %s vanished before its job started', storage_class.__name__, storage_id)
     finally:
         connection.close()
+        os.close(lock)  # the job is over: the next Sync may start
 
 
 def failure_message(exc: Exception) -> str:

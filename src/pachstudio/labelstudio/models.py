@@ -67,6 +67,14 @@ class PachydermMixin(models.Model):
     def describe(self) -> str:
         return f'{self.project_name}/{self.repo}@{self.ref}'
 
+    def health_check(self):
+        """Label Studio's storage list marks a job failed once it has not pinged for 25 s; ours may
+        wait that long on the cluster (a big upload, a cut network) and still be alive: the job
+        lock says whether it is."""
+        if self.status in (self.Status.QUEUED, self.Status.IN_PROGRESS) and background.job_running(self):
+            return
+        super().health_check()
+
 
 class PachydermImportStorageBase(PachydermMixin, ImportStorage):
     url_scheme = 'pach'
