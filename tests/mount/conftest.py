@@ -1,6 +1,7 @@
 import json
 import os
 
+import grpc
 import pytest
 from pachyderm_sdk.api import pfs
 from plugins.pfs import commit_files, read  # noqa: F401 - used by the tests
@@ -23,10 +24,16 @@ def tree(pach, uri: str) -> dict:
 
 
 def commits(pach, uri: str) -> list:
-    """Commit ids of a branch, newest first."""
+    """Commit ids of a branch, newest first. (Read again if the head read first is dropped
+    before it is listed: the mount server cleans up a cut upload while tests watch.)"""
     branch = pfs.Branch.from_uri(uri)
-    head = pach.pfs.inspect_branch(branch=branch).head
-    return [c.commit.id for c in pach.pfs.list_commit(repo=branch.repo, to=head)]
+    for attempt in range(3):
+        head = pach.pfs.inspect_branch(branch=branch).head
+        try:
+            return [c.commit.id for c in pach.pfs.list_commit(repo=branch.repo, to=head)]
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND or attempt == 2:
+                raise
 
 
 def ndjson(response) -> list:

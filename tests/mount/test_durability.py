@@ -1,10 +1,12 @@
 """Staged changes are never lost: across restarts and crashes of the mount server, writes that
 arrive during an upload, and a cluster that dies in the middle of a commit."""
+import json
 import os
 import threading
 import time
 
 import httpx
+from pachyderm_sdk.api import pfs
 
 from conftest import commits, local_tree, mount, put, tree
 
@@ -166,3 +168,36 @@ def test_mount_server_crash_during_commit_is_cleaned_up_first(mount_server, pfs_
     assert history == [answer.json()["commit"], base]
     assert tree(pach, "images@master") == {"/seed": b"s", "/big.bin": payload,
                                            "/after.txt": b"after the crash"}
+
+
+def test_crash_between_start_commit_and_recording_it_is_cleaned_up(mount_server, pfs_server,
+                                                                   pach, images):
+    """The commit a crash leaves in the instant between StartCommit and the mount server noting
+    its id is found (open branch head, recorded parent and description) and dropped.
+    No real crash hits that instant on demand: this kills a real upload, then writes the state
+    file as it was a moment earlier (the one simulated part of the test)."""
+    base = put(pach, "images@master", {"/seed": b"s"})
+    mount(mount_server, "out", images, mode="rw")
+    root = os.path.join(mount_server.mount_dir, "out")
+    payload = big_payload(5)
+    write(os.path.join(root, "big.bin"), payload)
+    thread, _ = commit_in_background(mount_server)
+    assert wait_upload_in_flight(pfs_server, thread), "the upload ended before the kill"
+    mount_server.kill()
+    thread.join()
+    meta_path = os.path.join(mount_server.state_dir, "staging", "out", "meta.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    open_id = meta.pop("open_commit")
+    assert open_id and commits(pach, "images@master")[0] == open_id
+    info = pach.pfs.inspect_commit(commit=pfs.Commit.from_uri(f"images@{open_id}"))
+    meta["starting"] = {"parent": base, "description": info.description}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+
+    mount_server.start()
+    assert local_tree(root) == {"/seed": b"s", "/big.bin": payload}
+    answer = mount_server.call("PUT", "/_commit", {"mount": "out"})
+    assert answer.status_code == 200, answer.text
+    assert commits(pach, "images@master") == [answer.json()["commit"], base]
+    assert tree(pach, "images@master") == {"/seed": b"s", "/big.bin": payload}

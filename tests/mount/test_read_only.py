@@ -92,6 +92,31 @@ def test_large_cold_files_read_the_same_through_every_access_pattern(mount_serve
             assert m[:] == data["a.bin"]
 
 
+def test_a_paths_mount_shows_only_those_paths(mount_server, pach, images):
+    """pachctl's `paths`: a read-only mount of part of a repo shows the listed files and folders
+    and the folders leading to them, nothing else; a read-write mount and escaping paths are
+    refused with the reason."""
+    files = {"/a.txt": b"a", "/b.txt": b"b", "/dir/sub/c.json": b"{}", "/dir/other.txt": b"o",
+             "/keep/x": b"x", "/keep/y/z": b"z"}
+    put(pach, "images@master", files)
+    state = mount(mount_server, "part", images, paths=["/a.txt", "dir/sub", "/keep/"])
+    assert state["paths"] == ["/a.txt", "/dir/sub", "/keep"]
+    root = os.path.join(mount_server.mount_dir, "part")
+    shown = {"/a.txt": b"a", "/dir/sub/c.json": b"{}", "/keep/x": b"x", "/keep/y/z": b"z"}
+    assert local_tree(root) == shown
+    assert sorted(os.listdir(os.path.join(root, "dir"))) == ["sub"]
+    for hidden in ("b.txt", "dir/other.txt"):
+        assert not os.path.exists(os.path.join(root, hidden))
+    listed = ndjson(mount_server.call("GET", "/mounts/part/files", params={"recursive": "true"}))
+    assert sorted("/" + f["path"] for f in listed) == sorted(shown)
+    assert mount_server.call("GET", "/mounts").json()["mounted"][0]["paths"] == state["paths"]
+
+    for bad, field in (({"mode": "rw", "paths": ["/a.txt"]}, "read-only"),
+                       ({"paths": ["../../etc"]}, "paths"), ({"paths": ["a\x00b"]}, "paths")):
+        r = mount_server.call("PUT", "/_mount", {"mounts": [{"name": "bad", "repo": "images", **bad}]})
+        assert r.status_code == 400 and field in r.json()["detail"], r.text
+
+
 def test_pinned_commit_mount_keeps_showing_that_commit(mount_server, pach, images):
     first = put(pach, "images@master", {"/a.txt": b"v1", "/gone.txt": b"x"})
     put(pach, "images@master", {"/a.txt": b"v2", "/gone.txt": None, "/new.txt": b"n"})

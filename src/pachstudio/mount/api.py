@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from ..cluster import ConfigError, normalize_address
 from .errors import BadRequest, MountError
+from .readonly import clean
 from .table import MountSpec, MountTable, check_name
 
 PACH_NAME = r"^[a-zA-Z0-9_-]+$"
@@ -24,7 +25,7 @@ class MountRequestItem(BaseModel):
     branch: str = Field("master", pattern=PACH_NAME, max_length=200)
     commit: Optional[str] = Field(None, pattern=COMMIT_ID, max_length=100)
     mode: str = Field("ro", pattern=r"^(ro|rw)$")
-    paths: Optional[list[str]] = None  # accepted for pachctl compatibility; whole repo is mounted
+    paths: Optional[list[str]] = Field(None, max_length=10_000)  # read-only: show only these
 
 
 class MountRequest(BaseModel):
@@ -161,7 +162,8 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         done = []
         for item in req.mounts:
             spec = MountSpec(name=check_name(item.name), project=item.project, repo=item.repo,
-                             branch=item.branch, commit=item.commit or None, mode=item.mode)
+                             branch=item.branch, commit=item.commit or None, mode=item.mode,
+                             paths=_mount_paths(item.paths))
             done.append(table.mount(spec))
         return {"mounted": [table.state(m) for m in done]}
 
@@ -215,6 +217,18 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         return {"calls": dict(remote().calls), "cache_bytes": table.cache.total}
 
     return app
+
+
+def _mount_paths(paths: Optional[list[str]]) -> tuple:
+    """Repo paths, normalised; () when the whole repo is asked for."""
+    out = []
+    for p in paths or ():
+        if not p or len(p) > 4096 or any(c < " " for c in p) or "\\" in p \
+                or any(part == ".." for part in p.split("/")):
+            raise BadRequest(f"paths: {p[:200]!r} is not a path inside the repo (no '..', "
+                             "backslashes or control characters, at most 4096 characters)")
+        out.append(clean(p))
+    return () if "/" in out else tuple(sorted(set(out)))
 
 
 def _check_prefix(prefix: str) -> None:

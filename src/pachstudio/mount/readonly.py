@@ -34,8 +34,10 @@ def clean(path: str) -> str:
 
 
 class CommitTree:
-    def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0):
+    def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0,
+                 only: tuple = ()):
         self.remote, self.commit, self.cache, self.mtime = remote, commit, cache, mtime
+        self.only = tuple(clean(p) for p in only)  # a `paths` mount: these and what leads to them
         self.listings: dict[str, dict[str, Node]] = {}
         self.listed = 0
         self.lock = threading.Lock()
@@ -43,6 +45,15 @@ class CommitTree:
     @property
     def commit_id(self) -> str:
         return self.commit.id
+
+    def visible(self, path: str) -> bool:
+        """In a `paths` mount: one of the paths, inside one, or a folder leading to one."""
+        if not self.only:
+            return True
+        path = clean(path)
+        inside = path.rstrip("/") + "/"
+        return any(path == p or path.startswith(p + "/") or p.startswith(inside)
+                   for p in self.only)
 
     def listdir(self, path: str) -> dict[str, Node]:
         """Names in folder `path`; NotFound when it is not a folder of this commit."""
@@ -59,7 +70,7 @@ class CommitTree:
         try:
             for entry_path, is_dir, size in self.remote.list_dir(self.commit, path):
                 name = posixpath.basename(entry_path.rstrip("/"))
-                if name:
+                if name and self.visible(posixpath.join(path, name)):
                     entries[name] = Node(is_dir=is_dir, size=size)
         except NotFound:
             if path != "/":
@@ -85,7 +96,7 @@ class CommitTree:
     def walk(self, path: str = "/"):
         """(path, Node) of every file under `path`, from one streamed WalkFile."""
         for entry_path, is_dir, size in self.remote.walk(self.commit, clean(path)):
-            if not is_dir:
+            if not is_dir and self.visible(entry_path):
                 yield entry_path, Node(is_dir=False, size=size)
 
     def read(self, path: str, offset: int, length: int) -> bytes:

@@ -477,7 +477,7 @@ class StagingArea:
                 shutil.rmtree(self.frozen.folder)
                 self.frozen = None
             self.gen += 1
-            self.set_meta(open_commit=None, base=new_base.commit_id)
+            self.set_meta(open_commit=None, starting=None, base=new_base.commit_id)
 
     def merge_back(self) -> None:
         """An upload failed: the frozen changes rejoin the current ones (newer writes win)."""
@@ -508,7 +508,7 @@ class StagingArea:
             shutil.rmtree(frozen.folder)
             self.frozen = None
             self.gen += 1
-            self.set_meta(open_commit=None)
+            self.set_meta(open_commit=None, starting=None)
 
     def discard(self) -> None:
         with self.lock:

@@ -37,6 +37,10 @@ class MountSpec:
     branch: str = "master"
     commit: Optional[str] = None
     mode: str = "ro"
+    paths: tuple = ()  # read-only mounts may show only these paths
+
+    def __post_init__(self):
+        object.__setattr__(self, "paths", tuple(self.paths or ()))  # a list once read from JSON
 
     def describe(self) -> str:
         at = self.commit or self.branch
@@ -127,10 +131,10 @@ class MountTable:
             head = c.parent_commit
         return c, head.id
 
-    def _tree(self, repo: pfs.Repo, info) -> CommitTree:
+    def _tree(self, repo: pfs.Repo, info, paths: tuple = ()) -> CommitTree:
         commit = pfs.Commit(id=info.commit.id, repo=repo)
         mtime = info.finished.timestamp() if finished(info) else time.time()
-        return CommitTree(self.remote, commit, self.cache, mtime)
+        return CommitTree(self.remote, commit, self.cache, mtime, only=paths)
 
     # -- mounting -----------------------------------------------------------------------------
     def mount(self, spec: MountSpec) -> Mount:
@@ -140,6 +144,9 @@ class MountTable:
         if spec.mode == "rw" and spec.commit:
             raise BadRequest("commit: a read-write mount follows a branch; pin a commit only "
                              "with mode \"ro\"")
+        if spec.mode == "rw" and spec.paths:
+            raise BadRequest("paths: only a read-only mount shows part of a repo; a read-write "
+                             "mount shows its whole branch")
         with self.lock:
             existing = self.mounts.get(spec.name)
             if existing is not None:
@@ -154,10 +161,10 @@ class MountTable:
                 except NotFound:
                     raise NotFound(f"commit {spec.commit} not found in repo "
                                    f"{spec.project}/{spec.repo}") from None
-                mount = Mount(spec, self._tree(repo, info), None)
+                mount = Mount(spec, self._tree(repo, info, spec.paths), None)
             elif spec.mode == "ro":
                 info, head = self._finished_head(repo, spec.branch)
-                mount = Mount(spec, self._tree(repo, info), None)
+                mount = Mount(spec, self._tree(repo, info, spec.paths), None)
                 mount.latest = head
             else:
                 mount = self._mount_rw(spec, repo)
@@ -224,7 +231,7 @@ class MountTable:
             info, head = self._finished_head(repo, mount.spec.branch)
             mount.latest = head
             if info.commit.id != mount.tree.commit_id:
-                mount.tree = self._tree(repo, info)
+                mount.tree = self._tree(repo, info, mount.spec.paths)
         else:
             with mount.commit_lock, mount.staging.lock:
                 info, head = self._finished_head(repo, mount.spec.branch)
@@ -240,7 +247,8 @@ class MountTable:
         staging = mount.staging
         if staging.frozen is None:
             return
-        open_id = staging.open_commit
+        open_id = staging.open_commit or self._started_commit(repo, mount.spec.branch,
+                                                              staging.meta.get("starting"))
         if open_id:
             try:
                 info = self.remote.inspect_commit(pfs.Commit(id=open_id, repo=repo))
@@ -253,6 +261,21 @@ class MountTable:
             except NotFound:
                 pass
         staging.merge_back()
+
+    def _started_commit(self, repo: pfs.Repo, branch: str, starting: Optional[dict]) -> Optional[str]:
+        """A crash between StartCommit and recording its id leaves a commit only this can find:
+        the branch's open head, on the recorded parent, with the recorded description."""
+        if not starting:
+            return None
+        head = self.remote.inspect_branch(pfs.Branch(repo=repo, name=branch)).head
+        if not head or not head.id or head.id == starting.get("parent"):
+            return None
+        info = self.remote.inspect_commit(pfs.Commit(id=head.id, repo=repo))
+        parent = info.parent_commit.id if info.parent_commit else None
+        if finished(info) or parent != starting.get("parent") \
+                or info.description != starting.get("description"):
+            return None
+        return head.id
 
     def recover_pending(self) -> None:
         """Cleans up uploads cut by an unreachable cluster as soon as it answers again, so the
@@ -324,8 +347,11 @@ class MountTable:
             description = (f"pachstudio mount {spec.name}: {len(plan.added)} added, "
                            f"{len(plan.changed)} changed, {len(plan.deleted)} deleted")
         branch = pfs.Branch(repo=repo, name=spec.branch)
+        parent = self.remote.inspect_branch(branch).head
+        mount.staging.set_meta(starting={"parent": parent.id if parent else None,
+                                         "description": description})
         commit = self.remote.start_commit(branch, description)
-        mount.staging.set_meta(open_commit=commit.id)
+        mount.staging.set_meta(open_commit=commit.id, starting=None)
         mount.state = "committing"
         self.remote.modify_file(self._requests(commit, plan))
         self.remote.finish_commit(commit)
@@ -366,14 +392,14 @@ class MountTable:
                 mount.status = e.message
         return {"name": spec.name, "project": spec.project, "repo": spec.repo,
                 "branch": spec.branch, "commit": mount.commit_id, "mode": spec.mode,
-                "state": mount.state, "status": mount.status,
+                "paths": list(spec.paths), "state": mount.state, "status": mount.status,
                 "mountpoint": os.path.join(self.mount_dir, spec.name),
                 "latest_commit": latest, "how_many_commits_behind": behind}
 
     def failed_state(self, spec: MountSpec, reason: str) -> dict:
         return {"name": spec.name, "project": spec.project, "repo": spec.repo,
                 "branch": spec.branch, "commit": spec.commit, "mode": spec.mode,
-                "state": "error", "status": reason,
+                "paths": list(spec.paths), "state": "error", "status": reason,
                 "mountpoint": os.path.join(self.mount_dir, spec.name),
                 "latest_commit": None, "how_many_commits_behind": 0}
 
@@ -421,14 +447,14 @@ class MountTable:
         current = pfs.Commit(id=mount.commit_id, repo=repo)
         if since == mount.commit_id:
             return iter(())
-        return self._diff(current, pfs.Commit(id=since, repo=repo))
+        return self._diff(current, pfs.Commit(id=since, repo=repo), mount.tree.visible)
 
-    def _diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator[dict]:
+    def _diff(self, new: pfs.Commit, old: pfs.Commit, visible=lambda path: True) -> Iterator[dict]:
         for d in self.remote.diff(new, old):
             n = d.new_file if d.new_file and d.new_file.file and d.new_file.file.path else None
             o = d.old_file if d.old_file and d.old_file.file and d.old_file.file.path else None
             info = n or o
-            if info is None or info.file_type == pfs.FileType.DIR:
+            if info is None or info.file_type == pfs.FileType.DIR or not visible(info.file.path):
                 continue
             change = "changed" if n and o else ("added" if n else "deleted")
             yield {"path": info.file.path.lstrip("/"), "change": change,
