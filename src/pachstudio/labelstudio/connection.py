@@ -18,12 +18,25 @@ def _fail(message: str):
     raise ValidationError(message)
 
 
+def explain(exc: MountError) -> str:
+    """The mount server's words, plus what to do when the cluster refused our token."""
+    message = str(exc)
+    lowered = message.lower()
+    if 'refused' in lowered and 'token' in lowered:
+        message += ('. The session_token of the active context in the mounted Pachyderm config.json is wrong '
+                    'or expired: run `pachctl auth login` (or put a valid token in session_token) and restart '
+                    'the container.')
+    elif 'refused' in lowered and 'not authorized' in lowered:
+        message += '. Ask a cluster admin for access to this repo (pachctl auth set repo ...).'
+    return message
+
+
 def check_cluster():
     try:
         mount_api.health()
         cfg = mount_api.config()
     except MountError as exc:
-        _fail(str(exc))
+        _fail(explain(exc))
     if cfg.get('cluster_status') == 'INVALID':
         _fail(f'Pachyderm cluster unreachable at {cfg.get("pachd_address") or "(no address configured)"}')
 
@@ -38,7 +51,7 @@ def check_repo(storage, branch_must_exist: bool):
             _fail(f'Pachyderm project "{project}" not found (projects: {", ".join(sorted(names)) or "none"})')
         found = [r for r in mount_api.repos() if r.get('repo') == repo and (r.get('project') or 'default') == project]
     except MountError as exc:
-        _fail(str(exc))
+        _fail(explain(exc))
     if not found:
         _fail(f'repo "{repo}" not found in Pachyderm project "{project}"')
     branches = found[0].get('branches') or []
@@ -53,7 +66,7 @@ def ensure_mount(storage) -> dict:
     except MountError as exc:
         if exc.status == 404 and getattr(storage, 'commit', None):
             _fail(f'commit "{storage.commit}" not found in repo {storage.project_name}/{storage.repo}: {exc}')
-        _fail(f'cannot mount {storage.describe()}: {exc}')
+        _fail(f'cannot mount {storage.describe()}: {explain(exc)}')
 
 
 def check_prefix(storage):
@@ -81,7 +94,7 @@ def check_source(storage):
             for _ in storage.iter_objects():
                 return
         except MountError as exc:
-            _fail(f'cannot list {storage.describe()}: {exc}')
+            _fail(f'cannot list {storage.describe()}: {explain(exc)}')
         what = f'under prefix "{storage.clean_prefix}"' if storage.clean_prefix else 'at all'
         if storage.regex_filter:
             what += f' matching regex "{storage.regex_filter}"'

@@ -2,13 +2,15 @@
 
 Answers ranges and ETags. A missing file is 404, a path that tries to leave the mount 400:
 never a 500 (Label Studio's local-files view answers a traversal attempt with a 500).
+Files are streamed in blocks from the requested range only: the `ranged_fileresponse` package
+Label Studio uses reads the whole file into memory to learn its size (2 GiB per request of a
+2 GiB file), so it is not used here.
 """
 import mimetypes
 import os
 
-from django.http import HttpResponse, HttpResponseNotModified
+from django.http import HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
-from ranged_fileresponse import RangedFileResponse
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 
@@ -23,6 +25,42 @@ def _text(status: int, message: str) -> HttpResponse:
 
 def _etag(stat) -> str:
     return f'"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+
+
+BLOCK = 256 * 1024
+
+
+def _byte_range(header, size: int):
+    """(start, stop) of a single `bytes=` range, None to send everything (no header, several
+    ranges or a form we do not read), or False when it cannot be satisfied (416)."""
+    if not header or not header.strip().lower().startswith('bytes=') or ',' in header:
+        return None
+    first, _, last = header.split('=', 1)[1].strip().partition('-')
+    try:
+        if not first:
+            start, stop = max(size - int(last), 0), size
+        else:
+            start = int(first)
+            stop = min(int(last) + 1, size) if last else size
+    except ValueError:
+        return None
+    if start < 0 or start >= size or stop <= start:
+        return False
+    return start, stop
+
+
+def _blocks(handle, start: int, stop: int):
+    try:
+        handle.seek(start)
+        left = stop - start
+        while left > 0:
+            data = handle.read(min(BLOCK, left))
+            if not data:
+                break
+            left -= len(data)
+            yield data
+    finally:
+        handle.close()
 
 
 def _matches(header, etag: str) -> bool:
@@ -65,7 +103,23 @@ def pachyderm_file(request, storage_id: int):
         response['ETag'] = etag
         return response
     content_type = mimetypes.guess_type(path)[0] or 'application/octet-stream'
-    response = RangedFileResponse(request, handle, content_type=content_type)
+    size = stat.st_size
+    wanted = _byte_range(request.META.get('HTTP_RANGE'), size)
+    if wanted is False:
+        handle.close()
+        response = _text(416, f'range {request.META.get("HTTP_RANGE")} is outside the file ({size} bytes)')
+        response['Content-Range'] = f'bytes */{size}'
+        return response
+    start, stop = wanted or (0, size)
+    if request.method == 'HEAD':
+        handle.close()
+        response = HttpResponse(status=206 if wanted else 200, content_type=content_type)
+    else:
+        response = StreamingHttpResponse(_blocks(handle, start, stop), status=206 if wanted else 200,
+                                         content_type=content_type)
+    response['Content-Length'] = str(stop - start)
+    if wanted:
+        response['Content-Range'] = f'bytes {start}-{stop - 1}/{size}'
     response['ETag'] = etag
     response['Cache-Control'] = 'private, no-cache'
     response['Accept-Ranges'] = 'bytes'
