@@ -287,14 +287,15 @@ def test_embedded_server_killed_during_a_large_upload(appliance_factory, data_vo
         except Exception as exc:  # noqa: BLE001 - the server dies under it
             failure.append(exc)
 
+    def stored() -> int:
+        rc, out = app.exec("du", "-sb", "/data/pfs")
+        assert rc == 0, out
+        return int(out.split()[0])
+
+    empty = stored()
     worker = threading.Thread(target=upload)
     worker.start()
-
-    def received() -> int:
-        rc, out = app.exec("du", "-sb", "/data/pfs/blobs/tmp")
-        return int(out.split()[0]) if rc == 0 else 0
-
-    arrived = wait_for(lambda: (n := received()) > (30 << 20) and n, "upload bytes arriving",
+    arrived = wait_for(lambda: (n := stored() - empty) > (30 << 20) and n, "upload bytes arriving",
                        timeout=180, every=0.1)
     old_pid = kill9(app, "pfs-server")
     worker.join(120)
