@@ -99,6 +99,10 @@ def main() -> None:
             org.add_user(user)
         user.active_organization = org
         user.save(update_fields=["active_organization"])
+        # Label Studio makes the organization's session policy on first use, inside a request's
+        # middleware: under concurrent first requests that insert meets a locked SQLite and the
+        # request fails with a 500 no retry covers. Made here, before any request.
+        _ = org.session_timeout_policy
 
     if created:
         print(f"pachstudio: created the Label Studio user {username}")

@@ -30,3 +30,12 @@ PACHSTUDIO_MOUNT_DIR = os.environ.get('PACHSTUDIO_MOUNT_DIR', '/pfs')
 PACHSTUDIO_MOUNT_TIMEOUT = float(os.environ.get('PACHSTUDIO_MOUNT_TIMEOUT', '120'))
 # Largest JSON tasks file a Source sync parses (MB); bigger ones are skipped with the reason.
 PACHSTUDIO_MAX_JSON_MB = int(os.environ.get('PACHSTUDIO_MAX_JSON_MB', '128'))
+
+# SQLite (the default database): a transaction that reads first and writes later (Django's delete
+# collector, get_or_create) fails at once with "database is locked" when another writer went
+# first; Label Studio's retry middleware then sleeps 1 s, 1.5 s, ... per attempt. Under 8
+# concurrent annotators nearly every annotation delete went that way. BEGIN IMMEDIATE takes the
+# write lock up front and waits for it (up to `timeout` seconds) instead.
+if DATABASES['default'].get('ENGINE') == 'django.db.backends.sqlite3':  # noqa: F821
+    DATABASES['default'].setdefault('OPTIONS', {}).update(  # noqa: F821
+        {'transaction_mode': 'IMMEDIATE', 'timeout': float(os.environ.get('PACHSTUDIO_SQLITE_TIMEOUT', '30'))})

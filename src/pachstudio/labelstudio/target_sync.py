@@ -67,7 +67,16 @@ def write_annotation(storage, annotation):
         write_task(storage, annotation.task_id)
     else:
         _write(storage, storage.file_key(annotation.id, annotation.task_id), annotation_content(storage, annotation))
-    _links().create(annotation, storage)
+    _touch_link(storage, annotation.id)
+
+
+def _touch_link(storage, annotation_id: int):
+    """Stamp the annotation's link now (Sync compares the stamps). Not Label Studio's
+    ExportStorageLink.create: a get_or_create, which fails for good ("returned more than one")
+    once a save and a Sync's bulk linking raced to create the same link; an update never does."""
+    Link = _links()
+    if not Link.objects.filter(storage=storage, annotation_id=annotation_id).update(updated_at=timezone.now()):
+        Link.objects.create(annotation_id=annotation_id, storage=storage, object_exists=True)
 
 
 def remove_annotation(storage, annotation_id: int, task_id: int):
