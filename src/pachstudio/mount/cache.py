@@ -25,9 +25,8 @@ from .errors import MountError
 
 BLOCK = 1 << 20
 MAX_AHEAD = 32  # blocks of read-ahead once reads are sequential
-RECENT = 64 << 20  # received bytes of a file kept in memory for its readers
+RECENT = 48 << 20  # received bytes of a file kept in memory for its readers
 MAX_PENDING = 128 << 20  # received bytes not yet on disk, over all files, before fetching pauses
-KEEP_RECENT = 4  # files (most recently opened) that keep their received bytes in memory
 IDLE = 2.0  # seconds a paused stream waits for its reader before it closes
 ALIGN = 4096  # O_DIRECT offsets, lengths and buffers
 
@@ -120,6 +119,7 @@ class ContentCache:
         self.entries: "collections.OrderedDict[str, _Entry]" = collections.OrderedDict()
         self.total = 0
         self.pending_bytes = 0
+        self.receiving: list[_Entry] = []  # entries holding received bytes in memory
         self.writes: "queue.Queue" = queue.Queue()
         os.makedirs(root, exist_ok=True)
         self._load()
@@ -159,13 +159,16 @@ class ContentCache:
         return e
 
     def _forget_recent(self):
-        """Only the files opened last keep received bytes in memory."""
-        for e in list(self.entries.values())[:-KEEP_RECENT]:
-            if e.recent:
+        """A file nobody reads or fetches gives its received bytes back (the next file's chunks
+        reuse that memory instead of asking for fresh pages)."""
+        for e in self.receiving:
+            if e.readers == 0 and not e.streams:
                 self._trim(e, 0)
+        self.receiving = [e for e in self.receiving if e.recent]
 
     def _drop(self, e: _Entry):
         self.entries.pop(e.key, None)
+        e.recent.clear()
         self.total -= sum(min(BLOCK, e.size - b * BLOCK) for b in range(e.nblocks) if e.blocks[b])
         if e.fd is not None:
             os.close(e.fd)
@@ -292,6 +295,8 @@ class ContentCache:
                     while self.pending_bytes > MAX_PENDING:
                         self.lock.wait(1)
                     piece = [s.pos, chunk, False, s]
+                    if not e.recent:
+                        self.receiving.append(e)
                     e.recent.append(piece)
                     e.recent_bytes += len(chunk)
                     self.pending_bytes += len(chunk)
