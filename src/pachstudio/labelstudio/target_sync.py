@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Task
 
 from . import connection, mount_api
@@ -194,11 +195,27 @@ def describe_commit(storage, staged: dict) -> str:
     return '\n'.join(lines)
 
 
+def _staging(storage) -> int:
+    """stage_pending, with a failed write to the mount (EIO while the cluster is down) reported in
+    words instead of a Python traceback on the card."""
+    try:
+        return stage_pending(storage)
+    except OSError as exc:
+        why = exc.strerror or exc.__class__.__name__
+        try:
+            connection.check_cluster()
+        except ValidationError as cause:
+            detail = cause.detail if isinstance(cause.detail, list) else [cause.detail]
+            why = '; '.join(str(d) for d in detail)
+        raise mount_api.MountError(f'labels cannot be staged in {storage.describe()} now ({why}). Nothing is '
+                                   'lost: press Sync again once the cluster answers.') from None
+
+
 def sync_target(storage):
     if storage.status != storage.Status.QUEUED:
         storage.info_set_queued()
     storage.info_set_in_progress()
-    stage_pending(storage)
+    _staging(storage)
     staged = mount_api.staged(storage.mount)
     description = describe_commit(storage, staged)
     result = mount_api.commit(storage.mount, description)
@@ -222,7 +239,7 @@ def stage_target(storage):
     if storage.status != storage.Status.QUEUED:
         storage.info_set_queued()
     storage.info_set_in_progress()
-    staged = stage_pending(storage)
+    staged = _staging(storage)
     storage.info_set_completed(
         last_sync_count=0, staged=staged, last_commit=storage.last_commit,
         total_annotations=Annotation.objects.filter(project=storage.project).count(),
