@@ -100,11 +100,13 @@ def remove_annotation(storage, annotation_id: int, task_id: int):
 def _link_all(storage, annotation_ids):
     """Links in bulk: one staged file per annotation, stamped now (Sync compares the stamps)."""
     Link = _links()
-    existing = set(Link.objects.filter(storage=storage, annotation_id__in=annotation_ids)
-                   .values_list('annotation_id', flat=True))
-    Link.objects.bulk_create([Link(annotation_id=i, storage=storage, object_exists=True)
-                              for i in annotation_ids if i not in existing])
-    Link.objects.filter(storage=storage, annotation_id__in=existing).update(updated_at=timezone.now())
+    with transaction.atomic():  # on SQLite a write lock: no annotation is deleted meanwhile
+        alive = set(Annotation.objects.filter(id__in=annotation_ids).values_list('id', flat=True))
+        existing = set(Link.objects.filter(storage=storage, annotation_id__in=alive)
+                       .values_list('annotation_id', flat=True))
+        Link.objects.bulk_create([Link(annotation_id=i, storage=storage, object_exists=True)
+                                  for i in alive if i not in existing])
+        Link.objects.filter(storage=storage, annotation_id__in=existing).update(updated_at=timezone.now())
 
 
 def stage_pending(storage) -> int:
@@ -122,7 +124,9 @@ def stage_pending(storage) -> int:
     written_tasks = set()
     for start in range(0, len(stale), 500):
         chunk = stale[start:start + 500]
+        written = []  # an annotation deleted since the listing above has no file and gets no link
         for annotation in Annotation.objects.filter(id__in=chunk).select_related('task', 'completed_by'):
+            written.append(annotation.id)
             if storage.file_format == 'task':
                 if annotation.task_id not in written_tasks:
                     write_task(storage, annotation.task_id)
@@ -130,7 +134,7 @@ def stage_pending(storage) -> int:
             else:
                 _write(storage, storage.file_key(annotation.id, annotation.task_id),
                        annotation_content(storage, annotation))
-        _link_all(storage, chunk)
+        _link_all(storage, written)
         if storage.status == storage.Status.IN_PROGRESS:
             storage.info_update_progress(last_sync_count=start + len(chunk))  # keeps the card alive
     pending = list(storage.pending_deletes or [])
