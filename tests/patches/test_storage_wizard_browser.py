@@ -159,7 +159,9 @@ def test_editing_a_pachyderm_target_shows_its_settings_and_saves_changes(wizard,
 
     wizard.click("button[aria-label='Storage options']")
     wizard.driver.find_element(By.XPATH, "//*[normalize-space(text())='Edit']").click()
-    wizard.wait.until(lambda d: d.find_element(By.NAME, "repo").get_attribute("value") == repo)
+    # the edit form fills in and slides open: wait until every field is shown, not just the first
+    wizard.wait.until(lambda d: d.find_element(By.NAME, "repo").get_attribute("value") == repo
+                      and {"title", "repo", "branch", "prefix"} <= set(wizard.inputs()))
 
     fields = wizard.inputs()
     assert {name: fields[name].get_attribute("value") for name in ("title", "repo", "branch", "prefix")} == \
