@@ -148,17 +148,24 @@ def test_cluster_killed_during_commit_keeps_staging_and_branch(mount_server, pfs
                                            "/label.json": b"{}"}
 
 
-def test_mount_server_crash_during_commit_is_cleaned_up_first(mount_server, pfs_server, pach,
-                                                              images):
+def kill_mid_upload(mount_server, pfs_server, pach, images, seed: int):
+    """Stages a big file on a rw mount over one seed commit and kills -9 the mount server while
+    `_commit` uploads it: (seed commit, mount folder, the big file's bytes)."""
     base = put(pach, "images@master", {"/seed": b"s"})
     mount(mount_server, "out", images, mode="rw")
     root = os.path.join(mount_server.mount_dir, "out")
-    payload = big_payload(7)
+    payload = big_payload(seed)
     write(os.path.join(root, "big.bin"), payload)
     thread, _ = commit_in_background(mount_server)
     assert wait_upload_in_flight(pfs_server, thread), "the upload ended before the kill"
     mount_server.kill()
     thread.join()
+    return base, root, payload
+
+
+def test_mount_server_crash_during_commit_is_cleaned_up_first(mount_server, pfs_server, pach,
+                                                              images):
+    base, root, payload = kill_mid_upload(mount_server, pfs_server, pach, images, seed=7)
     mount_server.start()
     assert local_tree(root) == {"/seed": b"s", "/big.bin": payload}
     write(os.path.join(root, "after.txt"), b"after the crash")
@@ -176,15 +183,7 @@ def test_crash_between_start_commit_and_recording_it_is_cleaned_up(mount_server,
     its id is found (open branch head, recorded parent and description) and dropped.
     No real crash hits that instant on demand: this kills a real upload, then writes the state
     file as it was a moment earlier (the one simulated part of the test)."""
-    base = put(pach, "images@master", {"/seed": b"s"})
-    mount(mount_server, "out", images, mode="rw")
-    root = os.path.join(mount_server.mount_dir, "out")
-    payload = big_payload(5)
-    write(os.path.join(root, "big.bin"), payload)
-    thread, _ = commit_in_background(mount_server)
-    assert wait_upload_in_flight(pfs_server, thread), "the upload ended before the kill"
-    mount_server.kill()
-    thread.join()
+    base, root, payload = kill_mid_upload(mount_server, pfs_server, pach, images, seed=5)
     meta_path = os.path.join(mount_server.state_dir, "staging", "out", "meta.json")
     with open(meta_path) as f:
         meta = json.load(f)
