@@ -21,14 +21,14 @@ import time
 os.environ.setdefault("FUSE_LIBRARY_PATH", ctypes.util.find_library("fuse3") or "")
 from mfusepy import FUSE, FuseOSError, Operations, fuse_version_major  # noqa: E402
 
+from .errors import MountError, NotFound
+from .staging import FsError
+from .table import MountTable
+
 LOOP_ENDED = 8  # fuse_main's code once mounted: the loop stopped (SIGTERM included)
 # Cold files from this size on are opened with direct_io. (On libfuse 3.14 a MAP_SHARED mmap of
 # such a file fails with ENODEV until it is in the cache; MAP_PRIVATE works.)
 DIRECT_IO_MIN = 8 << 20
-
-from .errors import MountError, NotFound
-from .staging import FsError
-from .table import MountTable
 
 log = logging.getLogger("pachstudio.mount.fs")
 
@@ -157,6 +157,7 @@ class PachydermFS(Operations):
 
     @translated
     def read(self, path, size, offset, fi):
+        """What mfusepy looks for to register the read callback (_FUSE calls read_into)."""
         out = bytearray(size)
         return bytes(out[:self.read_into(path, memoryview(out), offset, fi)])
 
