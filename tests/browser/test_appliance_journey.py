@@ -19,7 +19,7 @@ from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 from PIL import Image, ImageDraw
 
-from plugins.image import ADMIN, PASSWORD, sdk_client
+from plugins.image import ADMIN, PASSWORD, files_at, sdk_client
 
 pytestmark = [pytest.mark.image, pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -40,11 +40,6 @@ def png(color: str, size: tuple[int, int]) -> bytes:
 
 def commits(client: Client, repo: str) -> list:
     return list(client.pfs.list_commit(repo=pfs.Repo.from_uri(repo)))
-
-
-def files_at(client: Client, repo: str, commit: str) -> set[str]:
-    return {f.file.path for f in client.pfs.walk_file(file=pfs.File.from_uri(f"{repo}@{commit}:/"))
-            if f.file_type == pfs.FileType.FILE}
 
 
 class Journey:
@@ -289,7 +284,7 @@ def test_a_person_labels_pachyderm_images_and_syncs_one_commit(data_volume, appl
     journey.step("target-card-created")
     before_sync = commits(client, "labels")
     made_by_creating = [c for c in before_sync if c.commit.id not in before_target]
-    assert all(not files_at(client, "labels", c.commit.id) for c in before_sync), \
+    assert all(not files_at(client, f"labels@{c.commit.id}:/") for c in before_sync), \
         "nothing reaches Pachyderm before Sync"
     assert len(made_by_creating) <= 1, "creating the Target makes at most the empty commit of the new branch"
 
@@ -303,7 +298,7 @@ def test_a_person_labels_pachyderm_images_and_syncs_one_commit(data_volume, appl
     new = [c for c in after_sync if c.commit.id not in {b.commit.id for b in before_sync}]
     assert len(new) == 1, f"Sync made {len(new)} commits, not one"
     [synced] = new
-    assert files_at(client, "labels", synced.commit.id) == {f"/annotations/{annotation['id']}.json"}
+    assert files_at(client, f"labels@{synced.commit.id}:/") == {f"/annotations/{annotation['id']}.json"}
     saved = json.loads(client.pfs.pfs_file(
         file=pfs.File.from_uri(f"labels@{synced.commit.id}:/annotations/{annotation['id']}.json")).read())
     assert saved["id"] == annotation["id"] and saved["result"][0]["value"]["rectanglelabels"] == ["Car"]

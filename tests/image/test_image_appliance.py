@@ -1,14 +1,13 @@
 """The appliance image end to end: real Docker engine, real FUSE in the container, real Label Studio,
 the real pachyderm-sdk over gRPC. What a user does: start it, import files from Pachyderm, label,
 sync the labels back as one commit; restart on the same volume; get clear errors on bad set-ups."""
-import json
 import time
 
 import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from plugins.image import ADMIN, PASSWORD, TOKEN, sdk_client
+from plugins.image import ADMIN, PASSWORD, TOKEN, files_at, put_json_tasks, sdk_client
 
 pytestmark = pytest.mark.image
 
@@ -16,10 +15,7 @@ TEXTS = {"tasks/0.json": "a cat on a mat", "tasks/1.json": "a dog in a fog", "ta
 
 
 def put_source_files(client: Client, repo="images"):
-    client.pfs.create_repo(repo=pfs.Repo.from_uri(repo))
-    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as commit:
-        for path, text in TEXTS.items():
-            commit.put_file_from_bytes(path=f"/{path}", data=json.dumps({"text": text}).encode())
+    put_json_tasks(client, TEXTS, repo)
 
 
 def commits(client: Client, repo: str) -> list:
@@ -27,10 +23,6 @@ def commits(client: Client, repo: str) -> list:
         return list(client.pfs.list_commit(repo=pfs.Repo.from_uri(repo)))
     except Exception:
         return []
-
-
-def files_at(client: Client, uri: str) -> set[str]:
-    return {f.file.path for f in client.pfs.walk_file(file=pfs.File.from_uri(uri)) if f.file_type == pfs.FileType.FILE}
 
 
 def wait_storage(api, path, timeout=120):

@@ -1,6 +1,7 @@
 """Fixtures for the integration tests of the appliance image: a real Docker engine (docker-py on
 its socket), the image built by scripts/docker-engine once per session, and containers, volumes
 and networks that are removed afterwards (all labelled, so a crashed run is cleaned up too)."""
+import contextlib
 import json
 import os
 import pathlib
@@ -170,7 +171,7 @@ class Appliance:
         if self.container is not None:
             self.logs()
             try:
-                self.container.remove(force=True)
+                self.container.remove(force=True, v=True)  # with its anonymous /data volume
             except Exception:
                 pass
 
@@ -210,9 +211,10 @@ class LabelStudioApi:
         return self.call("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
 
 
-@pytest.fixture
-def appliance_factory(docker_client, tmp_path):
-    """Start appliances (or pfs-server containers) of the image; all removed after the test."""
+@contextlib.contextmanager
+def appliances(docker_client, tmp_path):
+    """`make(**kwargs)` starts appliances (or pfs-server containers) of the image; on leaving,
+    each one's log is saved under test-artifacts and the container is removed."""
     made = []
 
     def make(**kwargs):
@@ -220,11 +222,20 @@ def appliance_factory(docker_client, tmp_path):
         made.append(app)
         return app.start()
 
-    yield make
-    for app in made:
-        if app.container is not None:
-            (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
-        app.remove()
+    try:
+        yield make
+    finally:
+        for app in made:
+            if app.container is not None:
+                (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
+            app.remove()
+
+
+@pytest.fixture
+def appliance_factory(docker_client, tmp_path):
+    """Appliances removed after the test."""
+    with appliances(docker_client, tmp_path) as make:
+        yield make
 
 
 @pytest.fixture
@@ -261,3 +272,21 @@ def sdk_client(address: str, timeout: float = 120):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def put_json_tasks(client, texts: dict, repo="images"):
+    """A new repo whose master holds one `{"text": ...}` file per path of `texts`."""
+    from pachyderm_sdk.api import pfs
+
+    client.pfs.create_repo(repo=pfs.Repo.from_uri(repo))
+    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as commit:
+        for path, text in texts.items():
+            commit.put_file_from_bytes(path=f"/{path}", data=json.dumps({"text": text}).encode())
+
+
+def files_at(client, uri: str) -> set:
+    """The paths of the files (not folders) at a `repo@branch:/path` or `repo@commit:/path`."""
+    from pachyderm_sdk.api import pfs
+
+    return {f.file.path for f in client.pfs.walk_file(file=pfs.File.from_uri(uri))
+            if f.file_type == pfs.FileType.FILE}

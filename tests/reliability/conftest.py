@@ -140,26 +140,11 @@ def pytest_sessionfinish(session):
 # --- appliances shared by a module's tests (starting one costs most of a minute) ------------------
 @pytest.fixture(scope="module")
 def module_appliances(docker_client, tmp_path_factory):
-    """Like plugins.image's appliance_factory, but the containers live for the whole module:
-    `module_appliances(volume=..., network=..., config_json=..., command=[...], ...)`."""
-    from plugins.image import Appliance
+    """plugins.image's appliance maker, with containers that live for the whole module."""
+    from plugins.image import appliances
 
-    tmp = tmp_path_factory.mktemp("appliances")
-    made = []
-
-    def make(**kwargs):
-        app = Appliance(docker_client, tmp_path=tmp, **kwargs)
-        made.append(app)
-        return app.start()
-
-    yield make
-    for app in made:
-        if app.container is not None:
-            (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
-            try:
-                app.container.remove(force=True, v=True)  # with its anonymous /data volume
-            except Exception:  # noqa: BLE001 - gone already
-                pass
+    with appliances(docker_client, tmp_path_factory.mktemp("appliances")) as make:
+        yield make
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import time
 
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
+from plugins.image import files_at, put_json_tasks  # noqa: F401 - files_at is one of the steps
 
 TEXTS = {f"tasks/{i}.json": text for i, text in enumerate([
     "a cat on a mat", "a dog in a fog", "a cat in a hat", "a dog on a log", "a cat at bat", "a dog and a frog"])}
@@ -14,10 +15,7 @@ SOURCE = "/api/storages/pachyderm"
 
 # -- the cluster, through the ordinary SDK ---------------------------------------------------------
 def put_source_files(client: Client, repo="images"):
-    client.pfs.create_repo(repo=pfs.Repo.from_uri(repo))
-    with client.pfs.commit(branch=pfs.Branch.from_uri(f"{repo}@master")) as commit:
-        for path, text in TEXTS.items():
-            commit.put_file_from_bytes(path=f"/{path}", data=json.dumps({"text": text}).encode())
+    put_json_tasks(client, TEXTS, repo)
 
 
 def commits(client: Client, repo: str) -> list:
@@ -26,11 +24,6 @@ def commits(client: Client, repo: str) -> list:
 
 def head(client: Client, repo: str, branch="master") -> str:
     return client.pfs.inspect_branch(branch=pfs.Branch.from_uri(f"{repo}@{branch}")).head.id
-
-
-def files_at(client: Client, uri: str) -> set:
-    return {f.file.path for f in client.pfs.walk_file(file=pfs.File.from_uri(uri))
-            if f.file_type == pfs.FileType.FILE}
 
 
 def read_json(client: Client, uri: str):
