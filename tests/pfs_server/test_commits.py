@@ -137,3 +137,33 @@ def test_drop_of_an_open_commit_restores_the_branch(pach, repo):
     pach.pfs.put_file_from_bytes(commit=open_, path="/half", data=b"x")
     pach.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=open_.id))
     assert pach.pfs.inspect_branch(branch=pfs.Branch.from_uri("images@master")).head.id == a.id
+
+
+def test_list_commit_during_drops_is_whole_or_not_found(pach, repo):
+    """A mount server drops a cut upload's commit while others list the branch (CI once saw an
+    INTERNAL error here): each listing is the history before or after the drop, or NOT_FOUND."""
+    base = put(pach, "images@master", {"/a": b"a"})
+    stop, errors, seen = threading.Event(), [], set()
+
+    def lister():
+        while not stop.is_set():
+            try:
+                seen.add(tuple(c.commit.id for c in pach.pfs.list_commit(
+                    repo=repo, to=pfs.Commit.from_uri("images@master"))))
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    errors.append(f"{e.code()}: {e.details()}")
+
+    threads = [threading.Thread(target=lister) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(150):
+            open_ = pach.pfs.start_commit(branch=pfs.Branch.from_uri("images@master"))
+            pach.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=open_.id))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert (base.id,) in seen and all(s[-1] == base.id and len(s) <= 2 for s in seen), seen

@@ -461,31 +461,35 @@ class Store:
     def list_commits(self, repo: RepoRow, to: Optional[CommitRow] = None,
                      from_: Optional[CommitRow] = None, number: int = 0,
                      reverse: bool = False) -> list[CommitRow]:
-        db = self._conn()
-        if to is not None:
-            ids = self._ancestry(db, to.id)
-            if from_ is not None:
-                if from_.id not in ids:
-                    raise InvalidArgument(f"commit {from_.id} is not an ancestor of {to.id}")
-                ids = ids[:ids.index(from_.id)]
-            rows = [self._commit_row(db, i) for i in ids]
-        else:
-            rows = [CommitRow(*r) for r in db.execute(
-                "SELECT * FROM commits WHERE repo_id=? ORDER BY seq DESC", (repo.id,))]
-            if from_ is not None:
-                rows = [r for r in rows if r.seq > from_.seq]
+        """One snapshot: a commit dropped meanwhile (a cut upload being cleaned up) is either
+        listed whole or not at all; a `to` dropped since it was resolved is NotFound."""
+        with self._read() as db:
+            if to is not None:
+                if self._commit_row(db, to.id) is None:
+                    raise NotFound(f"commit {to.id} not found")
+                ids = self._ancestry(db, to.id)
+                if from_ is not None:
+                    if from_.id not in ids:
+                        raise InvalidArgument(f"commit {from_.id} is not an ancestor of {to.id}")
+                    ids = ids[:ids.index(from_.id)]
+                rows = [self._commit_row(db, i) for i in ids]
+            else:
+                rows = [CommitRow(*r) for r in db.execute(
+                    "SELECT * FROM commits WHERE repo_id=? ORDER BY seq DESC", (repo.id,))]
+                if from_ is not None:
+                    rows = [r for r in rows if r.seq > from_.seq]
         if number:
             rows = rows[:number]
         return rows[::-1] if reverse else rows
 
     def branch_commits(self, repo: RepoRow, branch: str) -> list[CommitRow]:
         """The commits of a branch's history, oldest first (for SubscribeCommit)."""
-        db = self._conn()
-        b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                       (repo.id, branch)).fetchone()
-        if not b:
-            return []
-        return [self._commit_row(db, i) for i in self._ancestry(db, b[0])[::-1]]
+        with self._read() as db:
+            b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
+                           (repo.id, branch)).fetchone()
+            if not b:
+                return []
+            return [self._commit_row(db, i) for i in self._ancestry(db, b[0])[::-1]]
 
     def all_commits(self) -> list[CommitRow]:
         return [CommitRow(*r) for r in self._conn().execute("SELECT * FROM commits ORDER BY seq DESC")]
