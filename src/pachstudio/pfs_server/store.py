@@ -465,8 +465,7 @@ class Store:
         listed whole or not at all; a `to` dropped since it was resolved is NotFound."""
         with self._read() as db:
             if to is not None:
-                if self._commit_row(db, to.id) is None:
-                    raise NotFound(f"commit {to.id} not found")
+                self.get_commit(to.id)  # NotFound if dropped (same connection: same snapshot)
                 ids = self._ancestry(db, to.id)
                 if from_ is not None:
                     if from_.id not in ids:
