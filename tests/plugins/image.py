@@ -227,8 +227,8 @@ def appliances(docker_client, tmp_path):
     finally:
         for app in made:
             if app.container is not None:
-                (ARTIFACTS / f"{app.name}.log").write_text(app.logs())
-            app.remove()
+                app.remove()  # reads the container's log one last time, then removes it
+                (ARTIFACTS / f"{app.name}.log").write_text(app.saved_logs)
 
 
 @pytest.fixture
