@@ -102,6 +102,38 @@ def test_file_view_streams_with_ranges_and_etags_and_refuses_bad_paths(labelstud
     assert requests.get(url, timeout=30).status_code in (401, 403)
 
 
+def test_a_labeled_file_shows_the_content_its_labels_refer_to(labelstudio, ls_pach):
+    repo = make_repo(ls_pach)
+    first = put(ls_pach, repo, {f'{n}.png': f'{n} v1' for n in 'abc'})
+    project = labelstudio.create_project(label_config=IMAGE_CONFIG)
+    source = labelstudio.create_source(project['id'], repo=repo, use_blob_urls=True)
+    labelstudio.sync(source['id'])
+    tasks = by_path(labelstudio.tasks(project['id']))
+    labelstudio.annotate(tasks['a.png']['id'])
+    labelstudio.annotate(tasks['c.png']['id'])
+
+    second = put(ls_pach, repo, {'a.png': 'a v2', 'b.png': 'b v2', 'c.png': None})
+    labelstudio.sync(source['id'])
+    after = by_path(labelstudio.tasks(project['id']))
+    session = labelstudio.session
+
+    def shown(path):
+        answer = session.get(labelstudio.url + file_url(after[path]))
+        assert answer.status_code == 200, (path, answer.status_code, answer.text)
+        return answer.text
+    assert shown('a.png') == 'a v1'  # labeled, changed since: the labeled content
+    assert shown('c.png') == 'c v1'  # labeled, deleted since: still there to review
+    assert shown('b.png') == 'b v2'  # unlabeled: the task follows the file
+    assert after['a.png']['data']['pachyderm_commit'] == first
+    assert after['b.png']['data']['pachyderm_commit'] == second
+
+    base = f'{labelstudio.url}/data/pachyderm/{source["id"]}/'
+    other = session.get(base, params={'path': 'b.png', 'commit': first})
+    assert other.status_code == 404 and 'no task of this storage shows it' in other.text
+    assert session.get(base, params={'path': 'a.png', 'commit': 'f' * 32}).status_code == 404
+    assert session.get(base, params={'path': '../a.png', 'commit': first}).status_code in (400, 404)
+
+
 def test_json_tasks_import_and_a_bad_file_is_named_and_skipped(labelstudio, ls_pach):
     repo = make_repo(ls_pach)
     head = put(ls_pach, repo, {

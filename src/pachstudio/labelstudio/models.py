@@ -23,6 +23,10 @@ from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
 logger = logging.getLogger(__name__)
 
 
+def mount_folder(name: str) -> str:
+    return f'{settings.PACHSTUDIO_MOUNT_DIR.rstrip("/")}/{name}'
+
+
 class PachydermMixin(models.Model):
     pach_project = models.CharField(
         _('Pachyderm project'), max_length=256, blank=True, default='',
@@ -59,7 +63,7 @@ class PachydermMixin(models.Model):
 
     @property
     def mount_root(self) -> str:
-        return f'{settings.PACHSTUDIO_MOUNT_DIR.rstrip("/")}/{self.mount}'
+        return mount_folder(self.mount)
 
     def local_path(self, path: str) -> str:
         return safe_join(self.mount_root, path)
@@ -134,6 +138,13 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
 
     def file_url(self, path: str) -> str:
         return f'{settings.HOSTNAME}/data/pachyderm/{self.id}/?path={quote(path)}'
+
+    def commit_view_spec(self, commit: str) -> dict:
+        """A read-only mount of one commit of this repo, for files whose labels outlived the
+        content at the branch head. Its own name space (`ls_at_`): a pinned Source storage of the
+        same commit may name another branch, and two specs under one name would conflict."""
+        return {'name': mount_name('at', self.project_name, self.repo, commit), 'project': self.project_name,
+                'repo': self.repo, 'branch': 'master', 'commit': commit, 'mode': 'ro'}
 
     def can_resolve_url(self, url):
         # Our task URLs already point at Label Studio's own file view.

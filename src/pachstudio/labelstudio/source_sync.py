@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
@@ -110,6 +111,17 @@ def _task_data(task_data: dict) -> dict:
     return task_data['data'] if isinstance(task_data.get('data'), dict) else task_data
 
 
+def _pinned(storage, data: dict) -> dict:
+    """A labeled task whose file changed or went keeps showing the content its labels refer to:
+    its file URLs name the commit it recorded (the mount shows the branch head)."""
+    key, commit = data.get(PATH_FIELD), data.get(COMMIT_FIELD)
+    if not key or not commit:
+        return data
+    head_url = '/data/' + storage.file_url(key).split('/data/', 1)[1]  # as made under any HOSTNAME
+    return {k: v + '&commit=' + quote(commit) if isinstance(v, str) and v.endswith(head_url) else v
+            for k, v in data.items()}
+
+
 def _is_rich(task_data: dict) -> bool:
     return bool(task_data.get('annotations') or task_data.get('predictions'))
 
@@ -203,7 +215,7 @@ class SourceSync:
             self.out.removed += len(gone)
         if kept:
             for link in kept:
-                link.task.data = {**link.task.data, DELETED_FIELD: self.head}
+                link.task.data = {**_pinned(self.storage, link.task.data), DELETED_FIELD: self.head}
                 link.object_exists = False
             with transaction.atomic():
                 Task.objects.bulk_update([link.task for link in kept], ['data'])
@@ -236,7 +248,8 @@ class SourceSync:
                     task = link.task
                     data = {k: v for k, v in task.data.items() if k != DELETED_FIELD}
                     if task.id in labeled:
-                        data[CHANGED_FIELD] = self.head  # the labels refer to the old content: keep it
+                        data = _pinned(self.storage, data)  # the labels refer to the old content: keep it
+                        data[CHANGED_FIELD] = self.head
                     else:
                         data = _task_data(obj.task_data)
                     task.data = data

@@ -2,6 +2,7 @@
 
 Answers ranges and ETags. A missing file is 404, a path that tries to leave the mount 400:
 never a 500 (Label Studio's local-files view answers a traversal attempt with a 500).
+A URL with `commit` (a labeled task whose file changed or went since) is served from that commit.
 Files are streamed in blocks from the requested range only: the `ranged_fileresponse` package
 Label Studio uses reads the whole file into memory to learn its size (2 GiB per request of a
 2 GiB file), so it is not used here.
@@ -14,9 +15,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 
+from . import mount_api
 from .access import may_use
-from .models import PachydermImportStorage
-from .paths import BadPath
+from .models import PachydermImportStorage, PachydermImportStorageLink, mount_folder
+from .mount_api import MountError
+from .paths import BadPath, safe_join
+from .source_sync import COMMIT_FIELD
 
 
 def _text(status: int, message: str) -> HttpResponse:
@@ -70,6 +74,20 @@ def _matches(header, etag: str) -> bool:
     return '*' in tags or etag in tags
 
 
+def _commit_path(storage, path: str, commit: str) -> str:
+    """`path` as commit `commit` holds it, for a task of this storage that records that commit
+    (a labeled task whose file changed or went since; see source_sync._pinned). Other commits of
+    the repo are not served here: the storage shows its branch, not the repo's whole history."""
+    tasks = PachydermImportStorageLink.objects.filter(storage=storage, key=path).values_list('task__data', flat=True)
+    if not any(isinstance(data, dict) and data.get(COMMIT_FIELD) == commit for data in tasks):
+        raise MountError(f'no task of this storage shows it at commit {commit}', 404)
+    spec = storage.commit_view_spec(commit)
+    root = mount_folder(spec['name'])
+    if not os.path.isdir(root):
+        mount_api.mount(spec)
+    return safe_join(root, path)
+
+
 @extend_schema(exclude=True)
 @api_view(['GET', 'HEAD'])
 @permission_classes([IsAuthenticated])
@@ -82,20 +100,24 @@ def pachyderm_file(request, storage_id: int):
     path = request.GET.get('path', '')
     if not path:
         return _text(400, 'query parameter "path" is required')
+    commit = request.GET.get('commit', '')
+    where = f'{storage.project_name}/{storage.repo}@{commit}' if commit else storage.describe()
     try:
-        full = storage.local_path(path)
+        full = _commit_path(storage, path, commit) if commit else storage.local_path(path)
     except BadPath as exc:
         return _text(400, str(exc))
+    except MountError as exc:
+        return _text(404 if exc.status == 404 else 503, f'{path} cannot be read at {where}: {exc}')
     try:
         handle = open(full, 'rb')
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return _text(404, f'{path} not found in {storage.describe()}')
+        return _text(404, f'{path} not found in {where}')
     except OSError as exc:
         return _text(503, f'{path} cannot be read now ({exc.strerror or exc.__class__.__name__})')
     stat = os.fstat(handle.fileno())
     if not os.path.isfile(full):
         handle.close()
-        return _text(404, f'{path} is not a file in {storage.describe()}')
+        return _text(404, f'{path} is not a file in {where}')
     etag = _etag(stat)
     if _matches(request.META.get('HTTP_IF_NONE_MATCH'), etag):
         handle.close()
