@@ -1,12 +1,15 @@
-"""Bad requests get 400 naming the field, unknown things 404, conflicts 409, an unreachable
-cluster 503 (without stopping the server); tokens never appear in answers or logs."""
+"""Bad requests get 400 naming the field, unknown things 404, a refused token 403, conflicts 409,
+an unreachable cluster 503 (without stopping the server); tokens never appear in answers or logs."""
 import json
 import os
+import subprocess
+import sys
 
 import httpx
 import pytest
 
 from conftest import mount, put
+from plugins.fake_pachd import REFUSAL, REFUSING_PACHD
 from plugins.mount import MountServer, free_port
 
 TOKEN = "tok-0123456789abcdef-secret"
@@ -164,3 +167,31 @@ def test_unix_socket_serves_the_api_and_sigterm_unmounts(tmp_path):
         if proc.poll() is None:
             proc.kill()
         subprocess.run(["fusermount", "-u", "-z", mount_dir], capture_output=True)
+
+
+def test_a_refused_token_is_403_saying_log_in_again(tmp_path):
+    """The cluster's refusal (a fake pachd: the embedded server has no auth) is a 403 that says
+    what to do, not a conflict; the token is in neither the answers nor the log."""
+    port = free_port()
+    fake = subprocess.Popen([sys.executable, "-c", REFUSING_PACHD, f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "refusing every token" in fake.stdout.readline()
+        config = tmp_path / ".pachyderm" / "config.json"  # the mount server's HOME is tmp_path
+        config.parent.mkdir()
+        config.write_text(json.dumps({"v2": {"active_context": "c", "contexts": {"c": {
+            "pachd_address": f"grpc://127.0.0.1:{port}", "session_token": TOKEN}}}}))
+        ms = MountServer(tmp_path, "").start()
+        try:
+            answers = [ms.call("GET", "/repos"), ms.call("GET", "/projects"),
+                       ms.call("PUT", "/_mount", {"mounts": [{"name": "x", "repo": "images"}]})]
+            for r in answers:
+                assert r.status_code == 403, r.text
+                assert REFUSAL in r.json()["detail"] and "log in again" in r.json()["detail"]
+                assert TOKEN not in r.text
+        finally:
+            ms.stop()
+        assert TOKEN not in ms.log()
+    finally:
+        fake.kill()
+        fake.wait()

@@ -12,6 +12,7 @@ import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
+from plugins.fake_pachd import REFUSING_PACHD
 from plugins.image import sdk_client
 
 from .appliance_steps import (BLOB_CONFIG, SOURCE, TARGET, add_source, add_target, choice_result, create_project,
@@ -411,37 +412,10 @@ def test_config_json_variants(env, module_appliances, module_network, outcome, c
     assert CANARY not in logs
 
 
-# Pachyderm's own words for a token it does not accept (pachd's auth.ErrBadToken).
-REFUSAL = "provided auth token is corrupted or has expired (try logging in again)"
-FAKE_PACHD = f"""
-# A stand-in for a pachd with auth on, which our embedded server cannot be (it has no auth): it
-# answers InspectCluster (pachd does, without a token) and refuses every other call as pachd
-# refuses a wrong token.
-from concurrent import futures
-import grpc
-
-def refuse(requests, context):
-    context.abort(grpc.StatusCode.UNAUTHENTICATED, {REFUSAL!r})
-
-class Handler(grpc.GenericRpcHandler):
-    def service(self, details):
-        if details.method == "/admin_v2.API/InspectCluster":
-            return grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
-        return grpc.stream_stream_rpc_method_handler(refuse)
-
-server = grpc.server(futures.ThreadPoolExecutor(8))
-server.add_generic_rpc_handlers((Handler(),))
-server.add_insecure_port("0.0.0.0:30650")
-server.start()
-print("fake pachd: refusing every token", flush=True)
-server.wait_for_termination()
-"""
-
-
 @pytest.mark.reliability("Hostile input", "a wrong session token (a cluster with auth that refuses it; a fake "
                                           "pachd, since the embedded server has no auth)")
 def test_wrong_token_says_so(module_appliances, module_network, outcome):
-    fake = module_appliances(command=["python", "-c", FAKE_PACHD], network=module_network, fuse=False, ports=())
+    fake = module_appliances(command=["python", "-c", REFUSING_PACHD], network=module_network, fuse=False, ports=())
     deadline = time.monotonic() + 60
     while "refusing every token" not in fake.logs():
         assert time.monotonic() < deadline, fake.logs()

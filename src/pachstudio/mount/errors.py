@@ -17,6 +17,11 @@ class NotFound(MountError):
     status = 404
 
 
+class Refused(MountError):
+    """The cluster refused our token (or this token's access): logging in again is the fix."""
+    status = 403
+
+
 class Conflict(MountError):
     status = 409
 

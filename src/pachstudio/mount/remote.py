@@ -23,7 +23,7 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 
 from ..cluster import ClusterConfig
 from .. import pfswire
-from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
+from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavailable
 
 # Seconds a unary call may take, and a stream may go without a message (an upload without sending).
 CALL_TIMEOUT = float(os.environ.get("PACHSTUDIO_CLUSTER_TIMEOUT", "30"))
@@ -202,7 +202,7 @@ class Remote:
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 return BadRequest(details)
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                return Conflict(f"the cluster refused {what}: {details} (log in again with pachctl)")
+                return Refused(f"the cluster refused {what}: {details} (log in again with pachctl)")
             return MountError(f"cluster error while {what}: {code.name} {details}")
         if isinstance(error, ConnectionError) and not isinstance(error, AuthServiceNotActivated):
             self._drop_channel()
