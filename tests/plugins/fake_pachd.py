@@ -1,9 +1,11 @@
 """A stand-in for a pachd with auth on, which the embedded server cannot be (it has no auth).
 
-A fake for the one failure no real part here produces: a cluster that refuses the token. It answers InspectCluster (pachd does, without a token) and refuses every
-other call as pachd refuses a wrong token. Run it as `python -c REFUSING_PACHD [host:port]`
-(on the host, or in the appliance image, which has grpcio but not this file).
+A fake for the one failure no real part here produces: a cluster that refuses the token. It
+answers InspectCluster (pachd does, without a token) and refuses every other call as pachd refuses
+a wrong token. Run it as `python -c REFUSING_PACHD [host:port]` (on the host, or in the appliance
+image, which has grpcio but not this file).
 """
+# Pachyderm's own words for a token it does not accept (pachd's auth.ErrBadToken).
 REFUSAL = "provided auth token is corrupted or has expired (try logging in again)"
 
 REFUSING_PACHD = f"""
