@@ -137,7 +137,11 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         return read_task_objects(self, key, self.synced_commit or '')
 
     def file_url(self, path: str) -> str:
-        return f'{settings.HOSTNAME}/data/pachyderm/{self.id}/?path={quote(path)}'
+        return settings.HOSTNAME + self.file_view_path(path)
+
+    def file_view_path(self, path: str) -> str:
+        """The URL of the file view without the host: task URLs end with it under any HOSTNAME."""
+        return f'/data/pachyderm/{self.id}/?path={quote(path)}'
 
     def commit_view_spec(self, commit: str) -> dict:
         """A read-only mount of one commit of this repo, for files whose labels outlived the

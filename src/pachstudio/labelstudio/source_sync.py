@@ -117,7 +117,7 @@ def _pinned(storage, data: dict) -> dict:
     key, commit = data.get(PATH_FIELD), data.get(COMMIT_FIELD)
     if not key or not commit:
         return data
-    head_url = '/data/' + storage.file_url(key).split('/data/', 1)[1]  # as made under any HOSTNAME
+    head_url = storage.file_view_path(key)
     return {k: v + '&commit=' + quote(commit) if isinstance(v, str) and v.endswith(head_url) else v
             for k, v in data.items()}
 
