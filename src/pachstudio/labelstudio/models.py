@@ -68,8 +68,8 @@ class PachydermMixin(models.Model):
     def local_path(self, path: str) -> str:
         return safe_join(self.mount_root, path)
 
-    def describe(self) -> str:
-        return f'{self.project_name}/{self.repo}@{self.ref}'
+    def describe(self, ref: str = '') -> str:
+        return f'{self.project_name}/{self.repo}@{ref or self.ref}'
 
     def health_check(self):
         """Label Studio's storage list marks a job failed once it has not pinged for 25 s; ours may

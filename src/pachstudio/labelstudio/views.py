@@ -101,7 +101,7 @@ def pachyderm_file(request, storage_id: int):
     if not path:
         return _text(400, 'query parameter "path" is required')
     commit = request.GET.get('commit', '')
-    where = f'{storage.project_name}/{storage.repo}@{commit}' if commit else storage.describe()
+    where = storage.describe(commit)
     try:
         full = _commit_path(storage, path, commit) if commit else storage.local_path(path)
     except BadPath as exc:
