@@ -9,7 +9,8 @@
 #
 # Env (each secret one also as VAR_FILE, for Docker secrets):
 #   LABEL_STUDIO_USERNAME (default admin@localhost), LABEL_STUDIO_PASSWORD (generated and printed
-#   once when empty), LABEL_STUDIO_USER_TOKEN, POSTGRE_PASSWORD; the cluster: PACHD_ADDRESS,
+#   once when empty), LABEL_STUDIO_USER_TOKEN, POSTGRE_PASSWORD (with DJANGO_DB=postgresql the start
+#   waits up to PACHSTUDIO_DB_WAIT s for the database, then stops naming the host); the cluster: PACHD_ADDRESS,
 #   PACH_CONFIG, PACH_CONTEXT, /root/.pachyderm/config.json. Init scripts (*.sh, *.py) in
 #   /docker-entrypoint-init.d run once, on the first start on an empty /data.
 set -Eeo pipefail
@@ -156,6 +157,9 @@ appliance() {
 		export PACHSTUDIO_MOUNT_ARGS=""
 	fi
 
+	if [ "${LABEL_STUDIO_DJANGO_DB:-${DJANGO_DB:-}}" = postgresql ]; then
+		python "$LIB/db_check.py"
+	fi
 	init_label_studio
 	# Only the first start needs these; the programs never see them.
 	unset LABEL_STUDIO_PASSWORD LABEL_STUDIO_USER_TOKEN
