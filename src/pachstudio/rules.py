@@ -17,12 +17,10 @@ Where the rules come from (pachd's sources):
 """
 import posixpath
 import re
-from typing import Optional
 
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 NAME_RE = re.compile(NAME_PATTERN)
 MAX_NAME = 63
-PACHD_MAX_PROJECT = 51  # pachd's own limit for project names (see above); not enforced here
 
 COMMIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # A branch or commit id, optionally followed by ancestry: what a "commit" field may hold.
