@@ -21,7 +21,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from .mount_api import MountError
+from .mount_client import MountServerError
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,6 @@ def start(storage, method: str) -> bool:
     return True
 
 
-def wait(storage, timeout=None):
-    """For callers that must not overlap a running job (and for tests in one process)."""
-    thread = _running.get((storage.__class__.__name__, storage.id))
-    if thread is not None:
-        thread.join(timeout)
-
-
 def _run(storage_class, storage_id, method, lock):
     close_old_connections()
     storage = None
@@ -106,7 +99,7 @@ def failure_message(exc: Exception) -> str:
         if isinstance(detail, list):
             return '\n'.join(str(d) for d in detail)
         return str(detail)
-    if isinstance(exc, MountError):
+    if isinstance(exc, MountServerError):
         return str(exc)
     return f'{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc()}'
 

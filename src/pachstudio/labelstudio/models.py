@@ -1,7 +1,7 @@
 """The Pachyderm Source and Target storages, shaped like Label Studio's own `io_storages/<provider>`.
 
 The models hold configuration and status only; the work lives in `source_sync`, `target_sync`
-and `connection`, and every cluster access goes through the mount server (`mount_api`).
+and `cluster_checks`, and every cluster access goes through the mount server (`mount_client`).
 """
 import logging
 from urllib.parse import quote
@@ -17,8 +17,10 @@ from io_storages.base_models import (
     ProjectStorageMixin,
 )
 
-from . import background, connection
+from . import background, cluster_checks, mount_client
 from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
+from .source_sync import read_task_objects, sync_source
+from .target_sync import stage_target, sync_target, write_annotation
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +115,12 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         return KeyFilter(self.clean_prefix, self.regex_filter, self.recursive_scan)
 
     def validate_connection(self, client=None):
-        connection.check_source(self)
+        cluster_checks.check_source(self)
 
     # Label Studio's preview (`POST .../files`) and generic scan hooks.
     def iter_objects(self):
-        from . import mount_api
-
         keep = self.key_filter()
-        for entry in mount_api.files(self.mount, self.clean_prefix, self.recursive_scan):
+        for entry in mount_client.files(self.mount, self.clean_prefix, self.recursive_scan):
             if keep(entry['path']):
                 yield entry
 
@@ -132,8 +132,6 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         return {'key': obj['path'], 'last_modified': None, 'size': obj.get('size')}
 
     def get_data(self, key):
-        from .source_sync import read_task_objects
-
         return read_task_objects(self, key, self.synced_commit or '')
 
     def file_url(self, path: str) -> str:
@@ -155,8 +153,6 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         return False
 
     def scan_and_create_links(self):
-        from .source_sync import sync_source
-
         sync_source(self)
 
     def sync(self):
@@ -181,25 +177,19 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
     mount_mode = 'rw'
 
     def validate_connection(self, client=None):
-        connection.check_target(self)
+        cluster_checks.check_target(self)
 
     def file_key(self, annotation_id: int, task_id: int) -> str:
         name = f'{task_id if self.file_format == "task" else annotation_id}.json'
         return f'{self.clean_prefix}/{name}' if self.clean_prefix else name
 
     def save_annotation(self, annotation):
-        from .target_sync import write_annotation
-
         write_annotation(self, annotation)
 
     def stage_all(self):
-        from .target_sync import stage_target
-
         stage_target(self)
 
     def commit_staged(self):
-        from .target_sync import sync_target
-
         sync_target(self)
 
     def sync(self, save_only_new_annotations: bool = False):

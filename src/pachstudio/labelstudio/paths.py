@@ -5,6 +5,8 @@ import posixpath
 import re
 from typing import Optional
 
+from .. import rules
+
 
 class BadPath(ValueError):
     """A path that would leave its folder, or is not a path at all."""
@@ -37,7 +39,7 @@ def check_relative(path: str) -> str:
     """Refuse what could escape a mount folder: absolute paths, `..`, NUL, backslashes."""
     if not path or '\x00' in path or '\\' in path:
         raise BadPath(f'invalid path {path!r}')
-    if path.startswith('/') or any(part == '..' for part in path.split('/')):
+    if rules.leaves_folder(path):
         raise BadPath(f'path {path!r} leaves its folder')
     return path
 
@@ -82,5 +84,5 @@ class KeyFilter:
 def mount_name(mode: str, project: str, repo: str, ref: str) -> str:
     """Same spec, same name: storages reading the same branch share one mount (idempotent `_mount`)."""
     digest = hashlib.sha1(f'{project}/{repo}@{ref}:{mode}'.encode()).hexdigest()[:8]
-    readable = re.sub(r'[^A-Za-z0-9_-]', '_', f'{repo}_{ref[:12]}')
+    readable = rules.sanitize_name(f'{repo}_{ref[:12]}')
     return f'ls_{mode}_{readable}_{digest}'

@@ -1,27 +1,23 @@
 """API shape of the storages (type `pachyderm`). There is no credential field: the cluster token
 stays with the mount server, so nothing secret can be stored here or returned."""
-import re
-
 from io_storages.serializers import ExportStorageSerializer, ImportStorageSerializer
 from rest_framework import serializers
 
 from .access import project_or_404
-from .connection import default_project
+from .cluster_checks import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
+from .. import rules
 from .paths import BadPath, normalize_prefix, shown
-
-# Pachyderm's rule for project, repo and branch names (pachd answers INVALID_ARGUMENT otherwise):
-# checked here so the form says which field is wrong before anything reaches the cluster.
-PACH_NAME = re.compile(r'^[A-Za-z0-9_-]+$')
-PACH_NAME_MAX = 63
-COMMIT_ID = re.compile(r'^[A-Za-z0-9_^~.-]+$')
 
 
 def pach_name(kind: str, value):
-    if value and (len(value) > PACH_NAME_MAX or not PACH_NAME.match(value)):
+    """Pachyderm's rule for project, repo and branch names (pachd answers INVALID_ARGUMENT
+    otherwise), checked here so the form says which field is wrong before anything reaches the
+    cluster. Empty is allowed: the field's default applies."""
+    if value and not rules.is_name(value):
         raise serializers.ValidationError(
             f'{kind} {shown(value)} is not a Pachyderm name: use only letters, digits, "_" and "-", '
-            f'at most {PACH_NAME_MAX} characters')
+            f'at most {rules.MAX_NAME} characters')
     return value
 
 
@@ -42,7 +38,7 @@ class PachydermSerializerMixin:
         return pach_name('branch', value) or 'master'
 
     def validate_commit(self, value):
-        if value and not COMMIT_ID.match(value):
+        if value and not rules.is_commit_ref(value):
             raise serializers.ValidationError(f'commit {shown(value)} is not a Pachyderm commit id '
                                               '(32 hexadecimal characters, or branch^ ancestry)')
         return value

@@ -21,8 +21,8 @@ from tasks.models import Annotation, Task
 from webhooks.models import WebhookAction
 from webhooks.utils import emit_webhooks_for_instance
 
-from . import connection, mount_api
-from .mount_api import MountError
+from . import cluster_checks, mount_client
+from .mount_client import MountServerError
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,10 @@ def _is_rich(task_data: dict) -> bool:
 
 class SourceSync:
     def __init__(self, storage, head: str):
-        from .models import PachydermImportStorageLink
-
         self.storage = storage
         self.project = storage.project
         self.head = head
-        self.Link = PachydermImportStorageLink
+        self.Link = storage.links.model
         self.out = Outcome()
 
     # --- reading -------------------------------------------------------------------------
@@ -294,7 +292,7 @@ def _pinging(storage, rows, every=2000):
 def _diff(storage, keep):
     added, changed, deleted = [], [], []
     sink = {'added': added, 'changed': changed, 'deleted': deleted}
-    for entry in _pinging(storage, mount_api.diff(storage.mount, storage.synced_commit)):
+    for entry in _pinging(storage, mount_client.diff(storage.mount, storage.synced_commit)):
         path = entry['path'].lstrip('/')
         if keep(path) and entry.get('change') in sink:
             sink[entry['change']].append(path)
@@ -303,12 +301,10 @@ def _diff(storage, keep):
 
 def _full_scan(storage, keep):
     """List the repo: new paths are added; linked paths no longer listed are deleted."""
-    rows = mount_api.files(storage.mount, storage.clean_prefix, storage.recursive_scan)
+    rows = mount_client.files(storage.mount, storage.clean_prefix, storage.recursive_scan)
     listed = [e['path'].lstrip('/') for e in _pinging(storage, rows)]
     listed = [p for p in dict.fromkeys(listed) if keep(p)]
-    from .models import PachydermImportStorageLink as Link
-
-    present = Link.objects.filter(storage=storage, object_exists=True).values_list('key', flat=True)
+    present = storage.links.filter(object_exists=True).values_list('key', flat=True)
     present = set(present)
     listed_set = set(listed)
     added = [p for p in listed if p not in present]
@@ -319,14 +315,14 @@ def _full_scan(storage, keep):
 def _current_state(storage) -> dict:
     """Move the read-only mount to the branch head; mount first only when it is not there yet."""
     if storage.commit:
-        return connection.ensure_mount(storage)
+        return cluster_checks.ensure_mount(storage)
     try:
-        return mount_api.refresh(storage.mount)
-    except MountError as exc:
+        return mount_client.refresh(storage.mount)
+    except MountServerError as exc:
         if exc.status != 404:
             raise
-    connection.ensure_mount(storage)
-    return mount_api.refresh(storage.mount)
+    cluster_checks.ensure_mount(storage)
+    return mount_client.refresh(storage.mount)
 
 
 def sync_source(storage):
@@ -348,7 +344,7 @@ def sync_source(storage):
     elif incremental:
         try:
             added, changed, deleted = _diff(storage, keep)
-        except MountError as exc:
+        except MountServerError as exc:
             if exc.status != 404:
                 raise
             mode = 'full (last synced commit is gone)'

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 
+from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -15,15 +16,9 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Task
 
-from . import connection, mount_api
+from . import cluster_checks, mount_client
 
 logger = logging.getLogger(__name__)
-
-
-def _links():
-    from .models import PachydermExportStorageLink
-
-    return PachydermExportStorageLink
 
 
 def annotation_content(storage, annotation) -> dict:
@@ -75,7 +70,7 @@ def _touch_link(storage, annotation_id: int):
     """Stamp the annotation's link now (Sync compares the stamps). Not Label Studio's
     ExportStorageLink.create: a get_or_create, which fails for good ("returned more than one")
     once a save and a Sync's bulk linking raced to create the same link; an update never does."""
-    Link = _links()
+    Link = storage.links.model
     if not Link.objects.filter(storage=storage, annotation_id=annotation_id).update(updated_at=timezone.now()):
         Link.objects.create(annotation_id=annotation_id, storage=storage, object_exists=True)
 
@@ -99,7 +94,7 @@ def remove_annotation(storage, annotation_id: int, task_id: int):
 
 def _link_all(storage, annotation_ids):
     """Links in bulk: one staged file per annotation, stamped now (Sync compares the stamps)."""
-    Link = _links()
+    Link = storage.links.model
     with transaction.atomic():  # on SQLite a write lock: no annotation is deleted meanwhile
         alive = set(Annotation.objects.filter(id__in=annotation_ids).values_list('id', flat=True))
         existing = set(Link.objects.filter(storage=storage, annotation_id__in=alive)
@@ -113,8 +108,8 @@ def stage_pending(storage) -> int:
     """Write what the save hooks could not (annotations made before the storage existed, bulk
     imports that bypass signals, a mount that was down) and retry failed deletes. Only stale files
     are written: annotations with no link, or changed after their link."""
-    connection.ensure_mount(storage)
-    Link = _links()
+    cluster_checks.ensure_mount(storage)
+    Link = storage.links.model
     linked = dict(Link.objects.filter(storage=storage).values_list('annotation_id', 'updated_at'))
     stale = [
         ann_id for ann_id, updated in
@@ -166,8 +161,7 @@ def _ids(storage, paths) -> list:
 
 def describe_commit(storage, staged: dict) -> str:
     """Provenance for the commit: project, counts, annotators, the source commits labeled tasks came from."""
-    from .models import PachydermImportStorageLink
-
+    SourceLink = apps.get_model(storage._meta.app_label, 'PachydermImportStorageLink')
     added, changed, deleted = (staged.get(k) or [] for k in ('added', 'changed', 'deleted'))
     ids = _ids(storage, list(added) + list(changed))
     annotators, task_ids, sources = set(), set(), set()
@@ -181,7 +175,7 @@ def describe_commit(storage, staged: dict) -> str:
                 annotators.add(email)
     task_ids = sorted(task_ids)
     for start in range(0, len(task_ids), 500):
-        links = PachydermImportStorageLink.objects.filter(task_id__in=task_ids[start:start + 500])
+        links = SourceLink.objects.filter(task_id__in=task_ids[start:start + 500])
         for project_name, repo, data in links.values_list('storage__pach_project', 'storage__repo', 'task__data'):
             commit = (data or {}).get('pachyderm_commit')
             if commit:
@@ -207,11 +201,11 @@ def _staging(storage) -> int:
     except OSError as exc:
         why = exc.strerror or exc.__class__.__name__
         try:
-            connection.check_cluster()
+            cluster_checks.check_cluster()
         except ValidationError as cause:
             detail = cause.detail if isinstance(cause.detail, list) else [cause.detail]
             why = '; '.join(str(d) for d in detail)
-        raise mount_api.MountError(f'labels cannot be staged in {storage.describe()} now ({why}). Nothing is '
+        raise mount_client.MountServerError(f'labels cannot be staged in {storage.describe()} now ({why}). Nothing is '
                                    'lost: press Sync again once the cluster answers.') from None
 
 
@@ -220,9 +214,9 @@ def sync_target(storage):
         storage.info_set_queued()
     storage.info_set_in_progress()
     _staging(storage)
-    staged = mount_api.staged(storage.mount)
+    staged = mount_client.staged(storage.mount)
     description = describe_commit(storage, staged)
-    result = mount_api.commit(storage.mount, description)
+    result = mount_client.commit(storage.mount, description)
     commit = result.get('commit')
     storage.refresh_from_db()
     if commit:

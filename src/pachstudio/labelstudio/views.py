@@ -15,10 +15,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 
-from . import mount_api
+from . import mount_client
 from .access import may_use
 from .models import PachydermImportStorage, PachydermImportStorageLink, mount_folder
-from .mount_api import MountError
+from .mount_client import MountServerError
 from .paths import BadPath, safe_join
 from .source_sync import COMMIT_FIELD
 
@@ -80,11 +80,11 @@ def _commit_path(storage, path: str, commit: str) -> str:
     the repo are not served here: the storage shows its branch, not the repo's whole history."""
     tasks = PachydermImportStorageLink.objects.filter(storage=storage, key=path).values_list('task__data', flat=True)
     if not any(isinstance(data, dict) and data.get(COMMIT_FIELD) == commit for data in tasks):
-        raise MountError(f'no task of this storage shows it at commit {commit}', 404)
+        raise MountServerError(f'no task of this storage shows it at commit {commit}', 404)
     spec = storage.commit_view_spec(commit)
     root = mount_folder(spec['name'])
     if not os.path.isdir(root):
-        mount_api.mount(spec)
+        mount_client.mount(spec)
     return safe_join(root, path)
 
 
@@ -106,7 +106,7 @@ def pachyderm_file(request, storage_id: int):
         full = _commit_path(storage, path, commit) if commit else storage.local_path(path)
     except BadPath as exc:
         return _text(400, str(exc))
-    except MountError as exc:
+    except MountServerError as exc:
         return _text(404 if exc.status == 404 else 503, f'{path} cannot be read at {where}: {exc}')
     try:
         handle = open(full, 'rb')

@@ -10,20 +10,20 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..cluster import ConfigError, normalize_address
+from ..rules import COMMIT_REF_PATTERN as COMMIT_ID
+from ..rules import MAX_COMMIT_REF, MAX_NAME, climbs
+from ..rules import NAME_PATTERN as PACH_NAME
+from ..rules import clean_path
 from .errors import BadRequest, MountError
-from .readonly import clean
-from .table import MountSpec, MountTable, check_name
-
-PACH_NAME = r"^[a-zA-Z0-9_-]+$"
-COMMIT_ID = r"^[a-zA-Z0-9_^~.-]+$"
+from .table import MountSpec, MountTable, check_mount_name
 
 
 class MountRequestItem(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    project: str = Field("default", pattern=PACH_NAME, max_length=63)
-    repo: str = Field(pattern=PACH_NAME, max_length=63)
-    branch: str = Field("master", pattern=PACH_NAME, max_length=200)
-    commit: Optional[str] = Field(None, pattern=COMMIT_ID, max_length=100)
+    project: str = Field("default", pattern=PACH_NAME, max_length=MAX_NAME)
+    repo: str = Field(pattern=PACH_NAME, max_length=MAX_NAME)
+    branch: str = Field("master", pattern=PACH_NAME, max_length=MAX_NAME)
+    commit: Optional[str] = Field(None, pattern=COMMIT_ID, max_length=MAX_COMMIT_REF)
     mode: str = Field("ro", pattern=r"^(ro|rw)$")
     paths: Optional[list[str]] = Field(None, max_length=10_000)  # read-only: show only these
 
@@ -161,7 +161,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             raise BadRequest("mounts: each name may appear once")
         done = []
         for item in req.mounts:
-            spec = MountSpec(name=check_name(item.name), project=item.project, repo=item.repo,
+            spec = MountSpec(name=check_mount_name(item.name), project=item.project, repo=item.repo,
                              branch=item.branch, commit=item.commit or None, mode=item.mode,
                              paths=_mount_paths(item.paths))
             done.append(table.mount(spec))
@@ -223,14 +223,13 @@ def _mount_paths(paths: Optional[list[str]]) -> tuple:
     """Repo paths, normalised; () when the whole repo is asked for."""
     out = []
     for p in paths or ():
-        if not p or len(p) > 4096 or any(c < " " for c in p) or "\\" in p \
-                or any(part == ".." for part in p.split("/")):
+        if not p or len(p) > 4096 or any(c < " " for c in p) or "\\" in p or climbs(p):
             raise BadRequest(f"paths: {p[:200]!r} is not a path inside the repo (no '..', "
                              "backslashes or control characters, at most 4096 characters)")
-        out.append(clean(p))
+        out.append(clean_path(p))
     return () if "/" in out else tuple(sorted(set(out)))
 
 
 def _check_prefix(prefix: str) -> None:
-    if "\x00" in prefix or "\\" in prefix or any(p == ".." for p in prefix.split("/")):
+    if "\x00" in prefix or "\\" in prefix or climbs(prefix):
         raise BadRequest(f"prefix {prefix!r}: a path inside the repo, without '..'")

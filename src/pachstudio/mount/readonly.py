@@ -11,6 +11,7 @@ from typing import Optional
 
 from pachyderm_sdk.api import pfs
 
+from ..rules import clean_path
 from .cache import ContentCache
 from .errors import NotFound
 from .remote import Remote
@@ -27,17 +28,11 @@ class Node:
 ROOT = Node(is_dir=True)
 
 
-def clean(path: str) -> str:
-    """Repo-absolute form: `/a/b`, root `/`."""
-    path = posixpath.normpath("/" + path.strip("/"))
-    return "/" if path in ("/", "//") else path
-
-
 class CommitTree:
     def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0,
                  only: tuple = ()):
         self.remote, self.commit, self.cache, self.mtime = remote, commit, cache, mtime
-        self.only = tuple(clean(p) for p in only)  # a `paths` mount: these and what leads to them
+        self.only = tuple(clean_path(p) for p in only)  # a `paths` mount: these and what leads to them
         self.listings: dict[str, dict[str, Node]] = {}
         self.listed = 0
         self.lock = threading.Lock()
@@ -50,14 +45,14 @@ class CommitTree:
         """In a `paths` mount: one of the paths, inside one, or a folder leading to one."""
         if not self.only:
             return True
-        path = clean(path)
+        path = clean_path(path)
         inside = path.rstrip("/") + "/"
         return any(path == p or path.startswith(p + "/") or p.startswith(inside)
                    for p in self.only)
 
     def listdir(self, path: str) -> dict[str, Node]:
         """Names in folder `path`; NotFound when it is not a folder of this commit."""
-        path = clean(path)
+        path = clean_path(path)
         with self.lock:
             cached = self.listings.get(path)
         if cached is not None:
@@ -84,7 +79,7 @@ class CommitTree:
         return entries
 
     def stat(self, path: str) -> Optional[Node]:
-        path = clean(path)
+        path = clean_path(path)
         if path == "/":
             return ROOT
         parent, name = posixpath.split(path)
@@ -95,7 +90,7 @@ class CommitTree:
 
     def walk(self, path: str = "/"):
         """(path, Node) of every file under `path`, from one streamed WalkFile."""
-        for entry_path, is_dir, size in self.remote.walk(self.commit, clean(path)):
+        for entry_path, is_dir, size in self.remote.walk(self.commit, clean_path(path)):
             if not is_dir and self.visible(entry_path):
                 yield entry_path, Node(is_dir=False, size=size)
 
@@ -114,7 +109,7 @@ class CommitTree:
         return self.cache.contains(self.commit_id, path)
 
     def _file(self, path: str) -> tuple[str, int]:
-        path = clean(path)
+        path = clean_path(path)
         node = self.stat(path)
         if node is None or node.is_dir:
             raise NotFound(f"{path} is not a file in commit {self.commit_id}")

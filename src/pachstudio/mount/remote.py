@@ -263,10 +263,6 @@ class Remote:
     def repos(self) -> list:
         return list(self.stream("list_repo", "listing repos", lambda c: c.pfs.list_repo()))
 
-    def branches(self, repo: pfs.Repo) -> list:
-        return list(self.stream("list_branch", f"listing branches of {repo.as_uri()}",
-                                lambda c: c.pfs.list_branch(repo=repo)))
-
     def inspect_repo(self, repo: pfs.Repo):
         return self.call("inspect_repo", f"looking up repo {repo.as_uri()}",
                          lambda c: c.pfs.inspect_repo(repo=repo))
@@ -307,10 +303,6 @@ class Remote:
         req = pfs.WalkFileRequest(file=pfs.File(commit=commit, path=path))
         return self.stream("walk_file", f"walking {path}",
                            lambda c: self._raw(c, "WalkFile", pfswire.file_info)(req))
-
-    def inspect_file(self, commit: pfs.Commit, path: str):
-        return self.call("inspect_file", f"looking up {path}",
-                         lambda c: c.pfs.inspect_file(file=pfs.File(commit=commit, path=path)))
 
     def read(self, commit: pfs.Commit, path: str, offset: int) -> Iterator[bytes]:
         """File bytes from `offset` on; stop iterating and the stream is cancelled."""

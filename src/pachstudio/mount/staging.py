@@ -16,8 +16,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
+from ..rules import clean_path
 from .errors import NotFound
-from .readonly import CommitTree, clean
+from .readonly import CommitTree
 
 COPY_CHUNK = 4 << 20
 
@@ -56,7 +57,7 @@ class Layer:
             self.whiteouts = set()
 
     def local(self, path: str) -> str:
-        return self.files + clean(path) if clean(path) != "/" else self.files
+        return self.files + clean_path(path) if clean_path(path) != "/" else self.files
 
     def entry(self, path: str) -> Optional[os.stat_result]:
         try:
@@ -65,10 +66,10 @@ class Layer:
             return None
 
     def hides(self, path: str) -> bool:
-        return any(p in self.whiteouts for p in _ancestors(clean(path)))
+        return any(p in self.whiteouts for p in _ancestors(clean_path(path)))
 
     def hidden_children(self, path: str) -> set:
-        prefix = clean(path).rstrip("/") + "/"
+        prefix = clean_path(path).rstrip("/") + "/"
         return {w[len(prefix):] for w in self.whiteouts
                 if w.startswith(prefix) and "/" not in w[len(prefix):]}
 
@@ -94,7 +95,7 @@ class Layer:
 
 
 @dataclass
-class Entry:
+class StagedEntry:
     """What a path shows: a staged file/folder (with its local path) or one of the base commit."""
     is_dir: bool
     size: int
@@ -159,22 +160,22 @@ class StagingArea:
             return any(not layer.is_empty() for layer in self.layers())
 
     # -- the merged view ----------------------------------------------------------------------
-    def lookup(self, path: str, layers=None) -> Optional[Entry]:
-        path = clean(path)
+    def lookup(self, path: str, layers=None) -> Optional[StagedEntry]:
+        path = clean_path(path)
         if path == "/":
-            return Entry(True, 0, self.base.mtime)
+            return StagedEntry(True, 0, self.base.mtime)
         for layer in self.layers() if layers is None else layers:
             st = layer.entry(path)
             if st is not None:
                 is_dir = stat_mod.S_ISDIR(st.st_mode)
-                return Entry(is_dir, 0 if is_dir else st.st_size, st.st_mtime, layer.local(path))
+                return StagedEntry(is_dir, 0 if is_dir else st.st_size, st.st_mtime, layer.local(path))
             if layer.hides(path):
                 return None
         node = self.base.stat(path)
-        return None if node is None else Entry(node.is_dir, node.size, self.base.mtime)
+        return None if node is None else StagedEntry(node.is_dir, node.size, self.base.mtime)
 
     def listdir(self, path: str, layers=None) -> dict:
-        path = clean(path)
+        path = clean_path(path)
         out, blocked = {}, set()
         for layer in self.layers() if layers is None else layers:
             st = layer.entry(path)
@@ -186,18 +187,18 @@ class StagingArea:
                         sub = layer.entry(posixpath.join(path, name))
                         if sub is not None:
                             d = stat_mod.S_ISDIR(sub.st_mode)
-                            out[name] = Entry(d, 0 if d else sub.st_size, sub.st_mtime,
+                            out[name] = StagedEntry(d, 0 if d else sub.st_size, sub.st_mtime,
                                               layer.local(posixpath.join(path, name)))
             blocked |= layer.hidden_children(path)
         try:
             for name, node in self.base.listdir(path).items():
                 if name not in out and name not in blocked:
-                    out[name] = Entry(node.is_dir, node.size, self.base.mtime)
+                    out[name] = StagedEntry(node.is_dir, node.size, self.base.mtime)
         except NotFound:  # a folder that exists only in the staging
             pass
         return out
 
-    def _below(self, path: str) -> Optional[Entry]:
+    def _below(self, path: str) -> Optional[StagedEntry]:
         """What the path shows without the current layer."""
         return self.lookup(path, layers=[self.frozen] if self.frozen else [])
 
@@ -238,7 +239,7 @@ class StagingArea:
 
     def copy_up(self, path: str, truncate: bool = False) -> str:
         """The path's content as a file of the current layer (downloaded from the base if need be)."""
-        path = clean(path)
+        path = clean_path(path)
         local = self.current.local(path)
         e = self.lookup(path)
         if e is None:
@@ -267,7 +268,7 @@ class StagingArea:
 
     def create(self, path: str) -> Handle:
         with self.lock:
-            path = clean(path)
+            path = clean_path(path)
             e = self.lookup(path)
             if e is not None and e.is_dir:
                 raise FsError(errno.EISDIR, path)
@@ -279,7 +280,7 @@ class StagingArea:
 
     def open(self, path: str, writable: bool, truncate: bool = False) -> Handle:
         with self.lock:
-            path = clean(path)
+            path = clean_path(path)
             e = self.lookup(path)
             if e is None:
                 raise FsError(errno.ENOENT, path)
@@ -344,7 +345,7 @@ class StagingArea:
 
     def unlink(self, path: str) -> None:
         with self.lock:
-            path = clean(path)
+            path = clean_path(path)
             e = self.lookup(path)
             if e is None:
                 raise FsError(errno.ENOENT, path)
@@ -356,7 +357,7 @@ class StagingArea:
 
     def mkdir(self, path: str) -> None:
         with self.lock:
-            path = clean(path)
+            path = clean_path(path)
             if self.lookup(path) is not None:
                 raise FsError(errno.EEXIST, path)
             self._parent_dir(path)
@@ -365,7 +366,7 @@ class StagingArea:
 
     def rmdir(self, path: str) -> None:
         with self.lock:
-            path = clean(path)
+            path = clean_path(path)
             e = self.lookup(path)
             if e is None:
                 raise FsError(errno.ENOENT, path)
@@ -381,7 +382,7 @@ class StagingArea:
 
     def rename(self, old: str, new: str) -> None:
         with self.lock:
-            old, new = clean(old), clean(new)
+            old, new = clean_path(old), clean_path(new)
             src = self.lookup(old)
             if src is None:
                 raise FsError(errno.ENOENT, old)

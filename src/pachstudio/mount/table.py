@@ -17,9 +17,10 @@ from typing import Iterator, Optional
 from pachyderm_sdk.api import pfs
 
 from .. import pfswire
+from ..rules import clean_path
 from .cache import ContentCache
 from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
-from .readonly import CommitTree, clean
+from .readonly import CommitTree
 from .remote import Remote
 from .staging import Plan, StagingArea, _write_json
 
@@ -52,7 +53,7 @@ def finished(info) -> bool:
     return info.finished is not None and info.finished.timestamp() > 0
 
 
-def check_name(name: str) -> str:
+def check_mount_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
         raise BadRequest(f"mount name {name!r}: use letters, digits and _ . - @ + = (no '/', "
                          "at most 200 characters, not starting with a dot)")
@@ -138,7 +139,7 @@ class MountTable:
 
     # -- mounting -----------------------------------------------------------------------------
     def mount(self, spec: MountSpec) -> Mount:
-        check_name(spec.name)
+        check_mount_name(spec.name)
         if spec.mode not in ("ro", "rw"):
             raise BadRequest(f"mode {spec.mode!r}: use \"ro\" or \"rw\"")
         if spec.mode == "rw" and spec.commit:
@@ -197,7 +198,7 @@ class MountTable:
         return mount
 
     def get(self, name: str) -> Mount:
-        check_name(name)
+        check_mount_name(name)
         with self.lock:
             mount = self.mounts.get(name)
         if mount is None:
@@ -375,10 +376,10 @@ class MountTable:
                     yield pfswire.add_file(path, chunk)
 
     # -- answers ------------------------------------------------------------------------------
-    def state(self, mount: Mount, with_latest: bool = True) -> dict:
+    def state(self, mount: Mount) -> dict:
         spec = mount.spec
         latest, behind = mount.latest or mount.commit_id, 0
-        if with_latest and not spec.commit:
+        if not spec.commit:
             try:
                 repo = mount.tree.commit.repo
                 head = self.remote.inspect_branch(pfs.Branch(repo=repo, name=spec.branch)).head
@@ -405,9 +406,9 @@ class MountTable:
 
     def files(self, name: str, prefix: str, recursive: bool) -> Iterator[dict]:
         mount = self.get(name)
-        prefix = clean(prefix)
+        prefix = clean_path(prefix)
         view = mount.view
-        top = view.lookup(prefix) if mount.staging else _tree_lookup(mount.tree, prefix)
+        top = view.lookup(prefix) if mount.staging else mount.tree.stat(prefix)
         if top is None:
             return
         commit = mount.commit_id
@@ -459,7 +460,3 @@ class MountTable:
             change = "changed" if n and o else ("added" if n else "deleted")
             yield {"path": info.file.path.lstrip("/"), "change": change,
                    "size": int(info.size_bytes or 0)}
-
-
-def _tree_lookup(tree: CommitTree, path: str):
-    return tree.stat(path)

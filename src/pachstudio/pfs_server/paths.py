@@ -1,17 +1,18 @@
-"""Pachyderm's rules for names and paths, and its glob syntax."""
-import posixpath
+"""Pachyderm's rules as the PFS server words them (gRPC INVALID_ARGUMENT), and its glob syntax.
+
+The rules themselves live in `pachstudio.rules`; this module keeps the server's wording."""
 import re
 
+from .. import rules
 from .errors import InvalidArgument
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
-MAX_NAME = 63
+MAX_NAME = rules.MAX_NAME
 
 
 def check_name(kind: str, name: str) -> str:
     if not name:
         raise InvalidArgument(f"{kind} name must not be empty")
-    if len(name) > MAX_NAME or not NAME_RE.match(name):
+    if not rules.is_name(name):
         raise InvalidArgument(
             f"{kind} name ({name[:100]}) invalid: only alphanumeric characters, underscores, and "
             f"dashes are allowed, at most {MAX_NAME} characters")
@@ -22,10 +23,7 @@ def clean(path: str) -> str:
     """Go's path.Clean rooted at '/': what pachd does to every path it is given."""
     if "\x00" in path:
         raise InvalidArgument("path must not contain a NUL byte")
-    cleaned = posixpath.normpath("/" + path)
-    if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")
-    return cleaned
+    return rules.clean_path(path)
 
 
 def parent_dirs(path: str):

@@ -1,16 +1,16 @@
 """Check connection: say precisely what is wrong, in the words a Label Studio user can act on."""
 from rest_framework.exceptions import ValidationError
 
-from . import mount_api
-from .mount_api import MountError
+from . import mount_client
+from .mount_client import MountServerError
 from .paths import BadPath, normalize_prefix
 
 
 def default_project() -> str:
     """The cluster context's project when the mount server tells it, else Pachyderm's `default`."""
     try:
-        return mount_api.config().get('project') or 'default'
-    except MountError:
+        return mount_client.config().get('project') or 'default'
+    except MountServerError:
         return 'default'
 
 
@@ -18,7 +18,7 @@ def _fail(message: str):
     raise ValidationError(message)
 
 
-def explain(exc: MountError) -> str:
+def explain(exc: MountServerError) -> str:
     """The mount server's words, plus what to do when the cluster refused our token."""
     message = str(exc)
     lowered = message.lower()
@@ -33,9 +33,9 @@ def explain(exc: MountError) -> str:
 
 def check_cluster():
     try:
-        mount_api.health()
-        cfg = mount_api.config()
-    except MountError as exc:
+        mount_client.health()
+        cfg = mount_client.config()
+    except MountServerError as exc:
         _fail(explain(exc))
     if cfg.get('cluster_status') == 'INVALID':
         _fail(f'Pachyderm cluster unreachable at {cfg.get("pachd_address") or "(no address configured)"}')
@@ -46,11 +46,11 @@ def check_repo(storage, branch_must_exist: bool):
     if not repo:
         _fail('repo is required')
     try:
-        names = [p.get('project') for p in mount_api.projects()]
+        names = [p.get('project') for p in mount_client.projects()]
         if project not in names:
             _fail(f'Pachyderm project "{project}" not found (projects: {", ".join(sorted(names)) or "none"})')
-        found = [r for r in mount_api.repos() if r.get('repo') == repo and (r.get('project') or 'default') == project]
-    except MountError as exc:
+        found = [r for r in mount_client.repos() if r.get('repo') == repo and (r.get('project') or 'default') == project]
+    except MountServerError as exc:
         _fail(explain(exc))
     if not found:
         _fail(f'repo "{repo}" not found in Pachyderm project "{project}"')
@@ -62,8 +62,8 @@ def check_repo(storage, branch_must_exist: bool):
 def ensure_mount(storage) -> dict:
     """Mount (idempotent); a 404 names what is missing, e.g. a pinned commit."""
     try:
-        return mount_api.mount(storage.mount_spec())
-    except MountError as exc:
+        return mount_client.mount(storage.mount_spec())
+    except MountServerError as exc:
         if exc.status == 404 and getattr(storage, 'commit', None):
             _fail(f'commit "{storage.commit}" not found in repo {storage.project_name}/{storage.repo}: {exc}')
         _fail(f'cannot mount {storage.describe()}: {explain(exc)}')
@@ -93,7 +93,7 @@ def check_source(storage):
         try:
             for _ in storage.iter_objects():
                 return
-        except MountError as exc:
+        except MountServerError as exc:
             _fail(f'cannot list {storage.describe()}: {explain(exc)}')
         what = f'under prefix "{storage.clean_prefix}"' if storage.clean_prefix else 'at all'
         if storage.regex_filter:

@@ -1,7 +1,11 @@
 """Client of the mount server's HTTP API (docs/INTERFACES.md): the app's only way to the cluster.
 
-Every failure becomes a `MountError` whose message a person can act on; the mount server's own
-`detail` text is kept, since it names the repo, branch or commit that is wrong.
+Every failure becomes a `MountServerError` whose message a person can act on; the mount server's
+own `detail` text is kept, since it names the repo, branch or commit that is wrong.
+
+A connection that cannot be made is tried again (CONNECT_RETRIES times, httpx's short backoff):
+that covers a restart of the mount server, and it is safe for every call, `_commit` included,
+since nothing of the request was sent. A request that was sent is never repeated.
 """
 import json
 import logging
@@ -13,8 +17,10 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+CONNECT_RETRIES = 2
 
-class MountError(Exception):
+
+class MountServerError(Exception):
     """A mount-server call failed; `status` is its HTTP code (503 when it cannot be reached)."""
 
     def __init__(self, message: str, status: int = 503):
@@ -26,9 +32,10 @@ def _client(timeout=None) -> httpx.Client:
     base = settings.PACHSTUDIO_MOUNT_API
     timeout = settings.PACHSTUDIO_MOUNT_TIMEOUT if timeout is None else timeout
     if base.startswith('unix:'):
-        transport = httpx.HTTPTransport(uds=base[len('unix:'):])
+        transport = httpx.HTTPTransport(uds=base[len('unix:'):], retries=CONNECT_RETRIES)
         return httpx.Client(transport=transport, base_url='http://mount-server', timeout=timeout)
-    return httpx.Client(base_url=base, timeout=timeout)
+    return httpx.Client(transport=httpx.HTTPTransport(retries=CONNECT_RETRIES), base_url=base,
+                        timeout=timeout)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -42,8 +49,8 @@ def _detail(response: httpx.Response) -> str:
     return response.text[:500] or f'HTTP {response.status_code}'
 
 
-def _unreachable(exc: Exception) -> MountError:
-    return MountError(f'mount server unreachable at {settings.PACHSTUDIO_MOUNT_API}: {exc.__class__.__name__}')
+def _unreachable(exc: Exception) -> MountServerError:
+    return MountServerError(f'mount server unreachable at {settings.PACHSTUDIO_MOUNT_API}: {exc.__class__.__name__}')
 
 
 def call(method: str, url: str, body=None, params=None, timeout=None):
@@ -53,7 +60,7 @@ def call(method: str, url: str, body=None, params=None, timeout=None):
     except httpx.HTTPError as exc:
         raise _unreachable(exc) from None
     if response.status_code >= 400:
-        raise MountError(_detail(response), response.status_code)
+        raise MountServerError(_detail(response), response.status_code)
     return response.json() if response.content else None
 
 
@@ -64,7 +71,7 @@ def stream_ndjson(url: str, params=None) -> Iterator[dict]:
             with client.stream('GET', url, params=params) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise MountError(_detail(response), response.status_code)
+                    raise MountServerError(_detail(response), response.status_code)
                 for line in response.iter_lines():
                     if line.strip():
                         yield json.loads(line)
@@ -93,7 +100,7 @@ def mount(spec: dict) -> dict:
     for state in answer.get('mounted', []):
         if state.get('name') == spec['name']:
             return state
-    raise MountError(f'mount server did not report mount {spec["name"]} as mounted', 502)
+    raise MountServerError(f'mount server did not report mount {spec["name"]} as mounted', 502)
 
 
 def refresh(name: str) -> dict:
