@@ -2,7 +2,8 @@
 that validate requests and translate them onto the mount table. docs/INTERFACES.md is the contract.
 """
 import json
-from typing import Iterator, Optional
+from dataclasses import asdict
+from typing import Iterator, Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from ..cluster import ConfigError, normalize_address
 from .errors import BadRequest, MountError
 from .readonly import clean
-from .table import MountSpec, MountTable, check_name
+from .table import MountInfo, MountSpec, MountTable, check_name
 
 PACH_NAME = r"^[a-zA-Z0-9_-]+$"
 COMMIT_ID = r"^[a-zA-Z0-9_^~.-]+$"
@@ -55,6 +56,77 @@ class RefreshRequest(BaseModel):
 class ConfigRequest(BaseModel):
     pachd_address: str = Field(min_length=1)
     server_cas: Optional[str] = None
+
+
+# -- answers -------------------------------------------------------------------------------------
+class Health(BaseModel):
+    status: str
+
+
+class Config(BaseModel):
+    cluster_status: Literal["INVALID", "AUTH_ENABLED", "AUTH_DISABLED"]
+    pachd_address: str
+    project: str  # the context's project, else "default"
+
+
+class ProjectAnswer(BaseModel):
+    project: str
+
+
+class RepoAnswer(BaseModel):
+    project: str
+    repo: str
+    branches: list[str]
+    authorization: str
+
+
+class MountState(BaseModel):
+    name: str
+    project: str
+    repo: str
+    branch: str
+    commit: Optional[str]
+    mode: str
+    paths: list[str]
+    state: str = Field(description="mounted, committing, or error (a remembered mount that "
+                                   "could not mount again; status says why)")
+    status: str
+    mountpoint: str
+    latest_commit: Optional[str]
+    how_many_commits_behind: int
+
+    @classmethod
+    def of(cls, info: MountInfo) -> "MountState":
+        return cls(**asdict(info))
+
+
+class Mounts(BaseModel):
+    mounted: list[MountState]
+    unmounted: list[MountState] = Field(description="remembered mounts that could not mount "
+                                                    "again (state \"error\")")
+
+
+class Mounted(BaseModel):
+    mounted: list[MountState]
+
+
+class CommitAnswer(BaseModel):
+    commit: Optional[str] = Field(description="the new commit; null when nothing was staged")
+    added: int
+    changed: int
+    deleted: int
+    message: str
+
+
+class StagedAnswer(BaseModel):
+    added: list[str]
+    changed: list[str]
+    deleted: list[str]
+
+
+class Stats(BaseModel):
+    calls: dict[str, int]
+    cache_bytes: int
 
 
 def _ndjson(rows: Iterator[dict]) -> Iterator[bytes]:
@@ -109,19 +181,19 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     def remote():
         return table.remote
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     def health():
-        return {"status": "running"}
+        return Health(status="running")
 
-    def config_answer():
+    def config_answer() -> Config:
         r = remote()
-        return {"cluster_status": r.status(), "pachd_address": r.address, "project": r.project}
+        return Config(cluster_status=r.status(), pachd_address=r.address, project=r.project)
 
-    @app.get("/config")
+    @app.get("/config", response_model=Config)
     def get_config():
         return config_answer()
 
-    @app.put("/config")
+    @app.put("/config", response_model=Config)
     def put_config(req: ConfigRequest):
         try:
             address = normalize_address(req.pachd_address, "pachd_address")
@@ -130,31 +202,29 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         reconfigure(address, req.server_cas)
         return config_answer()
 
-    @app.get("/projects")
+    @app.get("/projects", response_model=list[ProjectAnswer])
     def projects():
-        return [{"project": p.project.name} for p in remote().projects()]
+        return [ProjectAnswer(project=p.project.name) for p in remote().projects()]
 
-    @app.get("/repos")
+    @app.get("/repos", response_model=list[RepoAnswer])
     def repos():
         out = []
         for info in remote().repos():
             if info.repo.type and info.repo.type != "user":
                 continue
-            out.append({"project": info.repo.project.name if info.repo.project else "default",
-                        "repo": info.repo.name,
-                        "branches": sorted(b.name for b in info.branches or []),
-                        "authorization": "off"})
+            out.append(RepoAnswer(project=info.repo.project.name if info.repo.project else "default",
+                                  repo=info.repo.name,
+                                  branches=sorted(b.name for b in info.branches or []),
+                                  authorization="off"))
         return out
 
-    @app.get("/mounts")
+    @app.get("/mounts", response_model=Mounts)
     def mounts():
-        with table.lock:
-            current = list(table.mounts.values())
-            failed = list(table.failed.values())
-        return {"mounted": [table.state(m) for m in current],
-                "unmounted": [table.failed_state(spec, why) for spec, why in failed]}
+        listing = table.listing()
+        return Mounts(mounted=[MountState.of(m) for m in listing.mounted],
+                      unmounted=[MountState.of(m) for m in listing.failed])
 
-    @app.put("/_mount")
+    @app.put("/_mount", response_model=Mounted)
     def mount(req: MountRequest):
         names = [m.name for m in req.mounts]
         if len(set(names)) != len(names):
@@ -164,10 +234,10 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             spec = MountSpec(name=check_name(item.name), project=item.project, repo=item.repo,
                              branch=item.branch, commit=item.commit or None, mode=item.mode,
                              paths=_mount_paths(item.paths))
-            done.append(table.mount(spec))
-        return {"mounted": [table.state(m) for m in done]}
+            done.append(MountState.of(table.mount(spec)))
+        return Mounted(mounted=done)
 
-    @app.put("/_unmount")
+    @app.put("/_unmount", response_model=Mounts)
     def unmount(req: UnmountRequest):
         for name in req.mounts:
             table.get(name)
@@ -175,23 +245,19 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             table.unmount(name, discard=req.discard, commit=req.commit)
         return mounts()
 
-    @app.put("/_unmount_all")
+    @app.put("/_unmount_all", response_model=Mounts)
     def unmount_all(req: Optional[UnmountAllRequest] = None):
         req = req or UnmountAllRequest()
-        for name in list(table.mounts):
-            table.unmount(name, discard=req.discard, commit=req.commit)
-        with table.lock:
-            table.failed.clear()
-            table._save()
+        table.unmount_all(discard=req.discard, commit=req.commit)
         return mounts()
 
-    @app.put("/_refresh")
+    @app.put("/_refresh", response_model=MountState)
     def refresh(req: RefreshRequest):
-        return table.state(table.refresh(req.mount))
+        return MountState.of(table.refresh(req.mount))
 
-    @app.put("/_commit")
+    @app.put("/_commit", response_model=CommitAnswer)
     def commit(req: CommitRequest):
-        return table.commit(req.mount, req.description)
+        return CommitAnswer(**asdict(table.commit(req.mount, req.description)))
 
     @app.get("/mounts/{name}/files")
     def files(name: str, prefix: str = "", recursive: bool = True):
@@ -204,17 +270,14 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         rows = _first_then_rest(table.diff(name, since))
         return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson")
 
-    @app.get("/mounts/{name}/staged")
+    @app.get("/mounts/{name}/staged", response_model=StagedAnswer)
     def staged(name: str):
-        mount = table.get(name)
-        if mount.staging is None:
-            return {"added": [], "changed": [], "deleted": []}
-        return mount.staging.staged()
+        return StagedAnswer(**asdict(table.staged(name)))
 
-    @app.get("/stats")
+    @app.get("/stats", response_model=Stats)
     def stats():
         """Cluster calls made so far, by SDK method: shows what an operation cost."""
-        return {"calls": dict(remote().calls), "cache_bytes": table.cache.total}
+        return Stats(calls=dict(remote().calls), cache_bytes=table.cache.total)
 
     return app
 
