@@ -2,13 +2,13 @@
 that validate requests and translate them onto the mount table. docs/INTERFACES.md is the contract.
 """
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Iterator, Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from ..cluster import ConfigError, normalize_address
 from .errors import BadRequest, MountError
@@ -69,8 +69,15 @@ class Config(BaseModel):
     project: str  # the context's project, else "default"
 
 
+class ProjectName(BaseModel):
+    name: str
+
+
 class ProjectAnswer(BaseModel):
-    project: str
+    """pfs ProjectInfo, as pachctl's mount-server answers it."""
+    project: ProjectName
+    description: str = ""
+    created_at: Optional[str] = Field(None, description="RFC 3339 time")
 
 
 class RepoAnswer(BaseModel):
@@ -80,37 +87,27 @@ class RepoAnswer(BaseModel):
     authorization: str
 
 
-class MountState(BaseModel):
-    name: str
-    project: str
-    repo: str
-    branch: str
-    commit: Optional[str]
-    mode: str
-    paths: list[str]
-    state: str = Field(description="mounted, committing, or error (a remembered mount that "
-                                   "could not mount again; status says why)")
-    status: str
-    mountpoint: str
-    latest_commit: Optional[str]
-    how_many_commits_behind: int
-
+class _MountState(BaseModel):
     @classmethod
     def of(cls, info: MountInfo) -> "MountState":
         return cls(**asdict(info))
 
 
+# the fields of table.MountInfo; state: mounted, committing, or error (see `failed`)
+MountState = create_model("MountState", __base__=_MountState,
+                          **{f.name: (f.type, ...) for f in fields(MountInfo)})
+
+
 class Mounts(BaseModel):
     mounted: list[MountState]
-    unmounted: list[MountState] = Field(description="remembered mounts that could not mount "
-                                                    "again (state \"error\")")
+    unmounted: list[RepoAnswer] = Field(description="every repo no mount shows (as pachctl's; "
+                                                    "empty when the cluster cannot be reached)")
+    failed: list[MountState] = Field(description="remembered mounts that could not mount "
+                                                 "again (state \"error\", status says why)")
 
 
-class Mounted(BaseModel):
-    mounted: list[MountState]
-
-
-class CommitAnswer(BaseModel):
+class CommitAnswer(Mounts):
+    """pachctl answers the mounts; the keys below say what the commit held."""
     commit: Optional[str] = Field(description="the new commit; null when nothing was staged")
     added: int
     changed: int
@@ -127,6 +124,20 @@ class StagedAnswer(BaseModel):
 class Stats(BaseModel):
     calls: dict[str, int]
     cache_bytes: int
+
+
+class JsonBodies:
+    """Every body this API takes is JSON: read it as JSON whatever its Content-Type says (pachctl's
+    client sends none, and a form or text/plain type would make FastAPI see a string)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("PUT", "POST", "PATCH"):
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope = dict(scope, headers=headers + [(b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
 
 
 def _ndjson(rows: Iterator[dict]) -> Iterator[bytes]:
@@ -162,6 +173,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     app = FastAPI(title="pachstudio mount server",
                   description="Pachyderm repos as folders under one FUSE mount; read-write "
                               "mounts stage changes locally and commit them as one commit.")
+    app.add_middleware(JsonBodies)
 
     @app.exception_handler(MountError)
     async def mount_error(request: Request, exc: MountError):
@@ -204,38 +216,33 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
 
     @app.get("/projects", response_model=list[ProjectAnswer])
     def projects():
-        return [ProjectAnswer(project=p.project.name) for p in remote().projects()]
+        return [ProjectAnswer(project=ProjectName(name=p.project.name),
+                              description=p.description or "",
+                              created_at=_rfc3339(p.created_at))
+                for p in remote().projects()]
 
     @app.get("/repos", response_model=list[RepoAnswer])
     def repos():
-        out = []
-        for info in remote().repos():
-            if info.repo.type and info.repo.type != "user":
-                continue
-            out.append(RepoAnswer(project=info.repo.project.name if info.repo.project else "default",
-                                  repo=info.repo.name,
-                                  branches=sorted(b.name for b in info.branches or []),
-                                  authorization="off"))
-        return out
+        return [RepoAnswer(**asdict(r)) for r in table.repos()]
 
     @app.get("/mounts", response_model=Mounts)
     def mounts():
         listing = table.listing()
         return Mounts(mounted=[MountState.of(m) for m in listing.mounted],
-                      unmounted=[MountState.of(m) for m in listing.failed])
+                      unmounted=[RepoAnswer(**asdict(r)) for r in listing.unmounted],
+                      failed=[MountState.of(m) for m in listing.failed])
 
-    @app.put("/_mount", response_model=Mounted)
+    @app.put("/_mount", response_model=Mounts)
     def mount(req: MountRequest):
         names = [m.name for m in req.mounts]
         if len(set(names)) != len(names):
             raise BadRequest("mounts: each name may appear once")
-        done = []
         for item in req.mounts:
             spec = MountSpec(name=check_name(item.name), project=item.project, repo=item.repo,
                              branch=item.branch, commit=item.commit or None, mode=item.mode,
                              paths=_mount_paths(item.paths))
-            done.append(MountState.of(table.mount(spec)))
-        return Mounted(mounted=done)
+            table.mount(spec)
+        return mounts()
 
     @app.put("/_unmount", response_model=Mounts)
     def unmount(req: UnmountRequest):
@@ -257,7 +264,8 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
 
     @app.put("/_commit", response_model=CommitAnswer)
     def commit(req: CommitRequest):
-        return CommitAnswer(**asdict(table.commit(req.mount, req.description)))
+        result = table.commit(req.mount, req.description)
+        return CommitAnswer(**dict(mounts()), **asdict(result))
 
     @app.get("/mounts/{name}/files")
     def files(name: str, prefix: str = "", recursive: bool = True):
@@ -280,6 +288,12 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         return Stats(calls=dict(remote().calls), cache_bytes=table.cache.total)
 
     return app
+
+
+def _rfc3339(when) -> Optional[str]:
+    if when is None or when.timestamp() <= 0:  # betterproto reads an unset time as 1970
+        return None
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def _mount_paths(paths: Optional[list[str]]) -> tuple:

@@ -69,7 +69,7 @@ class MountInfo:
     branch: str
     commit: Optional[str]
     mode: str
-    paths: list
+    paths: list[str]
     state: str
     status: str
     mountpoint: str
@@ -78,9 +78,18 @@ class MountInfo:
 
 
 @dataclass
+class RepoInfo:
+    project: str
+    repo: str
+    branches: list
+    authorization: str = "off"  # the embedded server has no auth; pachctl's "off" too
+
+
+@dataclass
 class Listing:
-    mounted: list   # MountInfo
-    failed: list    # MountInfo (state "error") of remembered mounts that could not mount again
+    mounted: list    # MountInfo
+    unmounted: list  # RepoInfo of every repo no mount shows (empty when the cluster is down)
+    failed: list     # MountInfo (state "error") of remembered mounts that could not mount again
 
 
 @dataclass
@@ -105,10 +114,6 @@ class Mount:
         self.state, self.status = "mounted", ""
         self.commit_lock = threading.Lock()
         self.latest: Optional[str] = None
-
-    @property
-    def tree(self) -> CommitTree:
-        return self.view.base
 
     @property
     def commit_id(self) -> str:
@@ -270,17 +275,12 @@ class MountTable:
         return mount
 
     def unmount(self, name: str, discard: bool = False, commit: bool = False) -> None:
+        """Staged changes are committed first (as pachctl does), unless `discard` (and not
+        `commit`) says to drop them; a failed commit leaves the mount as it was."""
         with self._name_lock(name):
             mount = self.get(name)
-            if mount.view.has_changes():
-                if commit:
-                    self.commit(name)
-                elif not discard:
-                    staged = mount.view.staged()
-                    counts = ", ".join(f"{len(v)} {k}" for k, v in staged.items())
-                    raise Conflict(f"mount {name} has staged changes ({counts}); commit them "
-                                   "(PUT /_commit, or unmount with \"commit\": true) or drop "
-                                   "them (\"discard\": true)")
+            if mount.view.has_changes() and (commit or not discard):
+                self.commit(name)
             with self.lock:
                 self.mounts.pop(name, None)
             mount.view.discard()
@@ -288,7 +288,7 @@ class MountTable:
         log.info("unmounted %s", name)
 
     def unmount_all(self, discard: bool = False, commit: bool = False) -> None:
-        """Every mount (same rules as `unmount`), and forgets the ones that failed to mount."""
+        """Every mount (as `unmount`), and forgets the ones that failed to mount."""
         for name in self.names():
             self.unmount(name, discard=discard, commit=commit)
         with self.lock:
@@ -299,7 +299,7 @@ class MountTable:
         """A branch mount moved to the branch head (a read-write one keeps its staged changes)."""
         mount = self.get(name)
         if not mount.spec.commit:
-            repo = mount.tree.commit.repo
+            repo = mount.view.base.commit.repo
             with mount.commit_lock:
                 info, head = self._finished_head(repo, mount.spec.branch)
                 mount.latest = head
@@ -351,7 +351,7 @@ class MountTable:
             if not mount.commit_lock.acquire(blocking=False):
                 continue
             try:
-                self._recover(mount, mount.tree.commit.repo)
+                self._recover(mount, mount.view.base.commit.repo)
                 mount.status = ""
             except MountError:
                 pass
@@ -373,7 +373,7 @@ class MountTable:
         if not mount.view.writable:
             raise BadRequest(f"mount {name} is read-only; only \"rw\" mounts have changes to commit")
         staging, spec = mount.view, mount.spec
-        repo = mount.tree.commit.repo
+        repo = mount.view.base.commit.repo
         with mount.commit_lock:
             self._recover(mount, repo)
             mount.status = ""
@@ -441,8 +441,25 @@ class MountTable:
         with self.lock:
             current = list(self.mounts.values())
             failed = list(self.failed.values())
-        return Listing(mounted=[self.info(m) for m in current],
+        shown = {(m.spec.project, m.spec.repo) for m in current}
+        try:
+            unmounted = [r for r in self.repos() if (r.project, r.repo) not in shown]
+        except MountError as e:
+            log.warning("listing repos for /mounts: %s", e.message)
+            unmounted = []
+        return Listing(mounted=[self.info(m) for m in current], unmounted=unmounted,
                        failed=[self.failed_info(spec, why) for spec, why in failed])
+
+    def repos(self) -> list:
+        """RepoInfo of the cluster's user repos (not specs or metadata), by project and name."""
+        out = []
+        for info in self.remote.repos():
+            if info.repo.type and info.repo.type != "user":
+                continue
+            out.append(RepoInfo(project=info.repo.project.name if info.repo.project else "default",
+                                repo=info.repo.name,
+                                branches=sorted(b.name for b in info.branches or [])))
+        return out
 
     def info(self, mount: Mount, with_latest: bool = True) -> MountInfo:
         """The mount's state; for a branch mount asks the cluster how far the branch moved."""
@@ -450,7 +467,7 @@ class MountTable:
         latest, behind = mount.latest or mount.commit_id, 0
         if with_latest and not spec.commit:
             try:
-                repo = mount.tree.commit.repo
+                repo = mount.view.base.commit.repo
                 head = self.remote.inspect_branch(pfs.Branch(repo=repo, name=spec.branch)).head
                 latest = mount.latest = head.id
                 if latest != mount.commit_id:
@@ -502,7 +519,7 @@ class MountTable:
 
     def diff(self, name: str, since: str) -> Iterator[dict]:
         mount = self.get(name)
-        repo = mount.tree.commit.repo
+        repo = mount.view.base.commit.repo
         if not since:
             raise BadRequest("since: give the commit id to compare the mount's commit with")
         try:
@@ -513,7 +530,7 @@ class MountTable:
         current = pfs.Commit(id=mount.commit_id, repo=repo)
         if since == mount.commit_id:
             return iter(())
-        return self._diff(current, pfs.Commit(id=since, repo=repo), mount.tree.visible)
+        return self._diff(current, pfs.Commit(id=since, repo=repo), mount.view.base.visible)
 
     def _diff(self, new: pfs.Commit, old: pfs.Commit, visible=lambda path: True) -> Iterator[dict]:
         for d in self.remote.diff(new, old):

@@ -1,5 +1,6 @@
-"""The table-wide lock is held for no cluster call: while one mount waits on a slow cluster, the
-other calls answer (issue "team deployment", item 8). In-process, against a stub cluster."""
+"""The API layer in-process, against a stub cluster: the table-wide lock is held for no cluster
+call (while one mount waits on a slow cluster, the other calls answer: issue "team deployment",
+item 8), and /openapi.json describes the answers."""
 import threading
 import time
 from datetime import datetime, timezone
@@ -38,14 +39,23 @@ class SlowCluster:
     def list_commits(self, repo, to, since):
         return []
 
+    def repos(self):
+        return [pfs.RepoInfo(repo=pfs.Repo(name=n, type="user", project=pfs.Project(name="default")))
+                for n in ("fast", "other", "slow")]
+
+
+def _client(tmp_path, cluster) -> TestClient:
+    mount_dir = tmp_path / "pfs"
+    mount_dir.mkdir()
+    (tmp_path / "state").mkdir()
+    table = MountTable(cluster, str(tmp_path / "state"), str(mount_dir),
+                       ContentCache(str(tmp_path / "cache"), 1 << 20))
+    return TestClient(build_app(table, reconfigure=None))
+
 
 def test_a_slow_mount_blocks_no_other_call(tmp_path):
     cluster = SlowCluster()
-    mount_dir = tmp_path / "pfs"
-    mount_dir.mkdir()
-    table = MountTable(cluster, str(tmp_path / "state"), str(mount_dir),
-                       ContentCache(str(tmp_path / "cache"), 1 << 20))
-    client = TestClient(build_app(table, reconfigure=None))
+    client = _client(tmp_path, cluster)
     slow = threading.Thread(target=client.put, args=("/_mount",),
                             kwargs={"json": {"mounts": [{"name": "s", "repo": "slow"}]}})
     slow.start()
@@ -63,3 +73,31 @@ def test_a_slow_mount_blocks_no_other_call(tmp_path):
         cluster.release.set()
         slow.join(30)
     assert sorted(m["name"] for m in client.get("/mounts").json()["mounted"]) == ["f", "s"]
+    assert [r["repo"] for r in client.get("/mounts").json()["unmounted"]] == ["other"]
+
+
+def test_openapi_describes_the_answers(tmp_path):
+    spec = _client(tmp_path, SlowCluster()).get("/openapi.json").json()
+
+    def answer(method, path):
+        schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        return schema["schema"]
+    assert answer("get", "/mounts") == {"$ref": "#/components/schemas/Mounts"}
+    for path in ("/_mount", "/_unmount", "/_unmount_all"):
+        assert answer("put", path) == {"$ref": "#/components/schemas/Mounts"}
+    assert answer("put", "/_commit") == {"$ref": "#/components/schemas/CommitAnswer"}
+    assert answer("put", "/_refresh") == {"$ref": "#/components/schemas/MountState"}
+    for name in ("Config", "ProjectAnswer", "RepoAnswer", "StagedAnswer", "Stats"):
+        assert name in spec["components"]["schemas"]
+    state = spec["components"]["schemas"]["MountState"]["properties"]
+    assert {"name", "latest_commit", "how_many_commits_behind"} <= set(state)
+
+
+def test_bodies_without_a_content_type_are_json(tmp_path):
+    """pachctl's client sends its JSON bodies with no Content-Type."""
+    client = _client(tmp_path, SlowCluster())
+    r = client.put("/_mount", content=b'{"mounts": [{"name": "f", "repo": "fast"}]}')
+    assert r.status_code == 200, r.text
+    r = client.put("/_unmount", content=b'{"mounts": ["f"]}', headers={"content-type": "text/plain"})
+    assert r.status_code == 200 and r.json()["mounted"] == [], r.text
+    assert client.put("/_unmount_all").status_code == 200
