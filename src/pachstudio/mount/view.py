@@ -39,6 +39,8 @@ class View(Protocol):
     def has_changes(self) -> bool: ...
     def staged(self) -> dict: ...  # {"added", "changed", "deleted"}: repo paths
     def discard(self) -> None: ...
+    # read-only views also answer `cached(path)`: the whole file is in the disk cache (fs.py
+    # then lets the kernel read it through the page cache)
 
 
 def _read_only(*_args, **_kwargs):
