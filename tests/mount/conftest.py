@@ -44,7 +44,7 @@ def ndjson(response) -> list:
 def mount(ms, name, repo, mode="ro", **spec):
     r = ms.call("PUT", "/_mount", {"mounts": [{"name": name, "repo": repo, "mode": mode, **spec}]})
     assert r.status_code == 200, r.text
-    return r.json()["mounted"][0]
+    return next(m for m in r.json()["mounted"] if m["name"] == name)  # answers every mount
 
 
 def stats(ms) -> dict:

@@ -102,18 +102,22 @@ def test_mount_is_idempotent_and_a_different_spec_conflicts(mount_server, pach, 
     assert r.status_code == 409 and "unmount it first" in r.json()["detail"]
 
 
-def test_unmount_with_staged_changes_needs_commit_or_discard(mount_server, pach, images):
+def test_unmount_with_staged_changes_commits_them_unless_discard(mount_server, pach, images):
     put(pach, "images@master", {"/a": b"a"})
     mount(mount_server, "out", images, mode="rw")
     with open(os.path.join(rw_root(mount_server), "x"), "w") as f:
         f.write("x")
-    r = mount_server.call("PUT", "/_unmount", {"mounts": ["out"]})
-    assert r.status_code == 409 and "1 added" in r.json()["detail"]
-    assert os.path.exists(os.path.join(rw_root(mount_server), "x"))
-    r = mount_server.call("PUT", "/_unmount", {"mounts": ["out"], "commit": True})
+    r = mount_server.call("PUT", "/_unmount", {"mounts": ["out"]})  # as pachctl: commits
     assert r.status_code == 200, r.text
+    assert r.json()["mounted"] == [] and [u["repo"] for u in r.json()["unmounted"]] == [images]
     assert tree(pach, "images@master") == {"/a": b"a", "/x": b"x"}
     assert not os.path.exists(rw_root(mount_server))
+    mount(mount_server, "out", images, mode="rw")
+    with open(os.path.join(rw_root(mount_server), "w"), "w") as f:
+        f.write("w")
+    r = mount_server.call("PUT", "/_unmount", {"mounts": ["out"], "commit": True})
+    assert r.status_code == 200, r.text
+    assert tree(pach, "images@master") == {"/a": b"a", "/w": b"w", "/x": b"x"}
 
     mount(mount_server, "out", images, mode="rw")
     with open(os.path.join(rw_root(mount_server), "y"), "w") as f:
@@ -121,5 +125,5 @@ def test_unmount_with_staged_changes_needs_commit_or_discard(mount_server, pach,
     r = mount_server.call("PUT", "/_unmount_all", {"discard": True})
     assert r.status_code == 200 and r.json()["mounted"] == []
     mount(mount_server, "out", images, mode="rw")
-    assert sorted(os.listdir(rw_root(mount_server))) == ["a", "x"]  # y was discarded
-    assert len(commits(pach, "images@master")) == 2
+    assert sorted(os.listdir(rw_root(mount_server))) == ["a", "w", "x"]  # y was discarded
+    assert len(commits(pach, "images@master")) == 3

@@ -46,7 +46,7 @@ def check_repo(storage, branch_must_exist: bool):
     if not repo:
         _fail('repo is required')
     try:
-        names = [p.get('project') for p in mount_client.projects()]
+        names = [(p.get('project') or {}).get('name') for p in mount_client.projects()]  # ProjectInfo
         if project not in names:
             _fail(f'Pachyderm project "{project}" not found (projects: {", ".join(sorted(names)) or "none"})')
         found = [r for r in mount_client.repos() if r.get('repo') == repo and (r.get('project') or 'default') == project]

@@ -2,12 +2,13 @@
 that validate requests and translate them onto the mount table. docs/INTERFACES.md is the contract.
 """
 import json
-from typing import Iterator, Optional
+from dataclasses import asdict, fields
+from typing import Iterator, Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from ..cluster import ConfigError, normalize_address
 from ..rules import COMMIT_REF_PATTERN as COMMIT_ID
@@ -15,7 +16,7 @@ from ..rules import MAX_COMMIT_REF, MAX_NAME, climbs
 from ..rules import NAME_PATTERN as PACH_NAME
 from ..rules import clean_path
 from .errors import BadRequest, MountError
-from .table import MountSpec, MountTable, check_mount_name
+from .table import MountInfo, MountSpec, MountTable, check_mount_name
 
 
 class MountRequestItem(BaseModel):
@@ -57,6 +58,88 @@ class ConfigRequest(BaseModel):
     server_cas: Optional[str] = None
 
 
+# -- answers -------------------------------------------------------------------------------------
+class Health(BaseModel):
+    status: str
+
+
+class Config(BaseModel):
+    cluster_status: Literal["INVALID", "AUTH_ENABLED", "AUTH_DISABLED"]
+    pachd_address: str
+    project: str  # the context's project, else "default"
+
+
+class ProjectName(BaseModel):
+    name: str
+
+
+class ProjectAnswer(BaseModel):
+    """pfs ProjectInfo, as pachctl's mount-server answers it."""
+    project: ProjectName
+    description: str = ""
+    created_at: Optional[str] = Field(None, description="RFC 3339 time")
+
+
+class RepoAnswer(BaseModel):
+    project: str
+    repo: str
+    branches: list[str]
+    authorization: str
+
+
+class _MountState(BaseModel):
+    @classmethod
+    def of(cls, info: MountInfo) -> "MountState":
+        return cls(**asdict(info))
+
+
+# the fields of table.MountInfo; state: mounted, committing, or error (see `failed`)
+MountState = create_model("MountState", __base__=_MountState,
+                          **{f.name: (f.type, ...) for f in fields(MountInfo)})
+
+
+class Mounts(BaseModel):
+    mounted: list[MountState]
+    unmounted: list[RepoAnswer] = Field(description="every repo no mount shows (as pachctl's; "
+                                                    "empty when the cluster cannot be reached)")
+    failed: list[MountState] = Field(description="remembered mounts that could not mount "
+                                                 "again (state \"error\", status says why)")
+
+
+class CommitAnswer(Mounts):
+    """pachctl answers the mounts; the keys below say what the commit held."""
+    commit: Optional[str] = Field(description="the new commit; null when nothing was staged")
+    added: int
+    changed: int
+    deleted: int
+    message: str
+
+
+class StagedAnswer(BaseModel):
+    added: list[str]
+    changed: list[str]
+    deleted: list[str]
+
+
+class Stats(BaseModel):
+    calls: dict[str, int]
+    cache_bytes: int
+
+
+class JsonBodies:
+    """Every body this API takes is JSON: read it as JSON whatever its Content-Type says (pachctl's
+    client sends none, and a form or text/plain type would make FastAPI see a string)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("PUT", "POST", "PATCH"):
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope = dict(scope, headers=headers + [(b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
+
+
 def _ndjson(rows: Iterator[dict]) -> Iterator[bytes]:
     """Lines batched into ~64 KiB writes: 100,000 small writes would dominate the listing."""
     buf = []
@@ -90,6 +173,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     app = FastAPI(title="pachstudio mount server",
                   description="Pachyderm repos as folders under one FUSE mount; read-write "
                               "mounts stage changes locally and commit them as one commit.")
+    app.add_middleware(JsonBodies)
 
     @app.exception_handler(MountError)
     async def mount_error(request: Request, exc: MountError):
@@ -109,19 +193,19 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     def remote():
         return table.remote
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     def health():
-        return {"status": "running"}
+        return Health(status="running")
 
-    def config_answer():
+    def config_answer() -> Config:
         r = remote()
-        return {"cluster_status": r.status(), "pachd_address": r.address, "project": r.project}
+        return Config(cluster_status=r.status(), pachd_address=r.address, project=r.project)
 
-    @app.get("/config")
+    @app.get("/config", response_model=Config)
     def get_config():
         return config_answer()
 
-    @app.put("/config")
+    @app.put("/config", response_model=Config)
     def put_config(req: ConfigRequest):
         try:
             address = normalize_address(req.pachd_address, "pachd_address")
@@ -130,44 +214,37 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         reconfigure(address, req.server_cas)
         return config_answer()
 
-    @app.get("/projects")
+    @app.get("/projects", response_model=list[ProjectAnswer])
     def projects():
-        return [{"project": p.project.name} for p in remote().projects()]
+        return [ProjectAnswer(project=ProjectName(name=p.project.name),
+                              description=p.description or "",
+                              created_at=_rfc3339(p.created_at))
+                for p in remote().projects()]
 
-    @app.get("/repos")
+    @app.get("/repos", response_model=list[RepoAnswer])
     def repos():
-        out = []
-        for info in remote().repos():
-            if info.repo.type and info.repo.type != "user":
-                continue
-            out.append({"project": info.repo.project.name if info.repo.project else "default",
-                        "repo": info.repo.name,
-                        "branches": sorted(b.name for b in info.branches or []),
-                        "authorization": "off"})
-        return out
+        return [RepoAnswer(**asdict(r)) for r in table.repos()]
 
-    @app.get("/mounts")
+    @app.get("/mounts", response_model=Mounts)
     def mounts():
-        with table.lock:
-            current = list(table.mounts.values())
-            failed = list(table.failed.values())
-        return {"mounted": [table.state(m) for m in current],
-                "unmounted": [table.failed_state(spec, why) for spec, why in failed]}
+        listing = table.listing()
+        return Mounts(mounted=[MountState.of(m) for m in listing.mounted],
+                      unmounted=[RepoAnswer(**asdict(r)) for r in listing.unmounted],
+                      failed=[MountState.of(m) for m in listing.failed])
 
-    @app.put("/_mount")
+    @app.put("/_mount", response_model=Mounts)
     def mount(req: MountRequest):
         names = [m.name for m in req.mounts]
         if len(set(names)) != len(names):
             raise BadRequest("mounts: each name may appear once")
-        done = []
         for item in req.mounts:
             spec = MountSpec(name=check_mount_name(item.name), project=item.project, repo=item.repo,
                              branch=item.branch, commit=item.commit or None, mode=item.mode,
                              paths=_mount_paths(item.paths))
-            done.append(table.mount(spec))
-        return {"mounted": [table.state(m) for m in done]}
+            table.mount(spec)
+        return mounts()
 
-    @app.put("/_unmount")
+    @app.put("/_unmount", response_model=Mounts)
     def unmount(req: UnmountRequest):
         for name in req.mounts:
             table.get(name)
@@ -175,23 +252,20 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             table.unmount(name, discard=req.discard, commit=req.commit)
         return mounts()
 
-    @app.put("/_unmount_all")
+    @app.put("/_unmount_all", response_model=Mounts)
     def unmount_all(req: Optional[UnmountAllRequest] = None):
         req = req or UnmountAllRequest()
-        for name in list(table.mounts):
-            table.unmount(name, discard=req.discard, commit=req.commit)
-        with table.lock:
-            table.failed.clear()
-            table._save()
+        table.unmount_all(discard=req.discard, commit=req.commit)
         return mounts()
 
-    @app.put("/_refresh")
+    @app.put("/_refresh", response_model=MountState)
     def refresh(req: RefreshRequest):
-        return table.state(table.refresh(req.mount))
+        return MountState.of(table.refresh(req.mount))
 
-    @app.put("/_commit")
+    @app.put("/_commit", response_model=CommitAnswer)
     def commit(req: CommitRequest):
-        return table.commit(req.mount, req.description)
+        result = table.commit(req.mount, req.description)
+        return CommitAnswer(**dict(mounts()), **asdict(result))
 
     @app.get("/mounts/{name}/files")
     def files(name: str, prefix: str = "", recursive: bool = True):
@@ -204,19 +278,22 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         rows = _first_then_rest(table.diff(name, since))
         return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson")
 
-    @app.get("/mounts/{name}/staged")
+    @app.get("/mounts/{name}/staged", response_model=StagedAnswer)
     def staged(name: str):
-        mount = table.get(name)
-        if mount.staging is None:
-            return {"added": [], "changed": [], "deleted": []}
-        return mount.staging.staged()
+        return StagedAnswer(**asdict(table.staged(name)))
 
-    @app.get("/stats")
+    @app.get("/stats", response_model=Stats)
     def stats():
         """Cluster calls made so far, by SDK method: shows what an operation cost."""
-        return {"calls": dict(remote().calls), "cache_bytes": table.cache.total}
+        return Stats(calls=dict(remote().calls), cache_bytes=table.cache.total)
 
     return app
+
+
+def _rfc3339(when) -> Optional[str]:
+    if when is None or when.timestamp() <= 0:  # betterproto reads an unset time as 1970
+        return None
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def _mount_paths(paths: Optional[list[str]]) -> tuple:

@@ -80,20 +80,20 @@ class PachydermFS(Operations):
 
     # -- routing ------------------------------------------------------------------------------
     def _split(self, path: str):
-        """`/name/a/b` -> (Mount, `/a/b`); ENOENT for unknown mounts."""
+        """`/name/a/b` -> (the mount's View, `/a/b`); ENOENT for unknown mounts."""
         parts = path.lstrip("/").split("/", 1)
-        mount = self.table.mounts.get(parts[0])
+        mount = self.table.find(parts[0])
         if mount is None:
             raise FuseOSError(errno.ENOENT)
-        return mount, "/" + (parts[1] if len(parts) > 1 else "")
+        return mount.view, "/" + (parts[1] if len(parts) > 1 else "")
 
     def _rw(self, path: str):
-        mount, rel = self._split(path)
-        if mount.staging is None:
+        view, rel = self._split(path)
+        if not view.writable:
             raise FuseOSError(errno.EROFS)
         if rel == "/":
             raise FuseOSError(errno.EPERM)
-        return mount.staging, rel
+        return view, rel
 
     def _attrs(self, is_dir: bool, size: int, mtime: float) -> dict:
         return {"st_mode": DIR_MODE if is_dir else FILE_MODE, "st_nlink": 2 if is_dir else 1,
@@ -113,46 +113,36 @@ class PachydermFS(Operations):
     def getattr(self, path, fi=None):
         if path == "/":
             return self._attrs(True, 0, self.started)
-        mount, rel = self._split(path)
-        e = mount.view.lookup(rel) if mount.staging else mount.tree.stat(rel)
+        view, rel = self._split(path)
+        e = view.lookup(rel)
         if e is None:
             raise FuseOSError(errno.ENOENT)
-        mtime = getattr(e, "mtime", None) or mount.tree.mtime
-        return self._attrs(e.is_dir, e.size, mtime)
+        return self._attrs(e.is_dir, e.size, e.mtime or view.mtime)
 
     @translated
     def readdir(self, path, fh):
         if path == "/":
-            names = list(self.table.mounts)
+            names = self.table.names()
         else:
-            mount, rel = self._split(path)
-            names = list(mount.view.listdir(rel))
+            view, rel = self._split(path)
+            names = list(view.listdir(rel))
         return [".", ".."] + names
 
     @translated
     def open(self, path, fi):
-        mount, rel = self._split(path)
+        view, rel = self._split(path)
         flags = fi.flags
         writable = flags & os.O_ACCMODE != os.O_RDONLY
-        if mount.staging is None:
-            if writable or flags & os.O_TRUNC:
-                raise FuseOSError(errno.EROFS)
-            tree = mount.tree
-            node = tree.stat(rel)
-            if node is None:
-                raise FuseOSError(errno.ENOENT)
-            if node.is_dir:
-                raise FuseOSError(errno.EISDIR)
+        h = view.open(rel, writable, truncate=bool(flags & os.O_TRUNC))
+        fi.keep_cache = fi.direct_io = 0
+        if not view.writable:
             # the kernel may keep its pages only while the path still shows the same commit
-            key = (mount.spec.name, rel)
-            fi.keep_cache = 1 if self.opened_at.get(key) == tree.commit_id else 0
-            fi.direct_io = int(node.size >= DIRECT_IO_MIN and not tree.cached(rel))
-            self.opened_at[key] = tree.commit_id
-            fi.fh = self._add_handle(("ro", tree, rel))
-            return 0
-        h = mount.staging.open(rel, writable, truncate=bool(flags & os.O_TRUNC) and writable)
-        fi.keep_cache = 0
-        fi.fh = self._add_handle(("rw", mount.staging, h))
+            key = (path.lstrip("/").split("/", 1)[0], rel)
+            fi.keep_cache = 1 if self.opened_at.get(key) == view.commit_id else 0
+            fi.direct_io = int(view.lookup(rel).size >= DIRECT_IO_MIN and not view.cached(rel))
+            self.opened_at[key] = view.commit_id
+        # the view it was opened in, even if a refresh moved the mount since
+        fi.fh = self._add_handle((view, h))
         return 0
 
     @translated
@@ -163,19 +153,15 @@ class PachydermFS(Operations):
 
     @translated
     def read_into(self, path, out: memoryview, offset, fi) -> int:
-        kind, view, h = self.handles[_fh(fi)]
-        if kind == "ro":  # the tree it was opened in, even if a refresh moved the mount since
-            return view.read_into(h, offset, out)
-        data = view.read(h, len(out), offset)
-        out[:len(data)] = data
-        return len(data)
+        view, h = self.handles[_fh(fi)]
+        return view.read_into(h, offset, out)
 
     @translated
     def release(self, path, fi):
         with self._lock:
             entry = self.handles.pop(_fh(fi), None)
-        if entry is not None and entry[0] == "rw":
-            entry[1].release(entry[2])
+        if entry is not None:
+            entry[0].release(entry[1])
         return 0
 
     def statfs(self, path):
@@ -188,49 +174,47 @@ class PachydermFS(Operations):
     # -- writing (read-write mounts only) -------------------------------------------------------
     @translated
     def create(self, path, mode, fi):
-        staging, rel = self._rw(path)
-        fi.fh = self._add_handle(("rw", staging, staging.create(rel)))
+        view, rel = self._rw(path)
+        fi.fh = self._add_handle((view, view.create(rel)))
         return 0
 
     @translated
     def write(self, path, data, offset, fi):
-        kind, view, h = self.handles[_fh(fi)]
-        if kind != "rw":
-            raise FuseOSError(errno.EROFS)
+        view, h = self.handles[_fh(fi)]
         return view.write(h, data, offset)
 
     @translated
     def truncate(self, path, length, fi=None):
-        staging, rel = self._rw(path)
+        view, rel = self._rw(path)
         fh = _fh(fi) if fi is not None else None
-        kind, _, h = self.handles.get(fh, (None, None, None)) if fh else (None, None, None)
-        staging.truncate(rel, length, h if kind == "rw" else None)
+        opened, h = self.handles.get(fh, (None, None)) if fh else (None, None)
+        view.truncate(rel, length, h if opened is view else None)
         return 0
 
     @translated
     def unlink(self, path):
-        staging, rel = self._rw(path)
-        staging.unlink(rel)
+        view, rel = self._rw(path)
+        view.unlink(rel)
 
     @translated
     def mkdir(self, path, mode):
         if path.count("/") == 1:
             raise FuseOSError(errno.EPERM)  # new mounts come from PUT /_mount
-        staging, rel = self._rw(path)
-        staging.mkdir(rel)
+        view, rel = self._rw(path)
+        view.mkdir(rel)
 
     @translated
     def rmdir(self, path):
-        staging, rel = self._rw(path)
-        staging.rmdir(rel)
+        view, rel = self._rw(path)
+        view.rmdir(rel)
 
     @translated
     def rename(self, old, new):
-        staging, rel_old = self._rw(old)
-        staging_new, rel_new = self._rw(new)
-        if staging_new is not staging:
+        view, rel_old = self._rw(old)
+        view_new, rel_new = self._rw(new)
+        if view_new is not view:
             raise FuseOSError(errno.EXDEV)
-        staging.rename(rel_old, rel_new)
+        view.rename(rel_old, rel_new)
 
     @translated
     def flush(self, path, fi):
@@ -239,8 +223,8 @@ class PachydermFS(Operations):
     @translated
     def fsync(self, path, datasync, fi):
         entry = self.handles.get(_fh(fi))
-        if entry and entry[0] == "rw" and entry[2].fd is not None:
-            os.fsync(entry[2].fd)
+        if entry:
+            entry[0].fsync(entry[1])
         return 0
 
     def utimens(self, path, times=None):

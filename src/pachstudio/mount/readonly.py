@@ -4,10 +4,12 @@ file contents through the shared content cache.
 A `stat` is answered from the parent folder's listing, so `ls -l` or `find` over a folder of
 100,000 files costs one cluster call, not one per file (pachctl mount's GETATTR storm).
 """
+import errno
+import os
 import posixpath
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from pachyderm_sdk.api import pfs
 
@@ -15,6 +17,7 @@ from ..rules import clean_path
 from .cache import ContentCache
 from .errors import NotFound
 from .remote import Remote
+from .view import ReadOnlyView
 
 MAX_LISTED = 2_000_000  # entries kept in memory across folders before the listings are dropped
 
@@ -23,12 +26,16 @@ MAX_LISTED = 2_000_000  # entries kept in memory across folders before the listi
 class Node:
     is_dir: bool
     size: int = 0
+    mtime: ClassVar[float] = 0  # the tree's (View entries carry these two)
+    local: ClassVar[Optional[str]] = None
 
 
 ROOT = Node(is_dir=True)
 
 
-class CommitTree:
+class CommitTree(ReadOnlyView):
+    """A View (view.py) of one commit; its handles are the file's path."""
+
     def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0,
                  only: tuple = ()):
         self.remote, self.commit, self.cache, self.mtime = remote, commit, cache, mtime
@@ -40,6 +47,13 @@ class CommitTree:
     @property
     def commit_id(self) -> str:
         return self.commit.id
+
+    @property
+    def base(self) -> "CommitTree":
+        return self
+
+    def moved(self, tree: "CommitTree") -> "CommitTree":
+        return tree
 
     def visible(self, path: str) -> bool:
         """In a `paths` mount: one of the paths, inside one, or a folder leading to one."""
@@ -88,6 +102,8 @@ class CommitTree:
             return None
         return self.listdir(parent).get(name)
 
+    lookup = stat
+
     def walk(self, path: str = "/"):
         """(path, Node) of every file under `path`, from one streamed WalkFile."""
         for entry_path, is_dir, size in self.remote.walk(self.commit, clean_path(path)):
@@ -97,6 +113,16 @@ class CommitTree:
     def read(self, path: str, offset: int, length: int) -> bytes:
         out = bytearray(max(0, length))
         return bytes(out[:self.read_into(path, offset, memoryview(out))])
+
+    def open(self, path: str, writable: bool = False, truncate: bool = False) -> str:
+        if writable or truncate:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        node = self.stat(path)
+        if node is None:
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if node.is_dir:
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        return clean_path(path)
 
     def read_into(self, path: str, offset: int, out: memoryview) -> int:
         path, size = self._file(path)

@@ -127,6 +127,9 @@ class Plan:
 
 
 class StagingArea:
+    """A View (view.py): the base commit with the staged changes on top; handles are `Handle`s."""
+    writable = True
+
     def __init__(self, folder: str, base: CommitTree):
         self.folder, self.base = folder, base
         os.makedirs(folder, exist_ok=True)
@@ -151,6 +154,22 @@ class StagingArea:
     @property
     def open_commit(self) -> Optional[str]:
         return self.meta.get("open_commit")
+
+    @property
+    def commit_id(self) -> str:
+        return self.base.commit_id
+
+    @property
+    def mtime(self) -> float:
+        return self.base.mtime
+
+    def moved(self, tree: CommitTree) -> "StagingArea":
+        """Shows `tree` under the staged changes, unless an upload is under way."""
+        with self.lock:
+            if tree.commit_id != self.base.commit_id and self.frozen is None:
+                self.base = tree
+                self.gen += 1
+        return self
 
     def layers(self) -> list:
         return [self.current] + ([self.frozen] if self.frozen else [])
@@ -197,6 +216,17 @@ class StagingArea:
         except NotFound:  # a folder that exists only in the staging
             pass
         return out
+
+    def walk(self, path: str = "/") -> Iterator[tuple]:
+        """(path, StagedEntry) of every file under folder `path`, names sorted folder by folder."""
+        entries = self.listdir(path)
+        for name in sorted(entries):
+            e = entries[name]
+            sub = path.rstrip("/") + "/" + name
+            if e.is_dir:
+                yield from self.walk(sub)
+            else:
+                yield sub, e
 
     def _below(self, path: str) -> Optional[StagedEntry]:
         """What the path shows without the current layer."""
@@ -279,6 +309,7 @@ class StagingArea:
             return Handle(path, True, fd, self.gen, self.current, dirty=True)
 
     def open(self, path: str, writable: bool, truncate: bool = False) -> Handle:
+        truncate = truncate and writable  # O_TRUNC on a read-only open changes nothing
         with self.lock:
             path = clean_path(path)
             e = self.lookup(path)
@@ -308,14 +339,14 @@ class StagingArea:
                 h.fd = os.open(e.local, os.O_RDONLY)
         h.gen = self.gen
 
-    def read(self, h: Handle, size: int, offset: int) -> bytes:
+    def read_into(self, h: Handle, offset: int, out: memoryview) -> int:
         with self.lock:
             if h.gen != self.gen:
                 self._attach(h)
-            fd = h.fd
+            fd, base = h.fd, self.base
         if fd is not None:
-            return os.pread(fd, size, offset)
-        return self.base.read(h.path, offset, size)
+            return os.preadv(fd, [out], offset)
+        return base.read_into(h.path, offset, out)
 
     def write(self, h: Handle, data: bytes, offset: int) -> int:
         with self.lock:
@@ -334,6 +365,10 @@ class StagingArea:
                 return
             local = self.copy_up(path, truncate=length == 0)
             os.truncate(local, length)
+
+    def fsync(self, h: Handle) -> None:
+        if h.fd is not None:
+            os.fsync(h.fd)
 
     def release(self, h: Handle) -> None:
         with self.lock:

@@ -23,6 +23,7 @@ from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
 from .readonly import CommitTree
 from .remote import Remote
 from .staging import Plan, StagingArea, _write_json
+from .view import View
 
 log = logging.getLogger("pachstudio.mount")
 
@@ -60,35 +61,91 @@ def check_mount_name(name: str) -> str:
     return name
 
 
+@dataclass
+class MountInfo:
+    """A mount as GET /mounts describes it (MountState in docs/INTERFACES.md)."""
+    name: str
+    project: str
+    repo: str
+    branch: str
+    commit: Optional[str]
+    mode: str
+    paths: list[str]
+    state: str
+    status: str
+    mountpoint: str
+    latest_commit: Optional[str]
+    how_many_commits_behind: int
+
+
+@dataclass
+class RepoInfo:
+    project: str
+    repo: str
+    branches: list
+    authorization: str = "off"  # the embedded server has no auth; pachctl's "off" too
+
+
+@dataclass
+class Listing:
+    mounted: list    # MountInfo
+    unmounted: list  # RepoInfo of every repo no mount shows (empty when the cluster is down)
+    failed: list     # MountInfo (state "error") of remembered mounts that could not mount again
+
+
+@dataclass
+class CommitResult:
+    commit: Optional[str]
+    added: int
+    changed: int
+    deleted: int
+    message: str
+
+
+@dataclass
+class Staged:
+    added: list
+    changed: list
+    deleted: list
+
+
 class Mount:
-    def __init__(self, spec: MountSpec, tree: CommitTree, staging: Optional[StagingArea]):
-        self.spec, self.tree, self.staging = spec, tree, staging
+    def __init__(self, spec: MountSpec, view: View):
+        self.spec, self.view = spec, view
         self.state, self.status = "mounted", ""
         self.commit_lock = threading.Lock()
         self.latest: Optional[str] = None
 
     @property
     def commit_id(self) -> str:
-        return self.staging.base.commit_id if self.staging else self.tree.commit_id
-
-    @property
-    def view(self):
-        return self.staging or self.tree
+        return self.view.commit_id
 
 
 class MountTable:
+    """The mounts by name. `lock` guards only the dicts (no cluster or disk I/O under it); one
+    lock a name orders the mounting, committing and unmounting of that name."""
+
     def __init__(self, remote: Remote, state_dir: str, mount_dir: str, cache: ContentCache):
         self.remote, self.state_dir, self.mount_dir, self.cache = remote, state_dir, mount_dir, cache
         self.mounts: dict[str, Mount] = {}
         self.failed: dict[str, tuple[MountSpec, str]] = {}
         self.lock = threading.RLock()
+        self._name_locks: dict[str, threading.Lock] = {}
+        self._save_lock = threading.Lock()
         self._path = os.path.join(state_dir, "mounts.json")
+
+    def _name_lock(self, name: str) -> threading.Lock:
+        with self.lock:
+            return self._name_locks.setdefault(name, threading.Lock())
 
     # -- persistence --------------------------------------------------------------------------
     def _save(self) -> None:
-        specs = [asdict(m.spec) for m in self.mounts.values()]
-        specs += [asdict(spec) for spec, _ in self.failed.values()]
-        _write_json(self._path, specs)
+        """Writes the table as it is now; writers queue, and each writes a fresh copy."""
+        with self._save_lock:
+            with self.lock:
+                specs = [asdict(m.spec) for m in self.mounts.values()]
+                specs += [asdict(spec) for spec, _ in self.failed.values()]
+            _write_json(self._path, specs)
 
     def restore(self) -> None:
         """Mounts again what was mounted before a restart; failures stay listed, not lost."""
@@ -99,10 +156,19 @@ class MountTable:
             return
         for spec in specs:
             try:
-                self.mount(spec)
+                self._mount(spec)
             except MountError as e:
                 log.warning("could not mount %s again: %s", spec.name, e.message)
-                self.failed[spec.name] = (spec, e.message)
+                with self.lock:
+                    self.failed[spec.name] = (spec, e.message)
+
+    # -- what the FUSE side reads -------------------------------------------------------------
+    def find(self, name: str) -> Optional[Mount]:
+        return self.mounts.get(name)
+
+    def names(self) -> list:
+        with self.lock:
+            return list(self.mounts)
 
     # -- cluster lookups ----------------------------------------------------------------------
     def _repo(self, spec: MountSpec) -> pfs.Repo:
@@ -138,7 +204,10 @@ class MountTable:
         return CommitTree(self.remote, commit, self.cache, mtime, only=paths)
 
     # -- mounting -----------------------------------------------------------------------------
-    def mount(self, spec: MountSpec) -> Mount:
+    def mount(self, spec: MountSpec) -> MountInfo:
+        return self.info(self._mount(spec))
+
+    def _mount(self, spec: MountSpec) -> Mount:
         check_mount_name(spec.name)
         if spec.mode not in ("ro", "rw"):
             raise BadRequest(f"mode {spec.mode!r}: use \"ro\" or \"rw\"")
@@ -148,7 +217,7 @@ class MountTable:
         if spec.mode == "rw" and spec.paths:
             raise BadRequest("paths: only a read-only mount shows part of a repo; a read-write "
                              "mount shows its whole branch")
-        with self.lock:
+        with self._name_lock(spec.name):
             existing = self.mounts.get(spec.name)
             if existing is not None:
                 if existing.spec == spec:
@@ -162,15 +231,16 @@ class MountTable:
                 except NotFound:
                     raise NotFound(f"commit {spec.commit} not found in repo "
                                    f"{spec.project}/{spec.repo}") from None
-                mount = Mount(spec, self._tree(repo, info, spec.paths), None)
+                mount = Mount(spec, self._tree(repo, info, spec.paths))
             elif spec.mode == "ro":
                 info, head = self._finished_head(repo, spec.branch)
-                mount = Mount(spec, self._tree(repo, info, spec.paths), None)
+                mount = Mount(spec, self._tree(repo, info, spec.paths))
                 mount.latest = head
             else:
                 mount = self._mount_rw(spec, repo)
-            self.mounts[spec.name] = mount
-            self.failed.pop(spec.name, None)
+            with self.lock:
+                self.mounts[spec.name] = mount
+                self.failed.pop(spec.name, None)
             self._save()
             log.info("mounted %s at %s/%s", spec.describe(), self.mount_dir, spec.name)
             return mount
@@ -188,7 +258,7 @@ class MountTable:
         info, head = self._finished_head(repo, spec.branch, create=True)
         staging = StagingArea(folder, self._tree(repo, info))
         staging.set_meta(spec=asdict(spec))
-        mount = Mount(spec, staging.base, staging)
+        mount = Mount(spec, staging)
         mount.latest = head
         if staging.frozen is not None:
             try:
@@ -206,46 +276,42 @@ class MountTable:
         return mount
 
     def unmount(self, name: str, discard: bool = False, commit: bool = False) -> None:
-        mount = self.get(name)
-        if mount.staging is not None and mount.staging.has_changes():
-            if commit:
+        """Staged changes are committed first (as pachctl does), unless `discard` (and not
+        `commit`) says to drop them; a failed commit leaves the mount as it was."""
+        with self._name_lock(name):
+            mount = self.get(name)
+            if mount.view.has_changes() and (commit or not discard):
                 self.commit(name)
-            elif not discard:
-                staged = mount.staging.staged()
-                counts = ", ".join(f"{len(v)} {k}" for k, v in staged.items())
-                raise Conflict(f"mount {name} has staged changes ({counts}); commit them "
-                               "(PUT /_commit, or unmount with \"commit\": true) or drop them "
-                               "(\"discard\": true)")
-        with self.lock:
-            self.mounts.pop(name, None)
-            if mount.staging is not None:
-                mount.staging.discard()
+            with self.lock:
+                self.mounts.pop(name, None)
+            mount.view.discard()
             self._save()
         log.info("unmounted %s", name)
 
-    def refresh(self, name: str) -> Mount:
+    def unmount_all(self, discard: bool = False, commit: bool = False) -> None:
+        """Every mount (as `unmount`), and forgets the ones that failed to mount."""
+        for name in self.names():
+            self.unmount(name, discard=discard, commit=commit)
+        with self.lock:
+            self.failed.clear()
+        self._save()
+
+    def refresh(self, name: str) -> MountInfo:
+        """A branch mount moved to the branch head (a read-write one keeps its staged changes)."""
         mount = self.get(name)
-        if mount.spec.commit:
-            return mount
-        repo = mount.tree.commit.repo
-        if mount.staging is None:
-            info, head = self._finished_head(repo, mount.spec.branch)
-            mount.latest = head
-            if info.commit.id != mount.tree.commit_id:
-                mount.tree = self._tree(repo, info, mount.spec.paths)
-        else:
-            with mount.commit_lock, mount.staging.lock:
+        if not mount.spec.commit:
+            repo = mount.view.base.commit.repo
+            with mount.commit_lock:
                 info, head = self._finished_head(repo, mount.spec.branch)
                 mount.latest = head
-                if info.commit.id != mount.staging.base.commit_id and mount.staging.frozen is None:
-                    mount.staging.base = mount.tree = self._tree(repo, info)
-                    mount.staging.gen += 1
-        return mount
+                if info.commit.id != mount.commit_id:
+                    mount.view = mount.view.moved(self._tree(repo, info, mount.spec.paths))
+        return self.info(mount)
 
     # -- committing ---------------------------------------------------------------------------
     def _recover(self, mount: Mount, repo: pfs.Repo) -> None:
         """An upload that did not finish (failure or crash): keep it if it made it, else undo it."""
-        staging = mount.staging
+        staging = mount.view
         if staging.frozen is None:
             return
         open_id = staging.open_commit or self._started_commit(repo, mount.spec.branch,
@@ -255,7 +321,6 @@ class MountTable:
                 info = self.remote.inspect_commit(pfs.Commit(id=open_id, repo=repo))
                 if finished(info):
                     staging.complete(self._tree(repo, info))
-                    mount.tree = staging.base
                     return
                 self.remote.drop_commit(open_id)
                 log.info("dropped the unfinished commit %s of mount %s", open_id, mount.spec.name)
@@ -282,12 +347,12 @@ class MountTable:
         """Cleans up uploads cut by an unreachable cluster as soon as it answers again, so the
         branch is back to its old head without waiting for the next `_commit`."""
         for mount in list(self.mounts.values()):
-            if mount.staging is None or mount.staging.frozen is None:
+            if not mount.view.writable or mount.view.frozen is None:
                 continue
             if not mount.commit_lock.acquire(blocking=False):
                 continue
             try:
-                self._recover(mount, mount.tree.commit.repo)
+                self._recover(mount, mount.view.base.commit.repo)
                 mount.status = ""
             except MountError:
                 pass
@@ -304,23 +369,21 @@ class MountTable:
                     log.exception("recovering interrupted commits")
         threading.Thread(target=loop, name="recover", daemon=True).start()
 
-    def commit(self, name: str, description: Optional[str] = None) -> dict:
+    def commit(self, name: str, description: Optional[str] = None) -> CommitResult:
         mount = self.get(name)
-        if mount.staging is None:
+        if not mount.view.writable:
             raise BadRequest(f"mount {name} is read-only; only \"rw\" mounts have changes to commit")
-        staging, spec = mount.staging, mount.spec
-        repo = mount.tree.commit.repo
+        staging, spec = mount.view, mount.spec
+        repo = mount.view.base.commit.repo
         with mount.commit_lock:
             self._recover(mount, repo)
             mount.status = ""
             if not staging.freeze():
-                return {"commit": None, "added": 0, "changed": 0, "deleted": 0,
-                        "message": "nothing to commit"}
+                return CommitResult(None, 0, 0, 0, "nothing to commit")
             plan = staging.plan(staging.frozen)
             if plan.empty:
                 staging.merge_back()  # only empty folders: PFS keeps no folders without files
-                return {"commit": None, "added": 0, "changed": 0, "deleted": 0,
-                        "message": "nothing to commit"}
+                return CommitResult(None, 0, 0, 0, "nothing to commit")
             try:
                 info = self._upload(mount, repo, plan, description)
             except MountError as e:
@@ -332,15 +395,14 @@ class MountTable:
             finally:
                 mount.state = "mounted"
             staging.complete(self._tree(repo, info))
-            mount.tree = staging.base
             mount.latest = info.commit.id
         counts = {"added": len(plan.added), "changed": len(plan.changed),
                   "deleted": len(plan.deleted)}
         log.info("committed %s to %s: %s", name, info.commit.id, counts)
-        return {"commit": info.commit.id, **counts,
-                "message": f"committed {counts['added']} added, {counts['changed']} changed, "
-                           f"{counts['deleted']} deleted files to {spec.project}/{spec.repo}"
-                           f"@{spec.branch}"}
+        return CommitResult(info.commit.id, **counts,
+                            message=f"committed {counts['added']} added, {counts['changed']} "
+                                    f"changed, {counts['deleted']} deleted files to "
+                                    f"{spec.project}/{spec.repo}@{spec.branch}")
 
     def _upload(self, mount: Mount, repo: pfs.Repo, plan: Plan, description: Optional[str]):
         spec = mount.spec
@@ -349,10 +411,10 @@ class MountTable:
                            f"{len(plan.changed)} changed, {len(plan.deleted)} deleted")
         branch = pfs.Branch(repo=repo, name=spec.branch)
         parent = self.remote.inspect_branch(branch).head
-        mount.staging.set_meta(starting={"parent": parent.id if parent else None,
+        mount.view.set_meta(starting={"parent": parent.id if parent else None,
                                          "description": description})
         commit = self.remote.start_commit(branch, description)
-        mount.staging.set_meta(open_commit=commit.id, starting=None)
+        mount.view.set_meta(open_commit=commit.id, starting=None)
         mount.state = "committing"
         self.remote.modify_file(self._requests(commit, plan))
         self.remote.finish_commit(commit)
@@ -376,12 +438,37 @@ class MountTable:
                     yield pfswire.add_file(path, chunk)
 
     # -- answers ------------------------------------------------------------------------------
-    def state(self, mount: Mount) -> dict:
+    def listing(self) -> Listing:
+        with self.lock:
+            current = list(self.mounts.values())
+            failed = list(self.failed.values())
+        shown = {(m.spec.project, m.spec.repo) for m in current}
+        try:
+            unmounted = [r for r in self.repos() if (r.project, r.repo) not in shown]
+        except MountError as e:
+            log.warning("listing repos for /mounts: %s", e.message)
+            unmounted = []
+        return Listing(mounted=[self.info(m) for m in current], unmounted=unmounted,
+                       failed=[self.failed_info(spec, why) for spec, why in failed])
+
+    def repos(self) -> list:
+        """RepoInfo of the cluster's user repos (not specs or metadata), by project and name."""
+        out = []
+        for info in self.remote.repos():
+            if info.repo.type and info.repo.type != "user":
+                continue
+            out.append(RepoInfo(project=info.repo.project.name if info.repo.project else "default",
+                                repo=info.repo.name,
+                                branches=sorted(b.name for b in info.branches or [])))
+        return out
+
+    def info(self, mount: Mount) -> MountInfo:
+        """The mount's state; for a branch mount asks the cluster how far the branch moved."""
         spec = mount.spec
         latest, behind = mount.latest or mount.commit_id, 0
         if not spec.commit:
             try:
-                repo = mount.tree.commit.repo
+                repo = mount.view.base.commit.repo
                 head = self.remote.inspect_branch(pfs.Branch(repo=repo, name=spec.branch)).head
                 latest = mount.latest = head.id
                 if latest != mount.commit_id:
@@ -391,53 +478,49 @@ class MountTable:
                     behind = sum(1 for c in commits if c.commit.id != mount.commit_id)
             except MountError as e:
                 mount.status = e.message
-        return {"name": spec.name, "project": spec.project, "repo": spec.repo,
-                "branch": spec.branch, "commit": mount.commit_id, "mode": spec.mode,
-                "paths": list(spec.paths), "state": mount.state, "status": mount.status,
-                "mountpoint": os.path.join(self.mount_dir, spec.name),
-                "latest_commit": latest, "how_many_commits_behind": behind}
+        return MountInfo(name=spec.name, project=spec.project, repo=spec.repo,
+                         branch=spec.branch, commit=mount.commit_id, mode=spec.mode,
+                         paths=list(spec.paths), state=mount.state, status=mount.status,
+                         mountpoint=os.path.join(self.mount_dir, spec.name),
+                         latest_commit=latest, how_many_commits_behind=behind)
 
-    def failed_state(self, spec: MountSpec, reason: str) -> dict:
-        return {"name": spec.name, "project": spec.project, "repo": spec.repo,
-                "branch": spec.branch, "commit": spec.commit, "mode": spec.mode,
-                "paths": list(spec.paths), "state": "error", "status": reason,
-                "mountpoint": os.path.join(self.mount_dir, spec.name),
-                "latest_commit": None, "how_many_commits_behind": 0}
+    def failed_info(self, spec: MountSpec, reason: str) -> MountInfo:
+        return MountInfo(name=spec.name, project=spec.project, repo=spec.repo,
+                         branch=spec.branch, commit=spec.commit, mode=spec.mode,
+                         paths=list(spec.paths), state="error", status=reason,
+                         mountpoint=os.path.join(self.mount_dir, spec.name),
+                         latest_commit=None, how_many_commits_behind=0)
+
+    def staged(self, name: str) -> Staged:
+        return Staged(**self.get(name).view.staged())
 
     def files(self, name: str, prefix: str, recursive: bool) -> Iterator[dict]:
+        """{path, size, commit} of the files under `prefix` (staged ones with commit None)."""
         mount = self.get(name)
         prefix = clean_path(prefix)
         view = mount.view
-        top = view.lookup(prefix) if mount.staging else mount.tree.stat(prefix)
+        top = view.lookup(prefix)
         if top is None:
             return
         commit = mount.commit_id
-        if not top.is_dir:
-            yield {"path": prefix.lstrip("/"), "size": top.size, "commit": commit}
-            return
-        if mount.staging is None and recursive:
-            for path, node in mount.tree.walk(prefix):
-                yield {"path": path.lstrip("/"), "size": node.size, "commit": commit}
-            return
-        yield from self._list(mount, prefix, recursive)
 
-    def _list(self, mount: Mount, folder: str, recursive: bool) -> Iterator[dict]:
-        view = mount.view
-        entries = view.listdir(folder)
-        for name in sorted(entries):
-            e = entries[name]
-            path = (folder.rstrip("/") + "/" + name)
-            if e.is_dir:
-                if recursive:
-                    yield from self._list(mount, path, recursive)
-            else:
-                staged = getattr(e, "local", None) is not None
-                yield {"path": path.lstrip("/"), "size": e.size,
-                       "commit": None if staged else mount.commit_id}
+        def row(path, e):
+            return {"path": path.lstrip("/"), "size": e.size,
+                    "commit": None if e.local is not None else commit}
+        if not top.is_dir:
+            yield row(prefix, top)
+        elif recursive:
+            for path, e in view.walk(prefix):
+                yield row(path, e)
+        else:
+            entries = view.listdir(prefix)
+            for name in sorted(entries):
+                if not entries[name].is_dir:
+                    yield row(prefix.rstrip("/") + "/" + name, entries[name])
 
     def diff(self, name: str, since: str) -> Iterator[dict]:
         mount = self.get(name)
-        repo = mount.tree.commit.repo
+        repo = mount.view.base.commit.repo
         if not since:
             raise BadRequest("since: give the commit id to compare the mount's commit with")
         try:
@@ -448,7 +531,7 @@ class MountTable:
         current = pfs.Commit(id=mount.commit_id, repo=repo)
         if since == mount.commit_id:
             return iter(())
-        return self._diff(current, pfs.Commit(id=since, repo=repo), mount.tree.visible)
+        return self._diff(current, pfs.Commit(id=since, repo=repo), mount.view.base.visible)
 
     def _diff(self, new: pfs.Commit, old: pfs.Commit, visible=lambda path: True) -> Iterator[dict]:
         for d in self.remote.diff(new, old):
