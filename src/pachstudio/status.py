@@ -50,7 +50,11 @@ def summary(api: str, answers: dict) -> str:
         f"{CLUSTER.get(status, status)}",
         f"project        {config.get('project', '')}",
     ]
-    mounted, failed = mounts.get("mounted", []), mounts.get("unmounted", [])
+    mounted = mounts.get("mounted", [])
+    # remembered mounts that could not mount again: "failed" (pachctl's shape, where "unmounted"
+    # lists the repos no mount shows), or the MountStates of "unmounted" in the older shape
+    failed = mounts["failed"] if "failed" in mounts else \
+        [m for m in mounts.get("unmounted", []) if "state" in m]
     lines.append(f"mounts         {len(mounted)} mounted, {len(failed)} failed")
     for m in mounted + failed:
         commit = (m.get("commit") or "")[:12]

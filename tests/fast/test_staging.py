@@ -48,6 +48,11 @@ class Tree:
     def read(self, path, offset, length):
         return self.files[clean(path)][offset:offset + length]
 
+    def read_into(self, path, offset, out):
+        data = self.read(path, offset, len(out))
+        out[:len(data)] = data
+        return len(data)
+
 
 def _parents(path):
     path = posixpath.dirname(path)
@@ -73,6 +78,9 @@ def write(area, path, data):
 def read(area, path):
     h = area.open(path, writable=False)
     try:
+        if hasattr(area, "read_into"):  # the View interface's read
+            out = bytearray(1 << 20)
+            return bytes(out[:area.read_into(h, 0, memoryview(out))])
         return area.read(h, 1 << 20, 0)
     finally:
         area.release(h)
