@@ -144,6 +144,8 @@ def test_remote_cluster_on_a_user_defined_network(appliance_factory, test_networ
     assert "embedded PFS server" not in logs
     rc, _ = app.exec("sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/30650")
     assert rc != 0, "no embedded server runs when a cluster is configured"
+    rc, out = app.exec("pachstudio", "status")  # the README's diagnostic command (no curl in the image)
+    assert rc == 0 and f"grpc://{pachd.name}:30650: answers (auth off)" in out, out
     api = app.api()
     project, target, annotations = import_and_label(api, remote)
     target_sync_makes_one_commit(api, remote, target, annotations)

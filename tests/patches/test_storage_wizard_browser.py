@@ -56,7 +56,8 @@ def test_source_wizard_offers_a_pachyderm_tile_with_its_connection_fields(wizard
     assert wizard.providers()[:5] == ["s3", "gcs", "azure", "redis", "pachyderm"]
     assert "localfiles" in wizard.providers()
     tile = wizard.driver.find_element(By.CSS_SELECTOR, "[data-testid=storage-provider-pachyderm]")
-    assert tile.is_displayed() and tile.text == "Pachyderm" and tile.find_element(By.CSS_SELECTOR, "svg[aria-label=Pachyderm]")
+    assert tile.is_displayed() and tile.text == "Pachyderm"
+    assert tile.find_element(By.CSS_SELECTOR, "svg[aria-label=Pachyderm]")
     wizard.shot("source-1-tiles")
 
     wizard.choose_pachyderm()

@@ -89,7 +89,8 @@ class Page:
 
     def click(self, css: str, message: str | None = None):
         """Click the first visible match, retrying while the page is still laying it out."""
-        self.until(lambda: any(self.click_now(e) for e in self.visible(css)[:1]), message or f"nothing clickable: {css}")
+        self.until(lambda: any(self.click_now(e) for e in self.visible(css)[:1]),
+                   message or f"nothing clickable: {css}")
 
     def button(self, text: str, timeout: float = WAIT):
         """The enabled button whose text is `text`."""

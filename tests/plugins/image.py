@@ -16,6 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("PACHSTUDIO_IMAGE", "pachstudio")
 LABEL = "pachstudio.test"
 ARTIFACTS = REPO / "test-artifacts"
+ENGINE_LOG = ARTIFACTS / "docker-engine.log"
 FUSE_FLAGS = {"devices": ["/dev/fuse:/dev/fuse:rwm"], "cap_add": ["SYS_ADMIN"]}
 ADMIN = "admin@example.com"
 PASSWORD = "pachstudio-test-password"
@@ -53,16 +54,40 @@ def _remove_labelled(client):
             v.remove(force=True)
 
 
+_engine: dict = {}  # scripts/docker-engine's exit code, once it ran in this session
+
+
+def _docker_engine() -> int:
+    """Runs scripts/docker-engine once a session (idempotent: starts an engine where none answers,
+    reuses Docker's build cache); its output goes to test-artifacts/docker-engine.log."""
+    if "rc" not in _engine:
+        ARTIFACTS.mkdir(exist_ok=True)
+        with open(ENGINE_LOG, "wb") as out:
+            _engine["rc"] = subprocess.call([str(REPO / "scripts" / "docker-engine")], stdout=out,
+                                            stderr=subprocess.STDOUT)
+    return _engine["rc"]
+
+
+def pytest_collection_finish(session):
+    """When the selected tests include an image test, the engine and the image are made ready
+    here, before the first test: the build takes minutes on a fresh machine and must not count
+    against one test's timeout. A run without image tests never touches Docker."""
+    if session.config.option.collectonly:
+        return
+    if any(item.get_closest_marker("image") for item in session.items):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"image tests selected: scripts/docker-engine (log: {ENGINE_LOG})")
+        _docker_engine()
+
+
 @pytest.fixture(scope="session")
 def docker_client():
-    """The engine and the `pachstudio` image, made ready by scripts/docker-engine (idempotent:
-    starts an engine where none answers, reuses Docker's build cache)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "docker-engine.log"
-    with open(log, "wb") as out:
-        rc = subprocess.call([str(REPO / "scripts" / "docker-engine")], stdout=out, stderr=subprocess.STDOUT)
+    """The engine and the `pachstudio` image, made ready by scripts/docker-engine (run once a
+    session, normally already before the first test)."""
+    rc = _docker_engine()
     if rc != 0:
-        pytest.fail(f"scripts/docker-engine failed ({rc}); see {log}:\n" + log.read_text()[-3000:])
+        pytest.fail(f"scripts/docker-engine failed ({rc}); see {ENGINE_LOG}:\n" + ENGINE_LOG.read_text()[-3000:])
     import docker
 
     client = docker.from_env(timeout=300)

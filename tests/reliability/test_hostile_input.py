@@ -443,7 +443,8 @@ def test_nothing_written_outside_the_allowed_folders(env, outcome):
     """Runs last in this module: every file changed since the tests began, on the image's
     filesystem and on /data, must be under ALLOWED; no file anywhere carries an escape name."""
     rc, out = env.app.exec("sh", "-c", f"find / /data -xdev -newer {START_MARKER} -type f 2>/dev/null; "
-                                       f"find / /data -xdev \\( -name '*pachstudio-escape*' -o -name '*escape-attempt*' "
+                                       f"find / /data -xdev \\( -name '*pachstudio-escape*' "
+                                       f"-o -name '*escape-attempt*' "
                                        f"-o -name 'passwd*' -newer {START_MARKER} \\) -print 2>/dev/null")
     changed = sorted(set(out.split("\n")) - {""})
     outside = [p for p in changed if not p.startswith(ALLOWED)]

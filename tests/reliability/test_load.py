@@ -51,7 +51,8 @@ class Client:
             choice = self.rng.choice(["cat", "dog"])
             if not self.live or roll < 0.4:
                 task = self.rng.choice(self.task_ids)
-                r = self.request("POST", f"/api/tasks/{task}/annotations/", json={"result": result(self.worker, n, choice)})
+                r = self.request("POST", f"/api/tasks/{task}/annotations/",
+                                 json={"result": result(self.worker, n, choice)})
                 if r.status_code == 201:
                     self.live[r.json()["id"]] = result(self.worker, n, choice)
             elif roll < 0.9:

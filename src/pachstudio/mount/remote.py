@@ -26,11 +26,29 @@ from .. import pfswire
 from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavailable
 
 # Seconds a unary call may take, and a stream may go without a message (an upload without sending).
-CALL_TIMEOUT = float(os.environ.get("PACHSTUDIO_CLUSTER_TIMEOUT", "30"))
-STREAM_IDLE = 2 * CALL_TIMEOUT
 # Waiting for a commit to finish, and for the answer to an upload once all of it is sent, is the
-# cluster's own work on the data: allowed much longer.
+# cluster's own work on the data: allowed much longer. Set from PACHSTUDIO_CLUSTER_TIMEOUT when a
+# Remote is made (the mount server's start), not at import.
+DEFAULT_CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = DEFAULT_CALL_TIMEOUT
+STREAM_IDLE = 2 * CALL_TIMEOUT
 FINISH_TIMEOUT = 20 * CALL_TIMEOUT
+
+
+def set_timeouts(call_timeout: Optional[float] = None) -> None:
+    """Sets the deadlines from `call_timeout`, else from PACHSTUDIO_CLUSTER_TIMEOUT (default 30 s)."""
+    global CALL_TIMEOUT, STREAM_IDLE, FINISH_TIMEOUT
+    if call_timeout is None:
+        raw = os.environ.get("PACHSTUDIO_CLUSTER_TIMEOUT", "").strip()
+        try:
+            call_timeout = float(raw) if raw else DEFAULT_CALL_TIMEOUT
+        except ValueError:
+            raise ValueError(f"PACHSTUDIO_CLUSTER_TIMEOUT={raw!r} is not a number of seconds") from None
+        if call_timeout <= 0:
+            raise ValueError(f"PACHSTUDIO_CLUSTER_TIMEOUT={raw!r} must be more than 0 seconds")
+    CALL_TIMEOUT = call_timeout
+    STREAM_IDLE = 2 * call_timeout
+    FINISH_TIMEOUT = 20 * call_timeout
 
 _deadline = contextvars.ContextVar("pachstudio_deadline", default=None)
 
@@ -149,6 +167,7 @@ NOT_CONFIGURED = "not connected to a cluster: no pachd address configured (set P
 
 class Remote:
     def __init__(self, config: Optional[ClusterConfig]):
+        set_timeouts()
         self.config = config
         self._client = None
         self._lock = threading.Lock()
