@@ -7,7 +7,8 @@ import posixpath
 import pytest
 
 from pachstudio.mount.errors import NotFound
-from pachstudio.mount.readonly import Node, clean
+from pachstudio.mount.readonly import Node
+from pachstudio.rules import clean_path as clean
 from pachstudio.mount.staging import FsError, StagingArea
 
 pytestmark = pytest.mark.fast
