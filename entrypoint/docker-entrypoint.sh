@@ -84,7 +84,7 @@ find_cluster() {
 			CLUSTER_MODE=embedded
 			CLUSTER_ADDRESS=grpc://127.0.0.1:30650
 			log "no Pachyderm cluster configured (no PACHD_ADDRESS, PACH_CONFIG or /root/.pachyderm/config.json):"
-			log "starting the embedded PFS server (data in $DATA/pfs, port 30650; publish it with -p 30650:30650)"
+			log "starting the embedded PFS server (data in $DATA/pfs, port 30650; publish it with -p 127.0.0.1:30650:30650)"
 			;;
 		remote\ *)
 			CLUSTER_MODE=remote

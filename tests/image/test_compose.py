@@ -12,8 +12,14 @@ from image.test_image_appliance import TEXTS, import_and_label, target_sync_make
 
 pytestmark = pytest.mark.image
 
-PG_PASSWORD = "compose-pg-secret-4711"
-LS_PASSWORD = "compose-ls-secret-0815"
+
+
+def readme_secrets_step() -> str:
+    """The README's commands that make the secret files, as the README shows them."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("    mkdir -p secrets")
+    block = text[start:text.index("\n\n", start)]
+    return "\n".join(line[4:] for line in block.splitlines() if not line.strip().startswith("docker compose"))
 
 
 class Compose:
@@ -75,10 +81,11 @@ def compose_tools(docker_client):
 
 @pytest.fixture
 def compose(tmp_path, docker_client, compose_tools):
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "postgres-password").write_text(PG_PASSWORD + "\n")
-    (tmp_path / "secrets" / "label-studio-password").write_text(LS_PASSWORD + "\n")
+    subprocess.run(["bash", "-euc", readme_secrets_step()], cwd=tmp_path, check=True)
     c = Compose(tmp_path, docker_client)
+    c.pg_password = (tmp_path / "secrets" / "postgres-password").read_text().strip()
+    c.ls_password = (tmp_path / "secrets" / "label-studio-password").read_text().strip()
+    assert len(c.pg_password) >= 24 and len(c.ls_password) >= 18
     yield c
     for service in ("label-studio", "postgres"):
         try:
@@ -90,14 +97,14 @@ def compose(tmp_path, docker_client, compose_tools):
                     "-p", c.project, "down", "-v", "--remove-orphans"], env=c.env, capture_output=True)
 
 
-def api_for(url):
+def api_for(url, password):
     import requests
 
     from plugins.image import LabelStudioApi
 
     http = requests.Session()
     http.get(url + "/user/login/", timeout=30)
-    r = http.post(url + "/user/login/", data={"email": "admin@example.com", "password": LS_PASSWORD,
+    r = http.post(url + "/user/login/", data={"email": "admin@example.com", "password": password,
                   "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
                   headers={"Referer": url + "/user/login/"}, timeout=30, allow_redirects=False)
     assert r.status_code == 302, "the first user logs in with the password from its secret file"
@@ -109,15 +116,15 @@ def test_compose_up_runs_the_storage_flow_on_postgresql_and_a_restart_loses_noth
     compose("up", "-d", "--no-build")
     first_start = compose.wait_healthy()
     logs = compose.container("label-studio").logs().decode()
-    assert PG_PASSWORD not in logs and LS_PASSWORD not in logs
+    assert compose.pg_password not in logs and compose.ls_password not in logs
     rc, out = compose.container("postgres").exec_run(
         ["psql", "-h", "127.0.0.1", "-U", "labelstudio", "-d", "labelstudio", "-tAc",
-         "SELECT count(*) FROM django_migrations"], environment={"PGPASSWORD": PG_PASSWORD})
+         "SELECT count(*) FROM django_migrations"], environment={"PGPASSWORD": compose.pg_password})
     assert rc == 0 and int(out) > 100, "Label Studio's tables are in PostgreSQL"
 
     client = sdk_client(compose.pachd_address())
     put_json_tasks(client, TEXTS)
-    api = api_for(compose.url)
+    api = api_for(compose.url, compose.ls_password)
     project, target, annotations = import_and_label(api, client)
     target_sync_makes_one_commit(api, client, target, annotations)
     staged = api.annotate(api.tasks(project["id"])[0]["id"], "dog")  # staged, not synced
@@ -125,7 +132,7 @@ def test_compose_up_runs_the_storage_flow_on_postgresql_and_a_restart_loses_noth
     compose("restart", "label-studio")
     restart = compose.wait_healthy()
     print(f"\ncompose on PostgreSQL: first start {first_start:.1f} s to healthy, restart {restart:.1f} s")
-    api = api_for(compose.url)
+    api = api_for(compose.url, compose.ls_password)
     tasks = api.tasks(project["id"])
     assert len(tasks) == len(TEXTS)
     assert sum(t["total_annotations"] for t in tasks) == len(annotations) + 1
