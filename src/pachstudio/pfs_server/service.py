@@ -10,7 +10,7 @@ from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import admin, auth, pfs, version
 
 from . import paths as P
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument
 from .rpc import generic_handlers, sdk_methods
 from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from .store import CommitRow, Entry, RepoRow, Store
@@ -285,19 +285,19 @@ class PfsService:
                     if url:
                         raise InvalidArgument("add_file from a URL is not supported by the "
                                               "embedded server; send the bytes")
-                    self.store.batch_add(batch, path, data)
+                    batch.add(path, data)
                 elif kind == "delete_file":
-                    self.store.batch_delete(batch, body)
+                    batch.delete(body)
                 elif kind == "copy_file":
                     _, src = self._commit(body.src.commit)
-                    self.store.batch_copy(batch, src.id, body.src.path, body.dst, body.append)
+                    batch.copy(src.id, body.src.path, body.dst, body.append)
                 else:
                     raise InvalidArgument("empty ModifyFile message")
             if batch is not None:
                 self.store.apply_batch(batch)
         except BaseException:
             if batch is not None:
-                self.store.discard_batch(batch)
+                batch.discard()
             raise
         return Empty()
 

@@ -7,7 +7,6 @@ either all of a change or none of it.
 """
 from __future__ import annotations
 
-import bisect
 import io
 import json
 import os
@@ -17,11 +16,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from . import paths as P
-from .blobs import BlobStore, BlobWriter
+from .batch import FileBatch
+from .blobs import BlobStore
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_PROJECT = "default"
@@ -111,30 +111,6 @@ class Change:
     path: str
     new: Optional[Entry]
     old: Optional[Entry]
-
-
-@dataclass
-class _Op:
-    kind: str  # "put" or "del"
-    path: str
-    writer: Optional[BlobWriter] = None
-    blob: Optional[tuple] = None  # (hash, size) once known
-
-
-@dataclass
-class FileBatch:
-    """The operations of one ModifyFile stream, applied all at once by Store.apply_batch."""
-    repo: RepoRow
-    commit_id: str = ""
-    branch: str = ""
-    base: Optional[str] = None  # the commit whose content appends start from
-    ops: list = field(default_factory=list)
-    current: Optional[_Op] = None  # the put being streamed into; earlier ones are sealed
-    sealed: dict = field(default_factory=dict)  # path -> (hash, size) of puts finished so far
-    pending_inline: list = field(default_factory=list)  # small contents not yet in the database
-    deleted: list = field(default_factory=list)  # paths deleted so far in this stream
-    base_lookups: int = 0
-    base_files: Optional[dict] = None  # the base commit's files, loaded once a stream adds many
 
 
 def _q(name: str) -> str:
@@ -883,7 +859,7 @@ class Store:
     # -- writing files ------------------------------------------------------------------------
     def begin_batch(self, repo: RepoRow, commit_id: str, branch: str) -> FileBatch:
         """Opens a ModifyFile stream: finds the commit appends start from (nothing is locked)."""
-        batch = FileBatch(repo=repo, commit_id=commit_id, branch=branch)
+        batch = FileBatch(self, repo, commit_id, branch)
         if commit_id and ANCESTRY_RE.match(commit_id) and len(commit_id) == 32:
             row = self.resolve_commit(repo, commit_id)
             if row.finished is not None:
@@ -901,147 +877,25 @@ class Store:
             batch.base = b[0] if b else None
         return batch
 
-    def batch_add(self, batch: FileBatch, path: str, data: bytes) -> None:
-        path = self._file_path(path)
-        op = batch.current
-        if op is None or op.path != path:
-            self._seal(batch)
-            writer = self.blobs.writer()
-            if path in batch.sealed:  # appending again to a file this stream already wrote
-                self._flush_inline(batch)
-                writer.copy_from(self.open_blob(batch.sealed[path][0]))
-            elif not self._deleted_in_batch(batch, path) and batch.base:
-                old = self._base_file(batch, path)
-                if old:
-                    writer.copy_from(self.open_blob(old.hash))
-            op = batch.current = _Op("put", path, writer=writer)
-            batch.ops.append(op)
-        op.writer.write(data)
-
-    def _seal(self, batch: FileBatch) -> None:
-        """Finishes the put being streamed, so a stream of many files holds one writer at a time;
-        small contents go to the database in batches (orphans are harmless: content-addressed)."""
-        op, batch.current = batch.current, None
-        if op is None:
-            return
-        data = op.writer.inline()
-        op.blob = op.writer.commit()
-        op.writer = None
-        batch.sealed[op.path] = op.blob
-        if data is not None:
-            batch.pending_inline.append((op.blob[0], data))
-            if len(batch.pending_inline) >= 2000:
-                self._flush_inline(batch)
-
-    def _flush_inline(self, batch: FileBatch, db=None) -> None:
-        if not batch.pending_inline:
-            return
+    def save_inline(self, rows: list, db=None) -> None:
+        """Small contents (hash, bytes) into the database, in `db`'s transaction when given."""
         if db is None:
             with self._write() as db:
-                db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", batch.pending_inline)
+                db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", rows)
         else:
-            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", batch.pending_inline)
-        batch.pending_inline = []
+            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", rows)
 
-    def batch_delete(self, batch: FileBatch, path: str) -> None:
-        path = P.clean(path)
-        op = batch.current
-        if op is not None and (op.path == path or op.path.startswith(path.rstrip("/") + "/")):
-            op.writer.discard()
-            batch.ops.remove(op)
-            batch.current = None
-        for p in [p for p in batch.sealed if p == path or p.startswith(path.rstrip("/") + "/")]:
-            del batch.sealed[p]
-        batch.ops.append(_Op("del", path))
-        batch.deleted.append(path)
-
-    def batch_copy(self, batch: FileBatch, src_commit: str, src_path: str, dst: str,
-                   append: bool = False) -> None:
-        src_path, dst = P.clean(src_path), P.clean(dst)
-        files = list(self.files_under(src_commit, src_path))
-        if not files:
-            raise self.file_not_found(src_commit, src_path)
-        if not append:
-            self.batch_delete(batch, dst)
-        for e in files:
-            rel = e.path[len(src_path):] if e.path != src_path else ""
-            target = P.clean(dst + rel)
-            if append:
-                with self.open_blob(e.hash) as f:
-                    while chunk := f.read(4 << 20):
-                        self.batch_add(batch, target, chunk)
-            else:
-                self._seal(batch)
-                batch.sealed[target] = (e.hash, e.size)
-                batch.ops.append(_Op("put", target, blob=(e.hash, e.size)))
-
-    def _final_state(self, commit_id: str, ops: list) -> dict:
-        """path -> (hash, size), or None for deleted, after replaying a stream's ops in order. A
-        delete of a directory removes what is under it in the commit and what the stream put there
-        before it; sorted path lists keep that cheap when a stream holds thousands of deletes."""
-        final: dict = {}
-        put_paths: list[str] = []
-        deletes = sum(1 for op in ops if op.kind == "del")
-        base_paths = [e.path for e in self.files_under(commit_id, "/")] if deletes > 64 else None
-        for op in ops:
-            if op.kind == "put":
-                if op.path not in final:
-                    bisect.insort(put_paths, op.path)
-                final[op.path] = op.blob
-                continue
-            if op.path != "/":
-                final[op.path] = None
-            prefix = op.path.rstrip("/") + "/"
-            under = self._under(put_paths, prefix)
-            if base_paths is not None:
-                under += self._under(base_paths, prefix)
-            else:
-                under += [e.path for e in self.files_under(commit_id, op.path)]
-            for p in under:
-                final[p] = None
-        return final
-
-    @staticmethod
-    def _under(sorted_paths: list[str], prefix: str) -> list[str]:
-        i = bisect.bisect_left(sorted_paths, prefix)
-        out = []
-        while i < len(sorted_paths) and sorted_paths[i].startswith(prefix):
-            out.append(sorted_paths[i])
-            i += 1
-        return out
-
-    def _deleted_in_batch(self, batch: FileBatch, path: str) -> bool:
-        return any(d == path or path.startswith(d.rstrip("/") + "/") for d in batch.deleted)
-
-    def _base_file(self, batch: FileBatch, path: str) -> Optional[Entry]:
-        """The file an add appends to. A stream adding many files reads the base listing once
-        instead of querying per file."""
-        if batch.base_files is None and batch.base_lookups >= 64:
-            batch.base_files = {e.path: e for e in self.files_under(batch.base, "/")}
-        if batch.base_files is not None:
-            return batch.base_files.get(path)
-        batch.base_lookups += 1
-        return self._lookup(self._conn(), batch.base, [path]).get(path)
-
-    @staticmethod
-    def _file_path(path: str) -> str:
-        cleaned = P.clean(path)
-        if cleaned == "/":
-            raise InvalidArgument(f"invalid file path {path!r}: a file needs a name")
-        return cleaned
-
-    def discard_batch(self, batch: FileBatch) -> None:
-        if batch.current is not None:
-            batch.current.writer.discard()
-            batch.current = None
+    def lookup(self, commit_id: str, paths: list[str]) -> dict[str, Entry]:
+        """Files at the given paths as of a commit (missing or deleted ones are absent)."""
+        return self._lookup(self._conn(), commit_id, paths)
 
     def apply_batch(self, batch: FileBatch) -> CommitRow:
         """Applies a whole ModifyFile stream in one transaction. On a branch whose head is finished
         (or missing) it opens and finishes a commit of its own, as pachd does."""
-        self._seal(batch)
+        batch.seal()
         repo = batch.repo
         with self._write() as db:
-            self._flush_inline(batch, db)
+            batch.flush_inline(db)
             auto = False
             if batch.commit_id:
                 row = self.resolve_commit(repo, batch.commit_id)
@@ -1057,7 +911,7 @@ class Store:
                     row = self._insert_commit(db, repo, batch.branch, head.id if head else None, "")
                     self._propagate(db, repo.id, batch.branch, row.cid)
                     auto = True
-            final = self._final_state(row.id, batch.ops)
+            final = batch.final_state(row.id)
             rows = [(row.id, p, v[0] if v else None, v[1] if v else 0) for p, v in final.items()]
             db.executemany("INSERT OR REPLACE INTO deltas VALUES(?,?,?,?)", rows)
             if auto:
