@@ -7,13 +7,14 @@ from typing import Optional
 
 import grpc
 from betterproto.lib.google.protobuf import Empty
-from pachyderm_sdk.api import admin, auth, pfs, version
+from pachyderm_sdk.api import admin, auth, pfs, transaction, version
 
 from . import paths as P
 from .errors import InvalidArgument
 from .rpc import generic_handlers, sdk_methods
 from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from .store import CommitRow, Entry, RepoRow, Store
+from .transactions import METHODS as TXN_METHODS, TransactionService, transaction_of
 
 VERSION = version.Version(major=2, minor=12, micro=2, additional="-pachstudio")
 GET_CHUNK = 2 << 20  # well under the 19 MiB pachd uses; with bigger chunks peak memory grew, speed did not
@@ -428,15 +429,27 @@ def _health_check(raw: bytes, ctx) -> bytes:
     return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
 
 
+def _joinable(fn, name: str, txns: TransactionService):
+    """A PFS call that joins the transaction named in its `pach-transaction` header, if any."""
+    def call(req, ctx):
+        txn_id = transaction_of(ctx)
+        return fn(req, ctx) if txn_id is None else txns.append(txn_id, name, req)
+    return call
+
+
 def build_handlers(store: Store):
     service = PfsService(store)
+    txns = TransactionService(service)
     impls: dict[str, dict] = {}
-    for module in (pfs, admin, version, auth):
+    for module, target in ((pfs, service), (admin, service), (version, service), (auth, service),
+                           (transaction, txns)):
         for name, method in sdk_methods(module.__name__).items():
             if name == "ModifyFile":
                 method.parse = parse_modify_file
-            fn = getattr(service, name, None)
+            fn = getattr(target, name, None)
             if fn is not None and name[0].isupper():
+                if target is service and name in TXN_METHODS:
+                    fn = _joinable(fn, name, txns)
                 impls.setdefault(method.service, {})[name] = (method, fn)
     handlers = generic_handlers(impls)
     handlers.append(grpc.method_handlers_generic_handler("grpc.health.v1.Health", {

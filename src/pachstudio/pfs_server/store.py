@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS branch_provenance(
 CREATE INDEX IF NOT EXISTS branch_subvenance ON branch_provenance(from_repo_id, from_branch);
 CREATE TABLE IF NOT EXISTS commit_provenance(
     commit_key TEXT, from_key TEXT, PRIMARY KEY(commit_key, from_key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transactions(id TEXT PRIMARY KEY, started REAL, requests TEXT);
 CREATE TABLE IF NOT EXISTS inline_blobs(hash TEXT PRIMARY KEY, data BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deltas(
     commit_id TEXT, path TEXT, hash TEXT, size INTEGER, PRIMARY KEY(commit_id, path)) WITHOUT ROWID;
@@ -173,17 +174,77 @@ class Store:
 
     @contextmanager
     def _write(self):
+        """One SQLite write transaction; nested uses (a Pachyderm transaction running several
+        calls) join the outer one, so they commit or roll back together."""
         with self._write_lock:
             db = self._conn()
+            if getattr(self._local, "writing", False):
+                yield db
+                return
             db.execute("BEGIN IMMEDIATE")
+            self._local.writing = True
             try:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.writing = False
         with self.changed:
             self.changed.notify_all()
+
+    @contextmanager
+    def transaction(self, commit_set_id: str, dry_run: bool = False):
+        """Runs the calls made inside as one write transaction whose new commits all get
+        `commit_set_id` (pachd: a transaction's commits share its id). With `dry_run` it is rolled
+        back at the end: the calls are checked, nothing is kept."""
+        class _DryRun(Exception):
+            pass
+        try:
+            with self._write() as db:
+                self._local.txn_cid = commit_set_id
+                try:
+                    yield db
+                finally:
+                    self._local.txn_cid = None
+                if dry_run:
+                    raise _DryRun()
+        except _DryRun:
+            pass
+
+    def _txn_cid(self) -> Optional[str]:
+        return getattr(self._local, "txn_cid", None)
+
+    # -- Pachyderm transactions (stored requests, run by the protocol layer) ---------------------
+    def start_transaction(self) -> tuple:
+        txn = (new_commit_id(), now())
+        with self._write() as db:
+            db.execute("INSERT INTO transactions VALUES(?,?,?)", (*txn, "[]"))
+        return txn
+
+    def get_transaction(self, txn_id: str) -> tuple:
+        """(id, started, [request bytes])."""
+        row = self._conn().execute("SELECT id, started, requests FROM transactions WHERE id=?",
+                                   (txn_id,)).fetchone()
+        if not row:
+            raise NotFound(f"transaction {txn_id} not found")
+        return row[0], row[1], [bytes.fromhex(r) for r in json.loads(row[2])]
+
+    def list_transactions(self) -> list[tuple]:
+        return [self.get_transaction(r[0]) for r in self._conn().execute(
+            "SELECT id FROM transactions ORDER BY started")]
+
+    def set_transaction_requests(self, txn_id: str, requests: list[bytes]) -> None:
+        with self._write() as db:
+            self.get_transaction(txn_id)
+            db.execute("UPDATE transactions SET requests=? WHERE id=?",
+                       (json.dumps([r.hex() for r in requests]), txn_id))
+
+    def delete_transaction(self, txn_id: str) -> None:
+        with self._write() as db:
+            self.get_transaction(txn_id)
+            db.execute("DELETE FROM transactions WHERE id=?", (txn_id,))
 
     @contextmanager
     def _read(self):
@@ -420,7 +481,7 @@ class Store:
                 raise InvalidArgument(f"repo {repo} cannot be in the provenance of its own branch")
         with self._write() as db:
             node = (repo.id, name)
-            cid = new_commit_id()
+            cid = self._txn_cid() or new_commit_id()
             new_prov = sorted({(p.id, b) for p, b in provenance})
             for pr, pb in new_prov:
                 if node == (pr, pb) or node in self._closure(db, (pr, pb), self._direct_provenance):
@@ -545,7 +606,7 @@ class Store:
         """A new commit (the new head of `branch`). Its key is its commit set id unless another
         repo's commit of the set already holds that key."""
         t = now()
-        cid = cid or new_commit_id()
+        cid = cid or self._txn_cid() or new_commit_id()
         key = cid if not db.execute("SELECT 1 FROM commits WHERE id=?", (cid,)).fetchone() \
             else new_commit_id()
         db.execute("INSERT INTO commits(id, repo_id, branch, parent, description, started, finishing,"
