@@ -203,11 +203,11 @@ class Store:
             pass
         try:
             with self._write() as db:
-                self._local.txn_cid = commit_set_id
+                outer, self._local.txn_cid = self._txn_cid(), commit_set_id
                 try:
                     yield db
                 finally:
-                    self._local.txn_cid = None
+                    self._local.txn_cid = outer
                 if dry_run:
                     raise _DryRun()
         except _DryRun:

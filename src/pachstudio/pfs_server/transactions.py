@@ -9,6 +9,7 @@ id as its commit set id (pachd's txnCtx.CommitSetID = transaction id).
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Optional
 
 import betterproto
@@ -82,7 +83,6 @@ class TransactionService:
 
     def _info(self, txn_id: str, started: float, requests: list,
               responses: Optional[list] = None) -> transaction.TransactionInfo:
-        from .service import ts
         if responses is None:  # what the stored requests answered when they were appended
             responses = []
             for r in requests:
@@ -93,7 +93,8 @@ class TransactionService:
                 responses.append(transaction.TransactionResponse(commit=commit))
         return transaction.TransactionInfo(
             transaction=transaction.Transaction(id=txn_id), requests=requests,
-            responses=responses, started=ts(started), version=len(requests))
+            responses=responses, started=datetime.fromtimestamp(started, timezone.utc),
+            version=len(requests))
 
     def _stored(self, txn_id: str) -> tuple:
         txn_id, started, raw = self.store.get_transaction(txn_id)
