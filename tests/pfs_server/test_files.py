@@ -211,3 +211,18 @@ def test_unchanged_bytes_are_stored_once(pach, pfs_server, repo):
     blobs = os.path.join(pfs_server.data_dir, "blobs")
     stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(blobs) for f in fs)
     assert stored < 2 << 20
+
+
+def test_diff_file_between_two_paths_filters_each_side_by_its_own_path(pach, repo):
+    """pachd: the new side lists new_file.path in the new commit, the old side old_file.path in
+    the old commit; entries are paired by path, so different paths give an added and a deleted."""
+    a = put(pach, "images@master", {"/x/1": b"one", "/y/1": b"one", "/other": b"o"})
+    put(pach, "images@master", {"/x/2": b"two"})
+    got = list(pach.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/x/2"),
+                                  old_file=pfs.File(commit=pfs.Commit(repo=repo, id=a.id), path="/y/1")))
+    assert [(d.new_file.file.path if d.new_file else None,
+             d.old_file.file.path if d.old_file else None) for d in got] == \
+        [("/x/2", None), (None, "/y/1")]
+    same = list(pach.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/x"),
+                                   old_file=pfs.File(commit=pfs.Commit(repo=repo, id=a.id), path="/x")))
+    assert [d.new_file.file.path for d in same] == ["/x/2"] and not same[0].old_file

@@ -53,7 +53,15 @@ def test_repo_lifecycle(pach):
     pach.pfs.delete_repo(repo=r)
     assert not pach.pfs.repo_exists(repo=r)
     assert code_of(lambda: pach.pfs.inspect_repo(repo=r)) == grpc.StatusCode.NOT_FOUND
-    assert code_of(lambda: pach.pfs.delete_repo(repo=r)) == grpc.StatusCode.NOT_FOUND
+    assert pach.pfs.delete_repo(repo=r).deleted is False  # pachd: OK, deleted=false
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_delete_missing_repo_answers_ok_not_deleted(pach, force):
+    assert pach.pfs.delete_repo(repo=pfs.Repo.from_uri("ghost"), force=force).deleted is False
+    assert pach.pfs.delete_repo(repo=pfs.Repo.from_uri("nope/ghost"), force=force).deleted is False
+    pach.pfs.create_repo(repo=pfs.Repo.from_uri("real"))
+    assert pach.pfs.delete_repo(repo=pfs.Repo.from_uri("real"), force=force).deleted is True
 
 
 def test_missing_repo_error_text_names_it(pach):

@@ -1,13 +1,13 @@
 """Builds grpcio handlers from pachyderm-sdk's generated client stubs.
 
 The SDK ships messages and client stubs but no server classes; its stubs name every method with its
-request and response classes, so the server schema is read from them rather than written again.
+request and response classes, so the server schema is read from the stub objects (built over a
+recording channel) rather than written again.
 Requests are parsed here so a malformed one gets INVALID_ARGUMENT instead of grpcio's INTERNAL.
 """
 import importlib
-import inspect
 import logging
-import re
+import typing
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -18,9 +18,7 @@ from ..pfswire import check
 
 log = logging.getLogger("pachstudio.pfs_server")
 
-STUB_RE = re.compile(
-    r'channel\.(unary_unary|unary_stream|stream_unary|stream_stream)\(\s*"/([\w.]+)/(\w+)",\s*'
-    r'request_serializer=([\w.]+)\.SerializeToString,\s*response_deserializer=([\w.]+)\.FromString')
+KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
 
 @dataclass
@@ -33,20 +31,74 @@ class Method:
     parse: Optional[Callable] = None  # a faster parser than betterproto's, for hot calls
 
 
+class _Recorder:
+    """What a fake channel hands a stub for one method: records the call's shape, and the class of
+    the request the stub builds when its method is called."""
+
+    def __init__(self, kind: str, path: str, response_deserializer):
+        self.kind, self.path = kind, path
+        self.response = response_deserializer.__self__  # betterproto's FromString is a classmethod
+        self.request: Optional[type] = None
+
+    def __call__(self, request, *args, **kwargs):
+        if self.kind.startswith("unary_"):
+            self.request = type(request)
+        return iter(()) if self.kind.endswith("_stream") else None
+
+
+class _RecordingChannel:
+    """Stands in for a grpc.Channel while a generated stub is built: each of its
+    unary_unary/unary_stream/stream_unary/stream_stream calls is recorded."""
+
+    def __init__(self):
+        self.recorders: list[_Recorder] = []
+
+    def __getattr__(self, kind: str):
+        if kind not in KINDS:
+            raise AttributeError(kind)
+
+        def make(path, request_serializer=None, response_deserializer=None, **_):
+            rec = _Recorder(kind, path, response_deserializer)
+            self.recorders.append(rec)
+            return rec
+        return make
+
+
+def _stream_request_class(stub_cls, snake: str, module) -> type:
+    """A client-streaming stub method takes an iterator: its request class is in the annotation
+    (`Union[AsyncIterable["X"], Iterable["X"]]`)."""
+    hints = typing.get_type_hints(getattr(stub_cls, snake), vars(module))
+    hint = next(v for k, v in hints.items() if k != "return")
+    while typing.get_args(hint):
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
 def sdk_methods(module_name: str) -> dict[str, Method]:
+    """{method name: Method} of every client stub class in a pachyderm-sdk API module, read from the
+    stub objects themselves: each stub is built over a recording channel, then each of its methods
+    is called once so the request class it builds is seen."""
     module = importlib.import_module(module_name)
-    source = inspect.getsource(module)
     methods = {}
-    for kind, service, name, req, resp in STUB_RE.findall(source):
-        methods[name] = Method(kind, service, name, _resolve(module, req), _resolve(module, resp))
+    for stub_cls in [v for k, v in vars(module).items()
+                     if k.endswith("Stub") and isinstance(v, type) and v.__module__ == module.__name__]:
+        channel = _RecordingChannel()
+        stub = stub_cls(channel)
+        prefix = f"_{stub_cls.__name__}__rpc_"
+        for attr, rec in vars(stub).items():
+            if not (attr.startswith(prefix) and isinstance(rec, _Recorder)):
+                continue
+            snake = attr[len(prefix):]
+            if rec.kind.startswith("unary_"):
+                result = getattr(stub, snake)()
+                if rec.kind.endswith("_stream"):
+                    list(result)
+                request = rec.request
+            else:
+                request = _stream_request_class(stub_cls, snake, module)
+            service, name = rec.path.strip("/").split("/")
+            methods[name] = Method(rec.kind, service, name, request, rec.response)
     return methods
-
-
-def _resolve(module, dotted: str):
-    obj = module
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _status(err: PfsError) -> grpc.StatusCode:

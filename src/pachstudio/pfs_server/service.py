@@ -7,13 +7,14 @@ from typing import Optional
 
 import grpc
 from betterproto.lib.google.protobuf import Empty
-from pachyderm_sdk.api import admin, auth, pfs, version
+from pachyderm_sdk.api import admin, auth, pfs, transaction, version
 
 from . import paths as P
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument
 from .rpc import generic_handlers, sdk_methods
 from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from .store import CommitRow, Entry, RepoRow, Store
+from .transactions import METHODS as TXN_METHODS, TransactionService, transaction_of
 
 VERSION = version.Version(major=2, minor=12, micro=2, additional="-pachstudio")
 GET_CHUNK = 2 << 20  # well under the 19 MiB pachd uses; with bigger chunks peak memory grew, speed did not
@@ -56,19 +57,25 @@ class PfsService:
         return pfs.Repo(name=r.name, type=r.type, project=pfs.Project(name=r.project))
 
     def commit_msg(self, r: RepoRow, c: CommitRow) -> pfs.Commit:
-        repo = self.repo_msg(r)
-        return pfs.Commit(repo=repo, id=c.id, branch=pfs.Branch(repo=repo, name=c.branch or ""))
+        """A commit as pachd 2.12 answers it: repo and id, `branch` cleared (its NilBranch
+        interceptor clears it in every Commit, CommitInfo, FileInfo, BranchInfo.head, DiffFile and
+        CommitSetInfo it sends)."""
+        return pfs.Commit(repo=self.repo_msg(r), id=c.cid)
 
     def commit_info(self, r: RepoRow, c: CommitRow) -> pfs.CommitInfo:
         repo = self.repo_msg(r)
         info = pfs.CommitInfo(
-            commit=self.commit_msg(r, c), origin=pfs.CommitOrigin(kind=pfs.OriginKind.USER),
+            commit=self.commit_msg(r, c),
+            origin=pfs.CommitOrigin(kind=getattr(pfs.OriginKind, c.origin, pfs.OriginKind.USER)),
             description=c.description or "", started=ts(c.started), finishing=ts(c.finishing),
             finished=ts(c.finished), error=c.error or "", size_bytes_upper_bound=c.size,
             details=pfs.CommitInfoDetails(size_bytes=c.size), created_at=ts(c.started))
-        if c.parent:
-            info.parent_commit = pfs.Commit(repo=repo, id=c.parent)
-        info.child_commits = [pfs.Commit(repo=repo, id=k) for k in self.store.children(c.id)]
+        parent, children, provenance = self.store.relations(c)
+        if parent:
+            info.parent_commit = pfs.Commit(repo=repo, id=parent)
+        info.child_commits = [pfs.Commit(repo=repo, id=k) for k in children]
+        info.direct_provenance = [pfs.Commit(repo=self.repo_msg(pr), id=pid)
+                                  for pr, pid in provenance]
         return info
 
     def file_info(self, commit: pfs.Commit, c: CommitRow, e: Entry) -> pfs.FileInfo:
@@ -81,9 +88,13 @@ class PfsService:
     def branch_info(self, r: RepoRow, b: tuple) -> pfs.BranchInfo:
         name, head, created, updated = b
         repo = self.repo_msg(r)
+        rel = self.store.branch_relations(r, name)
+        branches = lambda key: [pfs.Branch(repo=self.repo_msg(pr), name=pb)  # noqa: E731
+                                for pr, pb in rel[key]]
         return pfs.BranchInfo(branch=pfs.Branch(repo=repo, name=name),
-                              head=pfs.Commit(repo=repo, id=head,
-                                              branch=pfs.Branch(repo=repo, name=name)),
+                              head=pfs.Commit(repo=repo, id=head),
+                              direct_provenance=branches("direct_provenance"),
+                              provenance=branches("provenance"), subvenance=branches("subvenance"),
                               created_at=ts(created), updated_at=ts(updated))
 
     def repo_info(self, r: RepoRow) -> pfs.RepoInfo:
@@ -132,9 +143,11 @@ class PfsService:
             yield self.repo_info(r)
 
     def DeleteRepo(self, req: pfs.DeleteRepoRequest, ctx):
-        r = self._repo(req.repo)
-        self.store.delete_repo(r.project, r.name, r.type)
-        return pfs.DeleteRepoResponse(deleted=True)
+        if req.repo is None or not req.repo.name:
+            raise InvalidArgument("no repo specified")
+        project = req.repo.project.name if req.repo.project else ""
+        deleted = self.store.delete_repo(project, req.repo.name, req.repo.type or "user", req.force)
+        return pfs.DeleteRepoResponse(deleted=deleted)
 
     def DeleteRepos(self, req: pfs.DeleteReposRequest, ctx):
         if not req.all and not req.projects:
@@ -156,7 +169,8 @@ class PfsService:
             head_repo, head = self._commit(req.head)
             if head_repo.id != repo.id:
                 raise InvalidArgument(f"the head commit must be in repo {repo}")
-        self.store.create_branch(repo, req.branch.name, head)
+        provenance = [(self._repo(b.repo), b.name) for b in req.provenance]
+        self.store.create_branch(repo, req.branch.name, head, provenance)
         return Empty()
 
     def InspectBranch(self, req: pfs.InspectBranchRequest, ctx):
@@ -170,7 +184,7 @@ class PfsService:
 
     def DeleteBranch(self, req: pfs.DeleteBranchRequest, ctx):
         repo = self._repo(req.branch.repo if req.branch else None)
-        self.store.delete_branch(repo, req.branch.name)
+        self.store.delete_branch(repo, req.branch.name, req.force)
         return Empty()
 
     # -- commits ------------------------------------------------------------------------------
@@ -219,38 +233,39 @@ class PfsService:
                     continue
                 seen.add(c.id)
                 yield self.commit_info(repo, c)
-            with self.store.changed:
-                self.store.changed.wait(0.5)
+            self.store.wait_for_change(0.5)
 
-    def _commit_set(self, commit_set: Optional[pfs.CommitSet]) -> CommitRow:
+    def _commit_set(self, commit_set: Optional[pfs.CommitSet]) -> str:
         if commit_set is None or not commit_set.id:
             raise InvalidArgument("a commit set id is needed")
-        try:
-            return self.store.get_commit(commit_set.id)
-        except NotFound:
-            raise NotFound(f"commit set {commit_set.id} not found") from None
+        return commit_set.id
 
     def InspectCommitSet(self, req: pfs.InspectCommitSetRequest, ctx):
-        c = self._commit_set(req.commit_set)
-        if req.wait and c.finished is None:
-            c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
-        yield self.commit_info(self.store.repo_of(c), c)
+        """Every commit of the set (one id in several repos), oldest first; with `wait`, each
+        once it is finished."""
+        for c in self.store.commit_set(self._commit_set(req.commit_set)):
+            if req.wait and c.finished is None:
+                c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
+            yield self.commit_info(self.store.repo_of(c), c)
 
     def ListCommitSet(self, req: pfs.ListCommitSetRequest, ctx):
         project = req.project.name if req.project and req.project.name else None
-        for c in self.store.all_commits():
+        sets: dict[str, list] = {}
+        for c in self.store.all_commits():  # newest first
             repo = self.store.repo_of(c)
             if project and repo.project != project:
                 continue
-            yield pfs.CommitSetInfo(commit_set=pfs.CommitSet(id=c.id),
-                                    commits=[self.commit_info(repo, c)])
+            sets.setdefault(c.cid, []).append((repo, c))
+        for cid, members in sets.items():
+            yield pfs.CommitSetInfo(commit_set=pfs.CommitSet(id=cid),
+                                    commits=[self.commit_info(r, c) for r, c in reversed(members)])
 
     def SquashCommitSet(self, req: pfs.SquashCommitSetRequest, ctx):
-        self.store.squash_commit(self._commit_set(req.commit_set).id)
+        self.store.squash_commit_set(self._commit_set(req.commit_set))
         return Empty()
 
     def DropCommitSet(self, req: pfs.DropCommitSetRequest, ctx):
-        self.store.drop_commit(self._commit_set(req.commit_set).id)
+        self.store.drop_commit_set(self._commit_set(req.commit_set))
         return Empty()
 
     # -- files --------------------------------------------------------------------------------
@@ -271,19 +286,19 @@ class PfsService:
                     if url:
                         raise InvalidArgument("add_file from a URL is not supported by the "
                                               "embedded server; send the bytes")
-                    self.store.batch_add(batch, path, data)
+                    batch.add(path, data)
                 elif kind == "delete_file":
-                    self.store.batch_delete(batch, body)
+                    batch.delete(body)
                 elif kind == "copy_file":
                     _, src = self._commit(body.src.commit)
-                    self.store.batch_copy(batch, src.id, body.src.path, body.dst, body.append)
+                    batch.copy(src.id, body.src.path, body.dst, body.append)
                 else:
                     raise InvalidArgument("empty ModifyFile message")
             if batch is not None:
                 self.store.apply_batch(batch)
         except BaseException:
             if batch is not None:
-                self.store.discard_batch(batch)
+                batch.discard()
             raise
         return Empty()
 
@@ -297,15 +312,13 @@ class PfsService:
         if P.is_glob(path):
             matches = [e for e in self.store.glob(c.id, path) if not e.is_dir]
             if not matches:
-                raise NotFound(self.store._file_not_found(c.id, path))
+                raise self.store.file_not_found(c.id, path)
             if len(matches) > 1:
-                raise InvalidArgument(f"{path} matches {len(matches)} files; GetFile returns one "
-                                      "file (use GetFileTAR for several)")
+                raise InvalidArgument("matched multiple files. Use GetFileTAR instead")
             return matches[0]
         e = self.store.inspect(c.id, path)
         if e.is_dir:
-            raise InvalidArgument(f"{path} is a directory; GetFile returns one file "
-                                  "(use GetFileTAR for a directory)")
+            raise InvalidArgument("cannot get directory or non-regular file. Use GetFileTAR instead")
         return e
 
     def GetFile(self, req: pfs.GetFileRequest, ctx):
@@ -325,7 +338,7 @@ class PfsService:
         else:
             files = list(self.store.files_under(c.id, path))
         if not files:
-            raise NotFound(self.store._file_not_found(c.id, path))
+            raise self.store.file_not_found(c.id, path)
         mtime = int(c.finished or c.started)
         for e in files:
             info = tarfile.TarInfo(e.path.lstrip("/"))
@@ -381,17 +394,18 @@ class PfsService:
 
     def DiffFile(self, req: pfs.DiffFileRequest, ctx):
         new_commit, new_c, path = self._file_target(req.new_file)
-        old_commit, old_c = None, None
+        old_commit, old_c, old_path = None, None, path
         if req.old_file is not None and req.old_file.commit is not None and (
                 self._is_set(req.old_file.commit)):
             old_repo, old_c = self._commit(req.old_file.commit)
             old_commit = self.commit_msg(old_repo, old_c)
+            old_path = P.clean(req.old_file.path or "/")
         elif new_c.parent:
             old_c = self.store.get_commit(new_c.parent)
             old_commit = self.commit_msg(self.store.repo_of(old_c), old_c)
         new_enc = self._encoder(new_commit, new_c)
         old_enc = self._encoder(old_commit, old_c) if old_c else None
-        for ch in self.store.diff(new_c.id, old_c.id if old_c else None, path):
+        for ch in self.store.diff(new_c.id, old_c.id if old_c else None, path, old_path):
             msg = b""
             if ch.new:
                 msg += field_bytes(1, new_enc.encode(ch.new.path, False, ch.new.size, ch.new.hash))
@@ -415,15 +429,27 @@ def _health_check(raw: bytes, ctx) -> bytes:
     return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
 
 
+def _joinable(fn, name: str, txns: TransactionService):
+    """A PFS call that joins the transaction named in its `pach-transaction` header, if any."""
+    def call(req, ctx):
+        txn_id = transaction_of(ctx)
+        return fn(req, ctx) if txn_id is None else txns.append(txn_id, name, req)
+    return call
+
+
 def build_handlers(store: Store):
     service = PfsService(store)
+    txns = TransactionService(service)
     impls: dict[str, dict] = {}
-    for module in (pfs, admin, version, auth):
+    for module, target in ((pfs, service), (admin, service), (version, service), (auth, service),
+                           (transaction, txns)):
         for name, method in sdk_methods(module.__name__).items():
             if name == "ModifyFile":
                 method.parse = parse_modify_file
-            fn = getattr(service, name, None)
+            fn = getattr(target, name, None)
             if fn is not None and name[0].isupper():
+                if target is service and name in TXN_METHODS:
+                    fn = _joinable(fn, name, txns)
                 impls.setdefault(method.service, {})[name] = (method, fn)
     handlers = generic_handlers(impls)
     handlers.append(grpc.method_handlers_generic_handler("grpc.health.v1.Health", {

@@ -7,7 +7,6 @@ either all of a change or none of it.
 """
 from __future__ import annotations
 
-import bisect
 import io
 import json
 import os
@@ -17,11 +16,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from . import paths as P
-from .blobs import BlobStore, BlobWriter
+from .batch import FileBatch
+from .blobs import BlobStore
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_PROJECT = "default"
@@ -37,9 +37,17 @@ CREATE TABLE IF NOT EXISTS branches(
     repo_id INTEGER, name TEXT, head TEXT, created REAL, updated REAL, PRIMARY KEY(repo_id, name));
 CREATE TABLE IF NOT EXISTS commits(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, repo_id INTEGER, branch TEXT, parent TEXT,
-    description TEXT, started REAL, finishing REAL, finished REAL, error TEXT, size INTEGER DEFAULT 0);
+    description TEXT, started REAL, finishing REAL, finished REAL, error TEXT, size INTEGER DEFAULT 0,
+    cid TEXT, origin TEXT DEFAULT 'USER');
 CREATE INDEX IF NOT EXISTS commits_parent ON commits(parent);
 CREATE INDEX IF NOT EXISTS commits_repo ON commits(repo_id, seq);
+CREATE TABLE IF NOT EXISTS branch_provenance(
+    repo_id INTEGER, branch TEXT, from_repo_id INTEGER, from_branch TEXT,
+    PRIMARY KEY(repo_id, branch, from_repo_id, from_branch));
+CREATE INDEX IF NOT EXISTS branch_subvenance ON branch_provenance(from_repo_id, from_branch);
+CREATE TABLE IF NOT EXISTS commit_provenance(
+    commit_key TEXT, from_key TEXT, PRIMARY KEY(commit_key, from_key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transactions(id TEXT PRIMARY KEY, started REAL, requests TEXT);
 CREATE TABLE IF NOT EXISTS inline_blobs(hash TEXT PRIMARY KEY, data BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deltas(
     commit_id TEXT, path TEXT, hash TEXT, size INTEGER, PRIMARY KEY(commit_id, path)) WITHOUT ROWID;
@@ -60,12 +68,17 @@ class RepoRow:
     description: str
     created: float
 
-    def __str__(self):
+    def __str__(self):  # pachd's Repo.String(): project/name, and .type for a non-user repo
+        if self.type and self.type != "user":
+            return f"{self.project}/{self.name}.{self.type}"
         return f"{self.project}/{self.name}"
 
 
 @dataclass
 class CommitRow:
+    """`id` is the row's own key (deltas, parents and branch heads refer to it); `cid` is the commit
+    ID clients see, shared by the commits of one commit set in several repos (pachd's global IDs).
+    They are equal for the first commit of a set and for every commit made before sets existed."""
     seq: int
     id: str
     repo_id: int
@@ -77,6 +90,12 @@ class CommitRow:
     finished: Optional[float]
     error: str
     size: int
+    cid: Optional[str] = None
+    origin: Optional[str] = "USER"
+
+    def __post_init__(self):
+        self.cid = self.cid or self.id
+        self.origin = self.origin or "USER"
 
 
 @dataclass
@@ -95,28 +114,13 @@ class Change:
     old: Optional[Entry]
 
 
-@dataclass
-class _Op:
-    kind: str  # "put" or "del"
-    path: str
-    writer: Optional[BlobWriter] = None
-    blob: Optional[tuple] = None  # (hash, size) once known
+def _q(name: str) -> str:
+    """Go's %q of a name (names are plain ASCII once checked)."""
+    return json.dumps(name)
 
 
-@dataclass
-class FileBatch:
-    """The operations of one ModifyFile stream, applied all at once by Store.apply_batch."""
-    repo: RepoRow
-    commit_id: str = ""
-    branch: str = ""
-    base: Optional[str] = None  # the commit whose content appends start from
-    ops: list = field(default_factory=list)
-    current: Optional[_Op] = None  # the put being streamed into; earlier ones are sealed
-    sealed: dict = field(default_factory=dict)  # path -> (hash, size) of puts finished so far
-    pending_inline: list = field(default_factory=list)  # small contents not yet in the database
-    deleted: list = field(default_factory=list)  # paths deleted so far in this stream
-    base_lookups: int = 0
-    base_files: Optional[dict] = None  # the base commit's files, loaded once a stream adds many
+def _repo_str(project: str, name: str, type_: str = "user") -> str:
+    return str(RepoRow(0, project or DEFAULT_PROJECT, name, type_ or "user", "", 0))
 
 
 def now() -> float:
@@ -137,11 +141,24 @@ class Store:
         self._write_lock = threading.RLock()
         self.changed = threading.Condition()  # notified after every write; SubscribeCommit/wait use it
         self._conn().executescript(SCHEMA)
+        self._migrate()
         with self._write() as db:
             if not db.execute("SELECT 1 FROM projects WHERE name=?", (DEFAULT_PROJECT,)).fetchone():
                 db.execute("INSERT INTO projects VALUES(?,?,?)", (DEFAULT_PROJECT, "", now()))
             if not db.execute("SELECT 1 FROM meta WHERE key='deployment_id'").fetchone():
                 db.execute("INSERT INTO meta VALUES('deployment_id', ?)", (uuid.uuid4().hex,))
+
+    def _migrate(self) -> None:
+        """Data dirs made before commit sets: commits get their public id (= their key) and origin."""
+        with self._write() as db:
+            cols = [r[1] for r in db.execute("PRAGMA table_info(commits)")]
+            if "cid" not in cols:
+                db.execute("ALTER TABLE commits ADD COLUMN cid TEXT")
+                db.execute("UPDATE commits SET cid=id")
+            if "origin" not in cols:
+                db.execute("ALTER TABLE commits ADD COLUMN origin TEXT DEFAULT 'USER'")
+            db.execute("CREATE INDEX IF NOT EXISTS commits_cid ON commits(cid)")
+            db.execute("CREATE INDEX IF NOT EXISTS commits_repo_cid ON commits(repo_id, cid)")
 
     # -- connections --------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -157,17 +174,77 @@ class Store:
 
     @contextmanager
     def _write(self):
+        """One SQLite write transaction; nested uses (a Pachyderm transaction running several
+        calls) join the outer one, so they commit or roll back together."""
         with self._write_lock:
             db = self._conn()
+            if getattr(self._local, "writing", False):
+                yield db
+                return
             db.execute("BEGIN IMMEDIATE")
+            self._local.writing = True
             try:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.writing = False
         with self.changed:
             self.changed.notify_all()
+
+    @contextmanager
+    def transaction(self, commit_set_id: str, dry_run: bool = False):
+        """Runs the calls made inside as one write transaction whose new commits all get
+        `commit_set_id` (pachd: a transaction's commits share its id). With `dry_run` it is rolled
+        back at the end: the calls are checked, nothing is kept."""
+        class _DryRun(Exception):
+            pass
+        try:
+            with self._write() as db:
+                outer, self._local.txn_cid = self._txn_cid(), commit_set_id
+                try:
+                    yield db
+                finally:
+                    self._local.txn_cid = outer
+                if dry_run:
+                    raise _DryRun()
+        except _DryRun:
+            pass
+
+    def _txn_cid(self) -> Optional[str]:
+        return getattr(self._local, "txn_cid", None)
+
+    # -- Pachyderm transactions (stored requests, run by the protocol layer) ---------------------
+    def start_transaction(self) -> tuple:
+        txn = (new_commit_id(), now())
+        with self._write() as db:
+            db.execute("INSERT INTO transactions VALUES(?,?,?)", (*txn, "[]"))
+        return txn
+
+    def get_transaction(self, txn_id: str) -> tuple:
+        """(id, started, [request bytes])."""
+        row = self._conn().execute("SELECT id, started, requests FROM transactions WHERE id=?",
+                                   (txn_id,)).fetchone()
+        if not row:
+            raise NotFound(f"transaction {txn_id} not found")
+        return row[0], row[1], [bytes.fromhex(r) for r in json.loads(row[2])]
+
+    def list_transactions(self) -> list[tuple]:
+        return [self.get_transaction(r[0]) for r in self._conn().execute(
+            "SELECT id FROM transactions ORDER BY started")]
+
+    def set_transaction_requests(self, txn_id: str, requests: list[bytes]) -> None:
+        with self._write() as db:
+            self.get_transaction(txn_id)
+            db.execute("UPDATE transactions SET requests=? WHERE id=?",
+                       (json.dumps([r.hex() for r in requests]), txn_id))
+
+    def delete_transaction(self, txn_id: str) -> None:
+        with self._write() as db:
+            self.get_transaction(txn_id)
+            db.execute("DELETE FROM transactions WHERE id=?", (txn_id,))
 
     @contextmanager
     def _read(self):
@@ -202,7 +279,7 @@ class Store:
         row = self._conn().execute("SELECT name, description, created FROM projects WHERE name=?",
                                    (name,)).fetchone()
         if not row:
-            raise NotFound(f"project {name} not found")
+            raise NotFound(f"project {_q(name)} not found")
         return row
 
     def list_projects(self) -> list:
@@ -227,7 +304,7 @@ class Store:
         row = db.execute("SELECT * FROM repos WHERE project=? AND name=? AND type=?",
                          (project, name, type_ or "user")).fetchone()
         if not row:
-            raise NotFound(f"repo {project}/{name} not found")
+            raise NotFound(f"repo {_repo_str(project, name, type_)} not found")
         return RepoRow(*row)
 
     def get_repo(self, project: str, name: str, type_: str = "user") -> RepoRow:
@@ -239,12 +316,12 @@ class Store:
         P.check_name("repo", name)
         with self._write() as db:
             if not db.execute("SELECT 1 FROM projects WHERE name=?", (project,)).fetchone():
-                raise NotFound(f"project {project} not found")
+                raise NotFound(f"project {_q(project)} not found")
             exists = db.execute("SELECT id FROM repos WHERE project=? AND name=? AND type=?",
                                 (project, name, type_ or "user")).fetchone()
             if exists:
                 if not update:
-                    raise AlreadyExists(f"repo {project}/{name} already exists")
+                    raise AlreadyExists(f"repo {_repo_str(project, name, type_)} already exists")
                 db.execute("UPDATE repos SET description=? WHERE id=?", (description, exists[0]))
             else:
                 db.execute("INSERT INTO repos(project, name, type, description, created) "
@@ -261,13 +338,28 @@ class Store:
         return [RepoRow(*r) for r in self._conn().execute(sql + " ORDER BY created DESC, id DESC",
                                                           args)]
 
-    def delete_repo(self, project: str, name: str, type_: str = "user") -> None:
+    def delete_repo(self, project: str, name: str, type_: str = "user", force: bool = False) -> bool:
+        """False when there is no such repo (pachd answers OK with deleted=false then). A repo
+        whose branches others have in their provenance goes only with force."""
         with self._write() as db:
-            self._delete_repo(db, self._repo(db, project, name, type_))
+            try:
+                repo = self._repo(db, project, name, type_)
+            except NotFound:
+                return False
+            branches = [(repo.id, b) for (b,) in db.execute(
+                "SELECT name FROM branches WHERE repo_id=?", (repo.id,))]
+            self._check_no_subvenance(db, branches, force, f"repo {repo}")
+            self._delete_repo(db, repo)
+            return True
 
     def _delete_repo(self, db, repo: RepoRow) -> None:
         db.execute("DELETE FROM deltas WHERE commit_id IN (SELECT id FROM commits WHERE repo_id=?)",
                    (repo.id,))
+        db.execute("DELETE FROM commit_provenance WHERE commit_key IN (SELECT id FROM commits WHERE "
+                   "repo_id=?) OR from_key IN (SELECT id FROM commits WHERE repo_id=?)",
+                   (repo.id, repo.id))
+        db.execute("DELETE FROM branch_provenance WHERE repo_id=? OR from_repo_id=?",
+                   (repo.id, repo.id))
         db.execute("DELETE FROM commits WHERE repo_id=?", (repo.id,))
         db.execute("DELETE FROM branches WHERE repo_id=?", (repo.id,))
         db.execute("DELETE FROM repos WHERE id=?", (repo.id,))
@@ -283,7 +375,8 @@ class Store:
 
     def delete_all(self) -> None:
         with self._write() as db:
-            for table in ("deltas", "commits", "branches", "repos", "projects"):
+            for table in ("deltas", "commit_provenance", "branch_provenance", "commits", "branches",
+                          "repos", "projects"):
                 db.execute(f"DELETE FROM {table}")
             db.execute("INSERT INTO projects VALUES(?,?,?)", (DEFAULT_PROJECT, "", now()))
 
@@ -294,45 +387,143 @@ class Store:
         return row[0] if row else 0
 
     # -- branches -----------------------------------------------------------------------------
+    _BRANCH_COLS = ("SELECT b.name, COALESCE(c.cid, b.head), b.created, b.updated FROM branches b "
+                    "LEFT JOIN commits c ON c.id = b.head ")
+
     def list_branches(self, repo: RepoRow, reverse: bool = False) -> list[tuple]:
+        """(name, head commit id, created, updated) of each branch."""
         order = "ASC" if reverse else "DESC"
         return self._conn().execute(
-            f"SELECT name, head, created, updated FROM branches WHERE repo_id=? "
-            f"ORDER BY created {order}, name {order}", (repo.id,)).fetchall()
+            self._BRANCH_COLS + f"WHERE b.repo_id=? ORDER BY b.created {order}, b.name {order}",
+            (repo.id,)).fetchall()
 
     def get_branch(self, repo: RepoRow, name: str) -> tuple:
-        row = self._conn().execute("SELECT name, head, created, updated FROM branches "
-                                   "WHERE repo_id=? AND name=?", (repo.id, name)).fetchone()
+        row = self._conn().execute(self._BRANCH_COLS + "WHERE b.repo_id=? AND b.name=?",
+                                   (repo.id, name)).fetchone()
         if not row:
-            raise NotFound(f"branch {name} not found in repo {repo}")
+            raise NotFound(f"branch {_q(name)} not found in repo {repo}")
         return row
 
-    def create_branch(self, repo: RepoRow, name: str, head: Optional[CommitRow]) -> None:
-        P.check_name("branch", name)
-        with self._write() as db:
-            exists = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                                (repo.id, name)).fetchone()
-            if head is None:
-                if exists:
-                    return
-                commit_id = new_commit_id()
-                t = now()
-                db.execute("INSERT INTO commits(id, repo_id, branch, parent, description, started,"
-                           " finishing, finished, error, size) VALUES(?,?,?,?,?,?,?,?,?,0)",
-                           (commit_id, repo.id, name, None, "", t, t, t, ""))
-                head_id = commit_id
-            else:
-                head_id = head.id
-            if exists:
-                db.execute("UPDATE branches SET head=?, updated=? WHERE repo_id=? AND name=?",
-                           (head_id, now(), repo.id, name))
-            else:
-                db.execute("INSERT INTO branches VALUES(?,?,?,?,?)",
-                           (repo.id, name, head_id, now(), now()))
+    def _head(self, db, repo_id: int, branch: str) -> Optional[CommitRow]:
+        b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
+                       (repo_id, branch)).fetchone()
+        return self._commit_row(db, b[0]) if b else None
 
-    def delete_branch(self, repo: RepoRow, name: str) -> None:
+    def _set_head(self, db, repo_id: int, branch: str, key: str) -> None:
+        t = now()
+        db.execute("INSERT INTO branches VALUES(?,?,?,?,?) ON CONFLICT(repo_id, name) DO UPDATE "
+                   "SET head=excluded.head, updated=excluded.updated", (repo_id, branch, key, t, t))
+
+    def _repo_by_id(self, db, repo_id: int) -> RepoRow:
+        return RepoRow(*db.execute("SELECT * FROM repos WHERE id=?", (repo_id,)).fetchone())
+
+    def _direct_provenance(self, db, repo_id: int, branch: str) -> list[tuple]:
+        return db.execute("SELECT from_repo_id, from_branch FROM branch_provenance WHERE repo_id=? "
+                          "AND branch=? ORDER BY from_repo_id, from_branch", (repo_id, branch)).fetchall()
+
+    def _direct_subvenance(self, db, repo_id: int, branch: str) -> list[tuple]:
+        return db.execute("SELECT repo_id, branch FROM branch_provenance WHERE from_repo_id=? "
+                          "AND from_branch=? ORDER BY repo_id, branch", (repo_id, branch)).fetchall()
+
+    def _closure(self, db, start: tuple, step) -> list[tuple]:
+        """Every branch reachable from `start` (not included) through `step`, nearest first."""
+        seen, out, todo = {start}, [], [start]
+        while todo:
+            nxt = []
+            for node in todo:
+                for other in step(db, *node):
+                    if other not in seen:
+                        seen.add(other)
+                        out.append(other)
+                        nxt.append(other)
+            todo = nxt
+        return out
+
+    def branch_relations(self, repo: RepoRow, name: str) -> dict:
+        """{"direct_provenance", "provenance", "subvenance"}: lists of (RepoRow, branch name)."""
+        with self._read() as db:
+            node = (repo.id, name)
+            named = lambda nodes: [(self._repo_by_id(db, r), b) for r, b in nodes]  # noqa: E731
+            return {"direct_provenance": named(self._direct_provenance(db, *node)),
+                    "provenance": named(self._closure(db, node, self._direct_provenance)),
+                    "subvenance": named(self._closure(db, node, self._direct_subvenance))}
+
+    def _propagate(self, db, repo_id: int, branch: str, cid: str) -> None:
+        """pachd's propagateBranches: every branch downstream of (repo, branch) gets an open commit
+        with the same commit set id, on its head, upstream ones first."""
+        node = (repo_id, branch)
+        downstream = self._closure(db, node, self._direct_subvenance)
+        depth = {n: len(self._closure(db, n, self._direct_provenance)) for n in downstream}
+        for r, b in sorted(downstream, key=lambda n: depth[n]):
+            head = self._head(db, r, b)
+            if head is not None and head.cid == cid:
+                continue
+            row = self._insert_commit(db, self._repo_by_id(db, r), b, head.id if head else None,
+                                      "", cid=cid, origin="AUTO")
+            self._record_provenance(db, row, r, b)
+
+    def _record_provenance(self, db, row: CommitRow, repo_id: int, branch: str) -> None:
+        for pr, pb in self._direct_provenance(db, repo_id, branch):
+            up = self._head(db, pr, pb)
+            if up is not None:
+                db.execute("INSERT OR IGNORE INTO commit_provenance VALUES(?,?)", (row.id, up.id))
+
+    def create_branch(self, repo: RepoRow, name: str, head: Optional[CommitRow],
+                      provenance: tuple = ()) -> None:
+        """pachd's createBranch: `provenance` is [(RepoRow, branch name)]; missing provenance
+        branches are made with an empty finished commit; a branch that is new, or whose provenance
+        changed to a non-empty one, gets a new commit (open when it has provenance); everything
+        downstream then gets a commit of the same commit set."""
+        P.check_name("branch", name)
+        for prepo, pbranch in provenance:
+            P.check_name("branch", pbranch)
+            if prepo.id == repo.id:
+                raise InvalidArgument(f"repo {repo} cannot be in the provenance of its own branch")
+        with self._write() as db:
+            node = (repo.id, name)
+            cid = self._txn_cid() or new_commit_id()
+            new_prov = sorted({(p.id, b) for p, b in provenance})
+            for pr, pb in new_prov:
+                if node == (pr, pb) or node in self._closure(db, (pr, pb), self._direct_provenance):
+                    raise InvalidArgument(f"cycle detected because {self._repo_by_id(db, pr)}@{pb} "
+                                          f"is already in the subvenance of {repo}@{name}")
+                if self._head(db, pr, pb) is None:
+                    row = self._insert_commit(db, self._repo_by_id(db, pr), pb, None, "",
+                                              finished=True, cid=cid, origin="AUTO")
+            old_prov = sorted(self._direct_provenance(db, *node))
+            db.execute("DELETE FROM branch_provenance WHERE repo_id=? AND branch=?", node)
+            db.executemany("INSERT INTO branch_provenance VALUES(?,?,?,?)",
+                           [(repo.id, name, pr, pb) for pr, pb in new_prov])
+            current = self._head(db, repo.id, name)
+            propagate = False
+            if head is not None:
+                self._set_head(db, repo.id, name, head.id)
+                current, propagate = head, True
+            if current is None or (new_prov and new_prov != old_prov):
+                row = self._insert_commit(db, repo, name, current.id if current else None, "",
+                                          finished=not new_prov, cid=cid, origin="AUTO")
+                self._record_provenance(db, row, repo.id, name)
+                propagate = True
+            if propagate:
+                self._propagate(db, repo.id, name, cid)
+
+    def _check_no_subvenance(self, db, branches: list[tuple], force: bool, what: str) -> None:
+        """Branches others depend on go only with force (their provenance entries go with them)."""
+        for r, b in branches:
+            subv = [n for n in self._direct_subvenance(db, r, b) if n[0] != r]
+            if subv and not force:
+                dep = subv[0]
+                raise FailedPrecondition(
+                    f"cannot delete {what}: branch {self._repo_by_id(db, r)}@{b} is in the "
+                    f"provenance of branch {self._repo_by_id(db, dep[0])}@{dep[1]}; use force")
+            db.execute("DELETE FROM branch_provenance WHERE from_repo_id=? AND from_branch=?", (r, b))
+
+    def delete_branch(self, repo: RepoRow, name: str, force: bool = False) -> None:
         with self._write() as db:
             self.get_branch(repo, name)
+            self._check_no_subvenance(db, [(repo.id, name)], force,
+                                      f"branch {repo}@{name}")
+            db.execute("DELETE FROM branch_provenance WHERE repo_id=? AND branch=?", (repo.id, name))
             db.execute("DELETE FROM branches WHERE repo_id=? AND name=?", (repo.id, name))
 
     # -- commits ------------------------------------------------------------------------------
@@ -350,29 +541,29 @@ class Store:
         if not m:
             raise InvalidArgument(f"cannot parse commit reference {ref!r}")
         base, ops, root_offset = m.groups()
-        row = self._commit_row(db, base)
-        if row is not None and row.repo_id != repo.id:
-            row = None
+        row = db.execute("SELECT * FROM commits WHERE repo_id=? AND cid=? ORDER BY seq DESC LIMIT 1",
+                         (repo.id, base)).fetchone()
+        row = CommitRow(*row) if row else None
         if row is None:
             b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
                            (repo.id, base)).fetchone()
             if b is None:
                 if commit_id and (not branch or branch == base) and len(base) == 32:
-                    raise NotFound(f"commit {base} not found in repo {repo}")
-                raise NotFound(f"branch {base} not found in repo {repo}")
+                    raise NotFound(f"commit {repo}@{base} not found")
+                raise NotFound(f"branch {_q(base)} not found in repo {repo}")
             row = self._commit_row(db, b[0])
         steps = 0
         for op in re.findall(r"[\^~]\d*", ops or ""):
             steps += int(op[1:]) if len(op) > 1 else 1
         for _ in range(steps):
             if not row.parent:
-                raise NotFound(f"commit {ref} not found in repo {repo}: not enough ancestors")
+                raise NotFound(f"commit {repo}@{ref} not found")
             row = self._commit_row(db, row.parent)
         if root_offset is not None:
             chain = self._ancestry(db, row.id)[::-1]  # oldest first
             n = int(root_offset)
             if not 0 < n <= len(chain):
-                raise NotFound(f"commit {ref} not found in repo {repo}")
+                raise NotFound(f"commit {repo}@{ref} not found")
             row = self._commit_row(db, chain[n - 1])
         return row
 
@@ -402,31 +593,37 @@ class Store:
                 head = self._commit_row(db, b[0]) if b else None
             base = parent or head
             if base is not None and base.finished is None:
-                raise FailedPrecondition(f"parent commit {base.id} has not been finished")
+                raise FailedPrecondition(f"parent commit {repo}@{base.id} has not been finished")
             if not branch and base is None:
                 raise InvalidArgument("a new commit needs a branch or a parent")
             row = self._insert_commit(db, repo, branch, base.id if base else None, description)
+            if branch:
+                self._propagate(db, repo.id, branch, row.cid)
             return row
 
-    def _insert_commit(self, db, repo, branch, parent_id, description, finished=False) -> CommitRow:
-        commit_id, t = new_commit_id(), now()
+    def _insert_commit(self, db, repo, branch, parent_id, description, finished=False,
+                       cid: Optional[str] = None, origin: str = "USER") -> CommitRow:
+        """A new commit (the new head of `branch`). Its key is its commit set id unless another
+        repo's commit of the set already holds that key."""
+        t = now()
+        cid = cid or self._txn_cid() or new_commit_id()
+        key = cid if not db.execute("SELECT 1 FROM commits WHERE id=?", (cid,)).fetchone() \
+            else new_commit_id()
         db.execute("INSERT INTO commits(id, repo_id, branch, parent, description, started, finishing,"
-                   " finished, error, size) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                   (commit_id, repo.id, branch or None, parent_id, description, t,
+                   " finished, error, size, cid, origin) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (key, repo.id, branch or None, parent_id, description, t,
                     t if finished else None, t if finished else None, "",
-                    self._commit_row(db, parent_id).size if parent_id else 0))
+                    self._commit_row(db, parent_id).size if parent_id else 0, cid, origin))
         if branch:
-            db.execute("INSERT INTO branches VALUES(?,?,?,?,?) ON CONFLICT(repo_id, name) DO UPDATE "
-                       "SET head=excluded.head, updated=excluded.updated",
-                       (repo.id, branch, commit_id, t, t))
-        return self._commit_row(db, commit_id)
+            self._set_head(db, repo.id, branch, key)
+        return self._commit_row(db, key)
 
     def finish_commit(self, commit: CommitRow, description: Optional[str] = None, error: str = "",
                       force: bool = False) -> None:
         with self._write() as db:
             row = self._commit_row(db, commit.id)
             if row.finished is not None:
-                raise FailedPrecondition(f"commit {row.id} has already been finished")
+                raise FailedPrecondition(f"commit {self._commit_str(row)} has already finished")
             self._finish(db, row, description, error)
 
     def _finish(self, db, row: CommitRow, description=None, error=""):
@@ -457,6 +654,11 @@ class Store:
                 if row.finished is not None or cancelled():
                     return row
                 self.changed.wait(0.5)
+
+    def wait_for_change(self, timeout: float = 0.5) -> None:
+        """Blocks until the next write (or the timeout): for watchers such as SubscribeCommit."""
+        with self.changed:
+            self.changed.wait(timeout)
 
     def list_commits(self, repo: RepoRow, to: Optional[CommitRow] = None,
                      from_: Optional[CommitRow] = None, number: int = 0,
@@ -496,33 +698,66 @@ class Store:
     def repo_of(self, row: CommitRow) -> RepoRow:
         return RepoRow(*self._conn().execute("SELECT * FROM repos WHERE id=?", (row.repo_id,)).fetchone())
 
-    def drop_commit(self, commit_id: str) -> None:
-        """Removes a commit that has no children; branches on it fall back to its parent."""
-        with self._write() as db:
-            row = self._commit_row(db, commit_id)
-            if row is None:
-                raise NotFound(f"commit set {commit_id} not found")
-            if db.execute("SELECT 1 FROM commits WHERE parent=?", (commit_id,)).fetchone():
-                raise FailedPrecondition(
-                    f"cannot drop commit {commit_id}: it has children; drop them first or squash it")
-            self._remove_commit(db, row)
+    def _commit_str(self, row: CommitRow) -> str:
+        """pachd's Commit.String(): project/repo@id."""
+        return f"{self.repo_of(row)}@{row.cid}"
 
-    def squash_commit(self, commit_id: str) -> None:
-        """Merges a finished commit's changes into its children and removes it."""
+    def relations(self, row: CommitRow) -> tuple:
+        """(parent's id, children's ids, [(RepoRow, id)] of its direct provenance) of a commit."""
+        with self._read() as db:
+            parent = db.execute("SELECT cid FROM commits WHERE id=?", (row.parent,)).fetchone() \
+                if row.parent else None
+            kids = [r[0] for r in db.execute("SELECT cid FROM commits WHERE parent=? ORDER BY seq",
+                                             (row.id,))]
+            prov = [(self._repo_by_id(db, r), c) for r, c in db.execute(
+                "SELECT c.repo_id, c.cid FROM commit_provenance p JOIN commits c ON c.id = p.from_key "
+                "WHERE p.commit_key=?", (row.id,))]
+        return (parent[0] if parent else None), kids, prov
+
+    def commit_set(self, cid: str) -> list[CommitRow]:
+        """The commits of one commit set (one id, any repos), oldest first."""
+        rows = [CommitRow(*r) for r in self._conn().execute(
+            "SELECT * FROM commits WHERE cid=? ORDER BY seq", (cid,))]
+        if not rows:
+            raise NotFound(f"no commits found for commitset {cid}")
+        return rows
+
+    def _set_rows(self, db, cid: str) -> list[CommitRow]:
+        rows = [CommitRow(*r) for r in db.execute("SELECT * FROM commits WHERE cid=? ORDER BY seq",
+                                                  (cid,))]
+        if not rows:
+            raise NotFound(f"no commits found for commitset {cid}")
+        return rows
+
+    def drop_commit_set(self, cid: str) -> None:
+        """Removes every commit of a commit set, none of which may have children; branches on
+        them fall back to their parents. All or nothing."""
         with self._write() as db:
-            row = self._commit_row(db, commit_id)
-            if row is None:
-                raise NotFound(f"commit set {commit_id} not found")
-            if row.finished is None:
-                raise FailedPrecondition(f"cannot squash commit {commit_id}: it is not finished")
-            kids = [r[0] for r in db.execute("SELECT id FROM commits WHERE parent=?", (commit_id,))]
-            if not kids:
-                raise FailedPrecondition(
-                    f"cannot squash commit {commit_id}: it has no children (drop it instead)")
-            for kid in kids:
-                db.execute("INSERT OR IGNORE INTO deltas SELECT ?, path, hash, size FROM deltas "
-                           "WHERE commit_id=?", (kid, commit_id))
-            self._remove_commit(db, row)
+            rows = self._set_rows(db, cid)
+            for row in rows:
+                if db.execute("SELECT 1 FROM commits WHERE parent=?", (row.id,)).fetchone():
+                    raise FailedPrecondition(
+                        f"cannot drop a commit that has children: {self._commit_str(row)}")
+            for row in reversed(rows):
+                self._remove_commit(db, row)
+
+    def squash_commit_set(self, cid: str) -> None:
+        """Merges each finished commit of a commit set into its children and removes it."""
+        with self._write() as db:
+            rows = self._set_rows(db, cid)
+            for row in rows:
+                if row.finished is None:
+                    raise FailedPrecondition(
+                        f"cannot squash commit {self._commit_str(row)}: it is not finished")
+                if not db.execute("SELECT 1 FROM commits WHERE parent=?", (row.id,)).fetchone():
+                    raise FailedPrecondition(
+                        "cannot squash a commit that has no children as that would cause data "
+                        f"loss, use the drop operation instead: {self._commit_str(row)}")
+            for row in reversed(rows):
+                for (kid,) in db.execute("SELECT id FROM commits WHERE parent=?", (row.id,)).fetchall():
+                    db.execute("INSERT OR IGNORE INTO deltas SELECT ?, path, hash, size FROM deltas "
+                               "WHERE commit_id=?", (kid, row.id))
+                self._remove_commit(db, row)
 
     def _remove_commit(self, db, row: CommitRow) -> None:
         db.execute("UPDATE commits SET parent=? WHERE parent=?", (row.parent, row.id))
@@ -532,6 +767,7 @@ class Store:
         else:
             db.execute("DELETE FROM branches WHERE head=?", (row.id,))
         db.execute("DELETE FROM deltas WHERE commit_id=?", (row.id,))
+        db.execute("DELETE FROM commit_provenance WHERE commit_key=? OR from_key=?", (row.id, row.id))
         db.execute("DELETE FROM commits WHERE id=?", (row.id,))
 
     # -- the view of a commit -----------------------------------------------------------------
@@ -582,12 +818,14 @@ class Store:
                 return e
             found, total = True, total + e.size
         if not found:
-            raise NotFound(self._file_not_found(commit_id, path))
+            raise self.file_not_found(commit_id, path)
         return Entry(path + "/", True, total)
 
-    def _file_not_found(self, commit_id: str, path: str) -> str:
-        repo = self.repo_of(self.get_commit(commit_id))
-        return f"file {path} not found in repo {repo} at commit {commit_id}"
+    def file_not_found(self, commit_id: str, path: str) -> NotFound:
+        """pachd's error for a path missing from a commit (python-pachyderm's path_exists matches
+        `^file .+ not found in repo .+ at commit .+$`)."""
+        row = self.get_commit(commit_id)
+        return NotFound(f"file {path} not found in repo {self.repo_of(row)} at commit {row.cid}")
 
     def list_dir(self, commit_id: str, path: str) -> list[Entry]:
         """Children of a directory (directories with a trailing '/' and their total sizes), or the
@@ -606,7 +844,7 @@ class Store:
             else:
                 children[e.path] = e
         if not children and path != "/":
-            raise NotFound(self._file_not_found(commit_id, path))
+            raise self.file_not_found(commit_id, path)
         return sorted(children.values(), key=lambda e: e.path)
 
     def walk(self, commit_id: str, path: str) -> Iterator[Entry]:
@@ -617,7 +855,7 @@ class Store:
             if path == "/":
                 yield Entry("/", True, 0)
                 return
-            raise NotFound(self._file_not_found(commit_id, path))
+            raise self.file_not_found(commit_id, path)
         if len(entries) == 1 and entries[0].path == path:
             yield entries[0]
             return
@@ -636,15 +874,18 @@ class Store:
         return [e for e in self.walk(commit_id, "/")
                 if e.path != "/" and regex.match(e.path.rstrip("/"))]
 
-    def diff(self, new_commit: str, old_commit: Optional[str], path: str = "/") -> list[Change]:
-        """Files that differ between two commits below `path`. When the old commit is an ancestor
-        of the new one only the deltas in between are read, so the cost follows the change, not
-        the size of the repo."""
+    def diff(self, new_commit: str, old_commit: Optional[str], path: str = "/",
+             old_path: Optional[str] = None) -> list[Change]:
+        """Files that differ between two commits: the new side below `path`, the old side below
+        `old_path` (default: the same path), paired by path as pachd's differ does. When both sides
+        use one path and the old commit is an ancestor of the new one only the deltas in between
+        are read, so the cost follows the change, not the size of the repo."""
         path = P.clean(path)
+        old_path = path if old_path is None else P.clean(old_path)
         db = self._conn()
         with self._read():
-            chain = self._ancestry(db, new_commit)
-            if old_commit is None or old_commit in chain:
+            chain = self._ancestry(db, new_commit) if old_path == path else []
+            if old_path == path and (old_commit is None or old_commit in chain):
                 between = chain[:chain.index(old_commit)] if old_commit else chain
                 candidates = sorted({r[0] for cid in between for r in db.execute(
                     "SELECT path FROM deltas WHERE commit_id=?", (cid,))})
@@ -655,7 +896,8 @@ class Store:
                 old = self._lookup(db, old_commit, candidates) if old_commit else {}
             else:
                 new = {e.path: e for e in self.files_under(new_commit, path)}
-                old = {e.path: e for e in self.files_under(old_commit, path)}
+                old = {e.path: e for e in self.files_under(old_commit, old_path)} \
+                    if old_commit else {}
                 candidates = sorted(set(new) | set(old))
         changes = []
         for p in candidates:
@@ -678,11 +920,11 @@ class Store:
     # -- writing files ------------------------------------------------------------------------
     def begin_batch(self, repo: RepoRow, commit_id: str, branch: str) -> FileBatch:
         """Opens a ModifyFile stream: finds the commit appends start from (nothing is locked)."""
-        batch = FileBatch(repo=repo, commit_id=commit_id, branch=branch)
+        batch = FileBatch(self, repo, commit_id, branch)
         if commit_id and ANCESTRY_RE.match(commit_id) and len(commit_id) == 32:
             row = self.resolve_commit(repo, commit_id)
             if row.finished is not None:
-                raise FailedPrecondition(f"commit {row.id} has already been finished")
+                raise FailedPrecondition(f"commit {self._commit_str(row)} has already finished")
             batch.base = row.id
         else:
             if commit_id and not branch:
@@ -696,152 +938,30 @@ class Store:
             batch.base = b[0] if b else None
         return batch
 
-    def batch_add(self, batch: FileBatch, path: str, data: bytes) -> None:
-        path = self._file_path(path)
-        op = batch.current
-        if op is None or op.path != path:
-            self._seal(batch)
-            writer = self.blobs.writer()
-            if path in batch.sealed:  # appending again to a file this stream already wrote
-                self._flush_inline(batch)
-                writer.copy_from(self.open_blob(batch.sealed[path][0]))
-            elif not self._deleted_in_batch(batch, path) and batch.base:
-                old = self._base_file(batch, path)
-                if old:
-                    writer.copy_from(self.open_blob(old.hash))
-            op = batch.current = _Op("put", path, writer=writer)
-            batch.ops.append(op)
-        op.writer.write(data)
-
-    def _seal(self, batch: FileBatch) -> None:
-        """Finishes the put being streamed, so a stream of many files holds one writer at a time;
-        small contents go to the database in batches (orphans are harmless: content-addressed)."""
-        op, batch.current = batch.current, None
-        if op is None:
-            return
-        data = op.writer.inline()
-        op.blob = op.writer.commit()
-        op.writer = None
-        batch.sealed[op.path] = op.blob
-        if data is not None:
-            batch.pending_inline.append((op.blob[0], data))
-            if len(batch.pending_inline) >= 2000:
-                self._flush_inline(batch)
-
-    def _flush_inline(self, batch: FileBatch, db=None) -> None:
-        if not batch.pending_inline:
-            return
+    def save_inline(self, rows: list, db=None) -> None:
+        """Small contents (hash, bytes) into the database, in `db`'s transaction when given."""
         if db is None:
             with self._write() as db:
-                db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", batch.pending_inline)
+                db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", rows)
         else:
-            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", batch.pending_inline)
-        batch.pending_inline = []
+            db.executemany("INSERT OR IGNORE INTO inline_blobs VALUES(?,?)", rows)
 
-    def batch_delete(self, batch: FileBatch, path: str) -> None:
-        path = P.clean(path)
-        op = batch.current
-        if op is not None and (op.path == path or op.path.startswith(path.rstrip("/") + "/")):
-            op.writer.discard()
-            batch.ops.remove(op)
-            batch.current = None
-        for p in [p for p in batch.sealed if p == path or p.startswith(path.rstrip("/") + "/")]:
-            del batch.sealed[p]
-        batch.ops.append(_Op("del", path))
-        batch.deleted.append(path)
-
-    def batch_copy(self, batch: FileBatch, src_commit: str, src_path: str, dst: str,
-                   append: bool = False) -> None:
-        src_path, dst = P.clean(src_path), P.clean(dst)
-        files = list(self.files_under(src_commit, src_path))
-        if not files:
-            raise NotFound(self._file_not_found(src_commit, src_path))
-        if not append:
-            self.batch_delete(batch, dst)
-        for e in files:
-            rel = e.path[len(src_path):] if e.path != src_path else ""
-            target = P.clean(dst + rel)
-            if append:
-                with self.open_blob(e.hash) as f:
-                    while chunk := f.read(4 << 20):
-                        self.batch_add(batch, target, chunk)
-            else:
-                self._seal(batch)
-                batch.sealed[target] = (e.hash, e.size)
-                batch.ops.append(_Op("put", target, blob=(e.hash, e.size)))
-
-    def _final_state(self, commit_id: str, ops: list) -> dict:
-        """path -> (hash, size), or None for deleted, after replaying a stream's ops in order. A
-        delete of a directory removes what is under it in the commit and what the stream put there
-        before it; sorted path lists keep that cheap when a stream holds thousands of deletes."""
-        final: dict = {}
-        put_paths: list[str] = []
-        deletes = sum(1 for op in ops if op.kind == "del")
-        base_paths = [e.path for e in self.files_under(commit_id, "/")] if deletes > 64 else None
-        for op in ops:
-            if op.kind == "put":
-                if op.path not in final:
-                    bisect.insort(put_paths, op.path)
-                final[op.path] = op.blob
-                continue
-            if op.path != "/":
-                final[op.path] = None
-            prefix = op.path.rstrip("/") + "/"
-            under = self._under(put_paths, prefix)
-            if base_paths is not None:
-                under += self._under(base_paths, prefix)
-            else:
-                under += [e.path for e in self.files_under(commit_id, op.path)]
-            for p in under:
-                final[p] = None
-        return final
-
-    @staticmethod
-    def _under(sorted_paths: list[str], prefix: str) -> list[str]:
-        i = bisect.bisect_left(sorted_paths, prefix)
-        out = []
-        while i < len(sorted_paths) and sorted_paths[i].startswith(prefix):
-            out.append(sorted_paths[i])
-            i += 1
-        return out
-
-    def _deleted_in_batch(self, batch: FileBatch, path: str) -> bool:
-        return any(d == path or path.startswith(d.rstrip("/") + "/") for d in batch.deleted)
-
-    def _base_file(self, batch: FileBatch, path: str) -> Optional[Entry]:
-        """The file an add appends to. A stream adding many files reads the base listing once
-        instead of querying per file."""
-        if batch.base_files is None and batch.base_lookups >= 64:
-            batch.base_files = {e.path: e for e in self.files_under(batch.base, "/")}
-        if batch.base_files is not None:
-            return batch.base_files.get(path)
-        batch.base_lookups += 1
-        return self._lookup(self._conn(), batch.base, [path]).get(path)
-
-    @staticmethod
-    def _file_path(path: str) -> str:
-        cleaned = P.clean(path)
-        if cleaned == "/":
-            raise InvalidArgument(f"invalid file path {path!r}: a file needs a name")
-        return cleaned
-
-    def discard_batch(self, batch: FileBatch) -> None:
-        if batch.current is not None:
-            batch.current.writer.discard()
-            batch.current = None
+    def lookup(self, commit_id: str, paths: list[str]) -> dict[str, Entry]:
+        """Files at the given paths as of a commit (missing or deleted ones are absent)."""
+        return self._lookup(self._conn(), commit_id, paths)
 
     def apply_batch(self, batch: FileBatch) -> CommitRow:
         """Applies a whole ModifyFile stream in one transaction. On a branch whose head is finished
         (or missing) it opens and finishes a commit of its own, as pachd does."""
-        self._seal(batch)
+        batch.seal()
         repo = batch.repo
         with self._write() as db:
-            self._flush_inline(batch, db)
+            batch.flush_inline(db)
             auto = False
             if batch.commit_id:
                 row = self.resolve_commit(repo, batch.commit_id)
                 if row.finished is not None:
-                    raise FailedPrecondition(f"commit {row.id} has already been finished")
+                    raise FailedPrecondition(f"commit {self._commit_str(row)} has already finished")
             else:
                 b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
                                (repo.id, batch.branch)).fetchone()
@@ -850,8 +970,9 @@ class Store:
                     row = head
                 else:
                     row = self._insert_commit(db, repo, batch.branch, head.id if head else None, "")
+                    self._propagate(db, repo.id, batch.branch, row.cid)
                     auto = True
-            final = self._final_state(row.id, batch.ops)
+            final = batch.final_state(row.id)
             rows = [(row.id, p, v[0] if v else None, v[1] if v else 0) for p, v in final.items()]
             db.executemany("INSERT OR REPLACE INTO deltas VALUES(?,?,?,?)", rows)
             if auto:
