@@ -79,10 +79,8 @@ def write(area, path, data):
 def read(area, path):
     h = area.open(path, writable=False)
     try:
-        if hasattr(area, "read_into"):  # the View interface's read
-            out = bytearray(1 << 20)
-            return bytes(out[:area.read_into(h, 0, memoryview(out))])
-        return area.read(h, 1 << 20, 0)
+        out = bytearray(1 << 20)
+        return bytes(out[:area.read_into(h, 0, memoryview(out))])
     finally:
         area.release(h)
 

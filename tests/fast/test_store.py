@@ -10,29 +10,14 @@ from pachstudio.pfs_server.store import Store
 pytestmark = pytest.mark.fast
 
 
-def add(store: Store, batch, path: str, data: bytes) -> None:
-    """Appends to a file in a batch (a FileBatch object's own method once the engine has one)."""
-    if hasattr(batch, "add"):
-        batch.add(path, data)
-    else:
-        store.batch_add(batch, path, data)
-
-
-def delete(store: Store, batch, path: str) -> None:
-    if hasattr(batch, "delete"):
-        batch.delete(path)
-    else:
-        store.batch_delete(batch, path)
-
-
 def commit(store: Store, repo, files: dict, branch: str = "master"):
     """One commit on `branch`: {path: bytes, or None to delete (a folder: all below it)}. A file
     is replaced as the SDK's put_file does it: a delete, then an add (an add alone appends)."""
     batch = store.begin_batch(repo, "", branch)
     for path, data in files.items():
-        delete(store, batch, path)
+        batch.delete(path)
         if data is not None:
-            add(store, batch, path, data)
+            batch.add(path, data)
     return store.apply_batch(batch)
 
 
@@ -85,7 +70,7 @@ def test_listing_shows_folders_with_their_sizes_and_files(store, repo):
 def test_an_add_appends_to_the_file_of_the_branch_head(store, repo):
     commit(store, repo, {"/log.txt": b"one\n"})
     batch = store.begin_batch(repo, "", "master")
-    add(store, batch, "/log.txt", b"two\n")
+    batch.add("/log.txt", b"two\n")
     c = store.apply_batch(batch)
     assert read(store, c.id, "/log.txt") == b"one\ntwo\n"
 
@@ -114,7 +99,7 @@ def test_writes_into_an_open_commit_show_once_it_is_finished(store, repo):
     base = commit(store, repo, {"/keep": b"k"})
     open_commit = store.start_commit(repo, "master", description="labels")
     batch = store.begin_batch(repo, open_commit.id, "")
-    add(store, batch, "/labels/1.json", b'{"a": 1}')
+    batch.add("/labels/1.json", b'{"a": 1}')
     store.apply_batch(batch)
     store.finish_commit(store.get_commit(open_commit.id))
 
