@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -19,13 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
+from ..rules import is_commit_id, parse_ancestry
 from . import paths as P
 from .batch import FileBatch
 from .blobs import BlobStore
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_PROJECT = "default"
-ANCESTRY_RE = re.compile(r"^([^\^~.]+)((?:[\^~]\d*)*)(?:\.(-?\d+))?$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -537,10 +536,10 @@ class Store:
         ref = commit_id or branch
         if not ref:
             raise InvalidArgument(f"a commit id or a branch is needed to pick a commit in repo {repo}")
-        m = ANCESTRY_RE.match(ref)
-        if not m:
-            raise InvalidArgument(f"cannot parse commit reference {ref!r}")
-        base, ops, root_offset = m.groups()
+        try:
+            base, back = parse_ancestry(ref)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
         row = db.execute("SELECT * FROM commits WHERE repo_id=? AND cid=? ORDER BY seq DESC LIMIT 1",
                          (repo.id, base)).fetchone()
         row = CommitRow(*row) if row else None
@@ -548,23 +547,19 @@ class Store:
             b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
                            (repo.id, base)).fetchone()
             if b is None:
-                if commit_id and (not branch or branch == base) and len(base) == 32:
+                if commit_id and (not branch or branch == base) and is_commit_id(base):
                     raise NotFound(f"commit {repo}@{base} not found")
                 raise NotFound(f"branch {_q(base)} not found in repo {repo}")
             row = self._commit_row(db, b[0])
-        steps = 0
-        for op in re.findall(r"[\^~]\d*", ops or ""):
-            steps += int(op[1:]) if len(op) > 1 else 1
-        for _ in range(steps):
+        for _ in range(max(back, 0)):
             if not row.parent:
                 raise NotFound(f"commit {repo}@{ref} not found")
             row = self._commit_row(db, row.parent)
-        if root_offset is not None:
+        if back < 0:  # `.N`: the N-th commit from the start
             chain = self._ancestry(db, row.id)[::-1]  # oldest first
-            n = int(root_offset)
-            if not 0 < n <= len(chain):
+            if -back > len(chain):
                 raise NotFound(f"commit {repo}@{ref} not found")
-            row = self._commit_row(db, chain[n - 1])
+            row = self._commit_row(db, chain[-back - 1])
         return row
 
     def _ancestry(self, db, commit_id: str) -> list[str]:
@@ -921,7 +916,7 @@ class Store:
     def begin_batch(self, repo: RepoRow, commit_id: str, branch: str) -> FileBatch:
         """Opens a ModifyFile stream: finds the commit appends start from (nothing is locked)."""
         batch = FileBatch(self, repo, commit_id, branch)
-        if commit_id and ANCESTRY_RE.match(commit_id) and len(commit_id) == 32:
+        if is_commit_id(commit_id):
             row = self.resolve_commit(repo, commit_id)
             if row.finished is not None:
                 raise FailedPrecondition(f"commit {self._commit_str(row)} has already finished")
