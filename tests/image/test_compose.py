@@ -17,7 +17,7 @@ pytestmark = pytest.mark.image
 def readme_secrets_step() -> str:
     """The README's commands that make the secret files, as the README shows them."""
     text = (REPO / "README.md").read_text()
-    start = text.index("    mkdir -p secrets")
+    start = text.index("    mkdir -p -m 700 secrets")
     block = text[start:text.index("\n\n", start)]
     return "\n".join(line[4:] for line in block.splitlines() if not line.strip().startswith("docker compose"))
 
