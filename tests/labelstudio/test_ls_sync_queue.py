@@ -69,3 +69,30 @@ def test_sync_of_a_deleted_storage_is_404(labelstudio, ls_pach):
     for kind, storage in (('pachyderm', source), ('export/pachyderm', target)):
         labelstudio.api('DELETE', f'/api/storages/{kind}/{storage["id"]}', expect=204)
         labelstudio.api('POST', f'/api/storages/{kind}/{storage["id"]}/sync', expect=404)
+
+
+def test_a_sync_queued_before_a_restart_runs_after_it(tmp_path, ls_mount_server, ls_pach):
+    """The request is a file next to the job lock: a restart (here with the job killed mid-run)
+    does not lose it; the restarted process runs it when it serves its first request."""
+    from plugins.labelstudio import LabelStudio
+
+    ls = LabelStudio(tmp_path, ls_mount_server.api, ls_mount_server.mount_dir).start()
+    try:
+        repo = make_repo(ls_pach)
+        put(ls_pach, repo, {f'f/{i:05d}.png': b'x' for i in range(1500)})
+        project = ls.create_project(label_config=IMAGE_CONFIG)
+        source = ls.create_source(project['id'], repo=repo, prefix='f', use_blob_urls=True)
+        press(ls, source['id'], False)
+        assert says_queued(press(ls, source['id'], False))
+        ls.stop()
+        request = ls.data_dir / 'pachyderm-jobs' / f'PachydermImportStorage-{source["id"]}.queued'
+        assert request.exists()
+
+        ls.init_data_dir = lambda log: None  # keep this data dir (start() would copy the template over it)
+        ls.start()
+        done = ls.wait_storage(source['id'], timeout=180)
+        assert done['status'] == 'completed', done  # (the killed run may have made some of the tasks)
+        assert not request.exists()
+        assert len(ls.tasks(project['id'])) == 1500
+    finally:
+        ls.stop()
