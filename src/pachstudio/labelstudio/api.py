@@ -46,7 +46,9 @@ class QueueSyncMixin:
         started = storage.sync()
         storage.refresh_from_db()
         data = dict(self.serializer_class(storage).data)
-        if started == background.QUEUED:
+        if started == background.QUEUED:  # (the running job may have written its own status just now)
+            data['status'] = storage.Status.QUEUED
+            data['meta'] = dict(data.get('meta') or {}, queued=background.QUEUED_NOTE)
             data['message'] = f'{background.QUEUED_NOTE}: it runs once that job ends'
         return Response(data)
 

@@ -114,8 +114,8 @@ def start(storage, method: str) -> str:
     with _guard:
         lock = _claim(cls, storage_id)
         if lock is None:
+            mark_queued(storage)  # before the request: a holder that takes it at once then resets the card
             _request(cls, storage_id, method)
-            mark_queued(storage)
             lock = _claim(cls, storage_id)  # the job may have ended before it could see the request
             if lock is None:
                 return QUEUED

@@ -149,7 +149,8 @@ def stage_pending(storage) -> int:
         chunk = stale[start:start + 500]
         # an annotation deleted since the listing above has no file and gets no link
         t0 = time.perf_counter()
-        annotations = list(Annotation.objects.filter(id__in=chunk).select_related('task', 'completed_by'))
+        annotations = list(Annotation.objects.filter(id__in=chunk).select_related('task', 'completed_by')
+                           .prefetch_related('task__comment_authors'))  # else one query each, in the serializer
         written = [a.id for a in annotations]
         if storage.file_format == 'task':
             for annotation in annotations:
