@@ -34,16 +34,23 @@ class PachydermImportStorageDetailAPI(OrganizationObjectMixin, ImportStorageDeta
 
 class QueueSyncMixin:
     """Sync only queues: the connection is checked by the job itself, so whatever is wrong
-    (a repo deleted since, an unreachable cluster) shows on the storage card with its reason."""
+    (a repo deleted since, an unreachable cluster) shows on the storage card with its reason.
+    Pressed while a job of the storage runs, it is queued after it (status queued, meta.queued and
+    `message` in the answer say so). A deleted storage is 404 (get_object)."""
 
     def post(self, request, *args, **kwargs):
         storage = self.get_object()
         if not storage.synchronizable:
             return Response(status=status.HTTP_400_BAD_REQUEST,
                             data={'message': f'Storage {storage.id} is not synchronizable'})
-        storage.sync()
+        started = storage.sync()
         storage.refresh_from_db()
-        return Response(self.serializer_class(storage).data)
+        data = dict(self.serializer_class(storage).data)
+        if started == background.QUEUED:  # (the running job may have written its own status just now)
+            data['status'] = storage.Status.QUEUED
+            data['meta'] = dict(data.get('meta') or {}, queued=background.QUEUED_NOTE)
+            data['message'] = f'{background.QUEUED_NOTE}: it runs once that job ends'
+        return Response(data)
 
 
 class PachydermImportStorageSyncAPI(QueueSyncMixin, OrganizationObjectMixin, ImportStorageSyncAPI):

@@ -10,4 +10,24 @@ class PachydermStorageConfig(AppConfig):
     default_auto_field = 'django.db.models.AutoField'
 
     def ready(self):
+        from django.core.signals import request_started
+
         from . import signals  # noqa: F401  (connects the annotation receivers)
+
+        request_started.connect(_resume_once, dispatch_uid='pachyderm-resume-queued-syncs')
+
+
+def _resume_once(**kwargs):
+    """Syncs queued before a restart run when the restarted process serves its first request (not in
+    ready(): management commands such as migrate must not start jobs)."""
+    from django.core.signals import request_started
+
+    from . import background
+
+    request_started.disconnect(dispatch_uid='pachyderm-resume-queued-syncs')
+    try:
+        background.resume_requests()
+    except Exception:  # never fail the request that happened to come first
+        import logging
+
+        logging.getLogger(__name__).exception('resuming queued Pachyderm syncs failed')

@@ -81,6 +81,14 @@ class PachydermMixin(models.Model):
             return
         super().health_check()
 
+    def save(self, *args, **kwargs):
+        """While a Sync waits for the running job, the card keeps saying so: whatever the running
+        job writes (in progress, its counts, completed, failed), the row stays queued with meta.queued."""
+        super().save(*args, **kwargs)
+        fields = kwargs.get('update_fields')
+        if self.pk and (fields is None or {'status', 'meta'} & set(fields)) and background.queued_method(self):
+            background.mark_queued(self)
+
 
 class PachydermImportStorageBase(PachydermMixin, ImportStorage):
     url_scheme = 'pach'
@@ -156,7 +164,7 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         sync_source(self)
 
     def sync(self):
-        background.start(self, 'scan_and_create_links')
+        return background.start(self, 'scan_and_create_links')
 
 
 class PachydermImportStorage(ProjectStorageMixin, PachydermImportStorageBase):
@@ -193,7 +201,7 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
         sync_target(self)
 
     def sync(self, save_only_new_annotations: bool = False):
-        background.start(self, 'commit_staged')
+        return background.start(self, 'commit_staged')
 
 
 class PachydermImportStorageLink(ImportStorageLink):
