@@ -1,2 +1,3 @@
 """pachstudio: Label Studio with versioned Pachyderm storage."""
+
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 Each program's module is imported only when chosen, so `pfs-server` never pays for Label Studio.
 """
+
 import importlib
 import sys
 

@@ -7,6 +7,7 @@ parser raises TypeError on keys it does not know, so this reader is our own and 
 
 `python -m pachstudio.cluster --check` tells the container entrypoint what it found.
 """
+
 import argparse
 import base64
 import binascii
@@ -41,8 +42,7 @@ class ClusterConfig:
         """A pachyderm-sdk Client; no RPC is made until the first call."""
         from pachyderm_sdk import Client
 
-        return Client.from_pachd_address(self.address, auth_token=self.token or None,
-                                         root_certs=self.server_cas)
+        return Client.from_pachd_address(self.address, auth_token=self.token or None, root_certs=self.server_cas)
 
 
 def normalize_address(address: str, where: str) -> str:
@@ -53,15 +53,16 @@ def normalize_address(address: str, where: str) -> str:
     text = raw if "://" in raw else "grpc://" + raw
     u = urlparse(text)
     if u.scheme not in SCHEMES:
-        raise ConfigError(f"{where}: pachd address {raw!r} has scheme {u.scheme!r}; "
-                          f"use one of {', '.join(s + '://' for s in SCHEMES)}")
+        raise ConfigError(
+            f"{where}: pachd address {raw!r} has scheme {u.scheme!r}; "
+            f"use one of {', '.join(s + '://' for s in SCHEMES)}"
+        )
     try:
         port = u.port or DEFAULT_PORT
     except ValueError:
         raise ConfigError(f"{where}: pachd address {raw!r} has an invalid port") from None
     if not u.hostname or (u.path not in ("", "/")) or u.query or u.username or u.password:
-        raise ConfigError(f"{where}: pachd address {raw!r} is not of the form "
-                          "grpc://host:port")
+        raise ConfigError(f"{where}: pachd address {raw!r} is not of the form grpc://host:port")
     host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
     return f"{u.scheme}://{host}:{port}"
 
@@ -95,20 +96,23 @@ def _context(path: str, env: Mapping[str, str]) -> Optional[dict]:
     if v2 is None:
         return None
     if not isinstance(v2, dict):
-        raise ConfigError(f"{path}: \"v2\" must be an object")
+        raise ConfigError(f'{path}: "v2" must be an object')
     contexts = v2.get("contexts") or {}
     if not isinstance(contexts, dict):
-        raise ConfigError(f"{path}: \"v2.contexts\" must be an object")
+        raise ConfigError(f'{path}: "v2.contexts" must be an object')
     name = env.get("PACH_CONTEXT") or v2.get("active_context")
     if not name:
         if contexts:
-            raise ConfigError(f"{path}: no active context (set v2.active_context or PACH_CONTEXT; "
-                              f"contexts: {', '.join(sorted(contexts))})")
+            raise ConfigError(
+                f"{path}: no active context (set v2.active_context or PACH_CONTEXT; "
+                f"contexts: {', '.join(sorted(contexts))})"
+            )
         return None
     if not isinstance(name, str) or name not in contexts:
         where = "PACH_CONTEXT" if env.get("PACH_CONTEXT") else "v2.active_context"
-        raise ConfigError(f"{path}: context {name!r} ({where}) is not among v2.contexts "
-                          f"({', '.join(sorted(contexts)) or 'none'})")
+        raise ConfigError(
+            f"{path}: context {name!r} ({where}) is not among v2.contexts ({', '.join(sorted(contexts)) or 'none'})"
+        )
     ctx = contexts[name]
     if not isinstance(ctx, dict):
         raise ConfigError(f"{path}: context {name!r} must be an object")
@@ -132,20 +136,25 @@ def _context_config(path: str, ctx: dict) -> ClusterConfig:
         try:
             cas = base64.b64decode(ctx["server_cas"], validate=True)
         except (binascii.Error, ValueError):
-            raise ConfigError(f"{where}: server_cas is not base64 (it holds the base64 of the "
-                              "PEM certificates)") from None
+            raise ConfigError(
+                f"{where}: server_cas is not base64 (it holds the base64 of the PEM certificates)"
+            ) from None
         if b"-----BEGIN CERTIFICATE-----" not in cas:
-            raise ConfigError(f"{where}: server_cas is base64 but holds no PEM certificate "
-                              "(-----BEGIN CERTIFICATE-----); it must be the base64 of the "
-                              "cluster's CA certificates in PEM form")
-    return ClusterConfig(address=normalize_address(address, where),
-                         project=ctx.get("project") or "default",
-                         token=ctx.get("session_token") or None, server_cas=cas,
-                         source=where)
+            raise ConfigError(
+                f"{where}: server_cas is base64 but holds no PEM certificate "
+                "(-----BEGIN CERTIFICATE-----); it must be the base64 of the "
+                "cluster's CA certificates in PEM form"
+            )
+    return ClusterConfig(
+        address=normalize_address(address, where),
+        project=ctx.get("project") or "default",
+        token=ctx.get("session_token") or None,
+        server_cas=cas,
+        source=where,
+    )
 
 
-def discover(pachd_address: Optional[str] = None,
-             env: Optional[Mapping[str, str]] = None) -> Optional[ClusterConfig]:
+def discover(pachd_address: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Optional[ClusterConfig]:
     """The configured cluster, None when nothing configures one; ConfigError when malformed."""
     env = os.environ if env is None else env
     path = config_path(env)
@@ -165,10 +174,12 @@ def discover(pachd_address: Optional[str] = None,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pachstudio.cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help="print `remote ADDRESS` or `none`; exit 1 on a malformed config")
+    parser = argparse.ArgumentParser(
+        prog="python -m pachstudio.cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="print `remote ADDRESS` or `none`; exit 1 on a malformed config"
+    )
     parser.add_argument("--pachd-address")
     args = parser.parse_args(argv)
     if not args.check:

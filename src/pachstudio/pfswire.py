@@ -5,6 +5,7 @@ so a 100,000-file upload, walk or listing would spend minutes in it. The few mes
 the thousand (ModifyFileRequest, FileInfo, BytesValue) are done here, for the embedded server and
 the mount server alike; everything else goes through pachyderm-sdk's message classes.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Optional, Tuple
@@ -60,7 +61,7 @@ def fields(raw, start: int = 0, end: Optional[int] = None) -> Iterator[tuple]:
             raise ValueError(f"unsupported wire type {wire}")
         if i + size > n:
             raise ValueError("field runs past the end of the message")
-        yield num, wire, view[i:i + size]
+        yield num, wire, view[i : i + size]
         i += size
 
 
@@ -152,9 +153,13 @@ class FileInfoEncoder:
 
     def encode(self, path: str, is_dir: bool, size: int, digest: str = "") -> bytes:
         file_ = field_bytes(1, self.commit + field_bytes(2, path.encode()))
-        return (file_ + field_varint(2, FILE_TYPE_DIR if is_dir else FILE_TYPE_FILE)
-                + self.committed + field_varint(4, size)
-                + (field_bytes(5, bytes.fromhex(digest)) if digest else b""))
+        return (
+            file_
+            + field_varint(2, FILE_TYPE_DIR if is_dir else FILE_TYPE_FILE)
+            + self.committed
+            + field_varint(4, size)
+            + (field_bytes(5, bytes.fromhex(digest)) if digest else b"")
+        )
 
 
 def file_info(buf: bytes) -> Tuple[str, bool, int]:

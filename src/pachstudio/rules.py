@@ -15,6 +15,7 @@ Where the rules come from (pachd's sources):
   the N-th commit of the branch counted from its start.
 - paths: pachd cleans every path like Go's `path.Clean` rooted at '/'.
 """
+
 import posixpath
 import re
 
@@ -46,8 +47,7 @@ def is_commit_id(value) -> bool:
 
 def is_commit_ref(value) -> bool:
     """A commit id or branch name, with or without ancestry (`master^`, `<id>~2`, `master.1`)."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_COMMIT_REF \
-        and bool(COMMIT_REF_RE.match(value))
+    return isinstance(value, str) and 0 < len(value) <= MAX_COMMIT_REF and bool(COMMIT_REF_RE.match(value))
 
 
 def parse_ancestry(ref: str) -> tuple[str, int]:
@@ -57,7 +57,7 @@ def parse_ancestry(ref: str) -> tuple[str, int]:
     at = next((i for i, c in enumerate(ref) if c in _ANCESTRY_SEPARATORS), -1)
     if at < 0:
         return ref, 0
-    base, sep, rest = ref[:at], ref[at], ref[at + 1:]
+    base, sep, rest = ref[:at], ref[at], ref[at + 1 :]
     if rest.isdigit():
         n = int(rest)
     elif all(c == sep for c in rest):

@@ -8,8 +8,8 @@ import pytest
 
 from pachstudio.mount.errors import NotFound
 from pachstudio.mount.readonly import Node
-from pachstudio.rules import clean_path as clean
 from pachstudio.mount.staging import FsError, StagingArea
+from pachstudio.rules import clean_path as clean
 
 pytestmark = pytest.mark.fast
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from plugins.image import REPO, new_name, put_json_tasks, sdk_client
 from image.test_image_appliance import TEXTS, import_and_label, target_sync_makes_one_commit
+from plugins.image import REPO, new_name, put_json_tasks, sdk_client
 
 pytestmark = pytest.mark.image
 
@@ -49,7 +49,8 @@ class Compose:
             if not c.attrs["State"]["Running"] and c.attrs["State"]["Status"] == "exited":
                 raise AssertionError(f"{service} exited:\n{c.logs().decode()[-4000:]}")
             time.sleep(0.5)
-        raise AssertionError(f"{service} not healthy after {timeout}s:\n{self.container(service).logs().decode()[-4000:]}")
+        log = self.container(service).logs().decode()[-4000:]
+        raise AssertionError(f"{service} not healthy after {timeout}s:\n{log}")
 
     @property
     def url(self):
@@ -162,5 +163,6 @@ def test_a_wrong_database_password_or_host_stops_the_start_naming_the_host(compo
         **common, "POSTGRE_HOST": "no-such-db-host", "POSTGRE_PASSWORD": "x-secret-7", "PACHSTUDIO_DB_WAIT": "3"})
     assert gone.wait_exit() == 1
     log = gone.logs()
-    assert "PostgreSQL at no-such-db-host:5432 (database 'labelstudio', user 'labelstudio') did not answer within 3 s" in log
+    where = "PostgreSQL at no-such-db-host:5432 (database 'labelstudio', user 'labelstudio')"
+    assert f"{where} did not answer within 3 s" in log
     assert "x-secret-7" not in log

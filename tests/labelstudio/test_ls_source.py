@@ -2,8 +2,8 @@
 import json
 
 import pytest
+from ls_helpers import IMAGE_CONFIG, TEXT_CONFIG, error_text, make_repo, put
 from pachyderm_sdk.api import pfs
-from ls_helpers import error_text, IMAGE_CONFIG, TEXT_CONFIG, make_repo, put
 
 from plugins.labelstudio import CLUSTER_SECRET, free_port
 

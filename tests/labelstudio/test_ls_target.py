@@ -3,7 +3,7 @@ import json
 
 import pytest
 from label_studio_sdk.client import LabelStudio as LabelStudioSDK
-from ls_helpers import error_text, TEXT_CONFIG, commits, listing, make_repo, put, read
+from ls_helpers import TEXT_CONFIG, commits, error_text, listing, make_repo, put, read
 
 from pachstudio.labelstudio.paths import mount_name
 

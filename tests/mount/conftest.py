@@ -4,6 +4,7 @@ import os
 import grpc
 import pytest
 from pachyderm_sdk.api import pfs
+
 from plugins.pfs import commit_files, read  # noqa: F401 - used by the tests
 
 

@@ -1,6 +1,7 @@
 import grpc
 import pytest
 from pachyderm_sdk.api import pfs
+
 from plugins.pfs import commit_files as put, read  # noqa: F401 - used by the tests
 
 

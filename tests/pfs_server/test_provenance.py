@@ -5,6 +5,7 @@ import sqlite3
 import grpc
 import pytest
 from pachyderm_sdk.api import pfs
+
 from plugins.pfs import PfsServer
 
 from .conftest import code_of, is_finished, put, read

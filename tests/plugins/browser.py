@@ -78,8 +78,11 @@ class Page:
         self.driver.get(url)
 
     def click_now(self, element) -> bool:
-        from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
-                                                StaleElementReferenceException)
+        from selenium.common.exceptions import (
+            ElementClickInterceptedException,
+            ElementNotInteractableException,
+            StaleElementReferenceException,
+        )
 
         try:
             element.click()

@@ -14,7 +14,6 @@ import uuid
 import pytest
 import requests
 
-
 VENV_BIN = pathlib.Path(sys.executable).parent
 
 

@@ -5,6 +5,7 @@ import time
 
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
+
 from plugins.image import files_at, put_json_tasks  # noqa: F401 - files_at is one of the steps
 
 TEXTS = {f"tasks/{i}.json": text for i, text in enumerate([

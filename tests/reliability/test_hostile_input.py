@@ -15,8 +15,22 @@ from pachyderm_sdk.api import pfs
 from plugins.fake_pachd import REFUSING_PACHD
 from plugins.image import sdk_client
 
-from .appliance_steps import (BLOB_CONFIG, SOURCE, TARGET, add_source, add_target, choice_result, create_project,
-                              create_repo, files_at, put_files, read_json, sync_source, sync_target, task_count)
+from .appliance_steps import (
+    BLOB_CONFIG,
+    SOURCE,
+    TARGET,
+    add_source,
+    add_target,
+    choice_result,
+    create_project,
+    create_repo,
+    files_at,
+    put_files,
+    read_json,
+    sync_source,
+    sync_target,
+    task_count,
+)
 
 CANARY = f"pachstudio-canary-token-{uuid.uuid4().hex}"
 START_MARKER = "/run/pachstudio/reliability-tests-start"

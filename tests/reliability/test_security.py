@@ -6,13 +6,22 @@ import uuid
 
 import pytest
 import requests
-
 from pachyderm_sdk.api import pfs
 
 from plugins.image import TOKEN, sdk_client
 
-from .appliance_steps import (BLOB_CONFIG, SOURCE, TARGET, add_source, add_target, choice_result, create_project,
-                              put_files, sync_source, sync_target)
+from .appliance_steps import (
+    BLOB_CONFIG,
+    SOURCE,
+    TARGET,
+    add_source,
+    add_target,
+    choice_result,
+    create_project,
+    put_files,
+    sync_source,
+    sync_target,
+)
 
 CANARY = f"pachstudio-canary-token-{uuid.uuid4().hex}"
 STRANGER, STRANGER_PASSWORD, STRANGER_TOKEN = "stranger@example.com", "stranger-pass-0123", "stranger-token-0123456789"

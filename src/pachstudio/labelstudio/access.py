@@ -5,6 +5,7 @@ organization per installation), while its project API shows a user only the proj
 active organization. The storages and data URLs follow the project API: a user of another
 organization gets 404 for the storages and 403 for the files, never the project's data.
 """
+
 from typing import Optional
 
 from projects.models import Project
@@ -12,9 +13,12 @@ from rest_framework.exceptions import NotFound
 
 
 def may_use(user, project: Optional[Project]) -> bool:
-    return (project is not None and getattr(user, 'is_authenticated', False)
-            and project.organization_id == getattr(user, 'active_organization_id', None)
-            and project.has_permission(user))
+    return (
+        project is not None
+        and getattr(user, "is_authenticated", False)
+        and project.organization_id == getattr(user, "active_organization_id", None)
+        and project.has_permission(user)
+    )
 
 
 def project_or_404(user, project_id) -> Project:
@@ -25,19 +29,19 @@ def project_or_404(user, project_id) -> Project:
     except (TypeError, ValueError):
         project = None
     if not may_use(user, project):
-        raise NotFound(f'project {project_id} not found')
+        raise NotFound(f"project {project_id} not found")
     return project
 
 
 def _organization(request):
-    return getattr(request.user, 'active_organization_id', None)
+    return getattr(request.user, "active_organization_id", None)
 
 
 class OrganizationListMixin:
     """List views: the `project` query parameter must be a project of the user's organization."""
 
     def get_queryset(self):
-        project_id = self.request.query_params.get('project')
+        project_id = self.request.query_params.get("project")
         if project_id is not None:
             project_or_404(self.request.user, project_id)
         return super().get_queryset()
@@ -54,9 +58,9 @@ class OrganizationBodyMixin:
     """Validate and files-preview calls name a project (and maybe a storage id) in the body."""
 
     def create(self, request, *args, **kwargs):
-        if request.data.get('project') is not None:
-            project_or_404(request.user, request.data.get('project'))
-        storage_id = request.data.get('id')
+        if request.data.get("project") is not None:
+            project_or_404(request.user, request.data.get("project"))
+        storage_id = request.data.get("id")
         if storage_id is not None:
             model = self.serializer_class.Meta.model
             try:
@@ -64,5 +68,5 @@ class OrganizationBodyMixin:
             except (TypeError, ValueError):
                 found = model.objects.none()
             if not found.exists():
-                raise NotFound(f'storage {storage_id} not found')
+                raise NotFound(f"storage {storage_id} not found")
         return super().create(request, *args, **kwargs)

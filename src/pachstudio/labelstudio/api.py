@@ -1,4 +1,5 @@
 """REST views of the `pachyderm` storage type: Label Studio's generic views with our models."""
+
 from io_storages.api import (
     ExportStorageDetailAPI,
     ExportStorageFormLayoutAPI,
@@ -41,15 +42,16 @@ class QueueSyncMixin:
     def post(self, request, *args, **kwargs):
         storage = self.get_object()
         if not storage.synchronizable:
-            return Response(status=status.HTTP_400_BAD_REQUEST,
-                            data={'message': f'Storage {storage.id} is not synchronizable'})
+            return Response(
+                status=status.HTTP_400_BAD_REQUEST, data={"message": f"Storage {storage.id} is not synchronizable"}
+            )
         started = storage.sync()
         storage.refresh_from_db()
         data = dict(self.serializer_class(storage).data)
         if started == background.QUEUED:  # (the running job may have written its own status just now)
-            data['status'] = storage.Status.QUEUED
-            data['meta'] = dict(data.get('meta') or {}, queued=background.QUEUED_NOTE)
-            data['message'] = f'{background.QUEUED_NOTE}: it runs once that job ends'
+            data["status"] = storage.Status.QUEUED
+            data["meta"] = dict(data.get("meta") or {}, queued=background.QUEUED_NOTE)
+            data["message"] = f"{background.QUEUED_NOTE}: it runs once that job ends"
         return Response(data)
 
 
@@ -76,11 +78,11 @@ class PachydermExportStorageListAPI(OrganizationListMixin, ExportStorageListAPI)
     def perform_create(self, serializer):
         """Creating a Target stages the project's existing annotations; it does not commit.
         (The serializer already checked the connection.)"""
-        project = serializer.validated_data.get('project')
+        project = serializer.validated_data.get("project")
         if project is not None and not project.has_permission(self.request.user):
-            raise PermissionDenied('You do not have permission to create storages for this project.')
+            raise PermissionDenied("You do not have permission to create storages for this project.")
         storage = serializer.save()
-        background.start(storage, 'stage_all')
+        background.start(storage, "stage_all")
 
 
 class PachydermExportStorageDetailAPI(OrganizationObjectMixin, ExportStorageDetailAPI):

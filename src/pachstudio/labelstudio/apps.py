@@ -4,17 +4,17 @@ from django.apps import AppConfig
 class PachydermStorageConfig(AppConfig):
     """The label keeps `io_storages_` so Label Studio's `Task.get_storage_link` finds our links."""
 
-    name = 'pachstudio.labelstudio'
-    label = 'io_storages_pachyderm'
-    verbose_name = 'Pachyderm storage'
-    default_auto_field = 'django.db.models.AutoField'
+    name = "pachstudio.labelstudio"
+    label = "io_storages_pachyderm"
+    verbose_name = "Pachyderm storage"
+    default_auto_field = "django.db.models.AutoField"
 
     def ready(self):
         from django.core.signals import request_started
 
         from . import signals  # noqa: F401  (connects the annotation receivers)
 
-        request_started.connect(_resume_once, dispatch_uid='pachyderm-resume-queued-syncs')
+        request_started.connect(_resume_once, dispatch_uid="pachyderm-resume-queued-syncs")
 
 
 def _resume_once(**kwargs):
@@ -24,10 +24,10 @@ def _resume_once(**kwargs):
 
     from . import background
 
-    request_started.disconnect(dispatch_uid='pachyderm-resume-queued-syncs')
+    request_started.disconnect(dispatch_uid="pachyderm-resume-queued-syncs")
     try:
         background.resume_requests()
     except Exception:  # never fail the request that happened to come first
         import logging
 
-        logging.getLogger(__name__).exception('resuming queued Pachyderm syncs failed')
+        logging.getLogger(__name__).exception("resuming queued Pachyderm syncs failed")

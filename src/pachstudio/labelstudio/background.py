@@ -16,6 +16,7 @@ thread, still holding the lock, consumes the request when it ends and runs it; s
 meanwhile rewrite the same file, so they make one more run. The file survives a restart: the first
 request a restarted process serves runs what was left queued (`resume_requests`).
 """
+
 import fcntl
 import logging
 import os
@@ -35,19 +36,19 @@ _guard = threading.Lock()
 _running: dict = {}
 
 
-QUEUED_NOTE = 'Sync queued after the running job'
-STARTED, QUEUED = 'started', 'queued'
+QUEUED_NOTE = "Sync queued after the running job"
+STARTED, QUEUED = "started", "queued"
 
 
 def _folder():
-    folder = os.path.join(settings.BASE_DATA_DIR, 'pachyderm-jobs')
+    folder = os.path.join(settings.BASE_DATA_DIR, "pachyderm-jobs")
     os.makedirs(folder, exist_ok=True)
     return folder
 
 
 def _claim(storage_class, storage_id):
     """The job lock of a storage, or None when a job (in any worker) holds it."""
-    fd = os.open(os.path.join(_folder(), f'{storage_class.__name__}-{storage_id}.lock'), os.O_CREAT | os.O_RDWR, 0o600)
+    fd = os.open(os.path.join(_folder(), f"{storage_class.__name__}-{storage_id}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -57,7 +58,7 @@ def _claim(storage_class, storage_id):
 
 
 def _request_path(storage_class, storage_id) -> str:
-    return os.path.join(_folder(), f'{storage_class.__name__}-{storage_id}.queued')
+    return os.path.join(_folder(), f"{storage_class.__name__}-{storage_id}.queued")
 
 
 def queued_method(storage):
@@ -73,8 +74,8 @@ def _request(storage_class, storage_id, method):
     """Persist "run <method> once the running job ends": one file, so several presses make one run,
     and it survives a restart."""
     path = _request_path(storage_class, storage_id)
-    tmp = f'{path}.{os.getpid()}.{threading.get_ident()}'
-    with open(tmp, 'w') as f:
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+    with open(tmp, "w") as f:
         f.write(method)
     os.replace(tmp, path)
 
@@ -103,7 +104,7 @@ def job_running(storage) -> bool:
 def mark_queued(storage):
     """What the card shows while a Sync waits for the running job: status queued, meta.queued."""
     fresh = storage.__class__.objects.filter(pk=storage.pk)
-    meta = dict((fresh.values_list('meta', flat=True).first() or {}), queued=QUEUED_NOTE)
+    meta = dict((fresh.values_list("meta", flat=True).first() or {}), queued=QUEUED_NOTE)
     fresh.update(status=storage.Status.QUEUED, meta=meta)
 
 
@@ -136,12 +137,13 @@ def _prepare(storage):
     storage._update_queued_status()  # Label Studio's QUEUED reset, whatever the status was
     if storage.traceback:  # the card must not keep an earlier job's failure once this one runs
         storage.traceback = None
-        storage.save(update_fields=['traceback'])
+        storage.save(update_fields=["traceback"])
 
 
 def _spawn(cls, storage_id, method, lock):
-    thread = threading.Thread(target=_pump, args=(cls, storage_id, method, lock),
-                              name=f'pachyderm-{method}-{storage_id}', daemon=True)
+    thread = threading.Thread(
+        target=_pump, args=(cls, storage_id, method, lock), name=f"pachyderm-{method}-{storage_id}", daemon=True
+    )
     _running[(cls.__name__, storage_id)] = thread
     thread.start()
 
@@ -152,11 +154,11 @@ def resume_requests():
 
     folder = _folder()
     for name in os.listdir(folder):
-        if not name.endswith('.queued'):
+        if not name.endswith(".queued"):
             continue
-        class_name, _, storage_id = name[:-len('.queued')].rpartition('-')
+        class_name, _, storage_id = name[: -len(".queued")].rpartition("-")
         try:
-            cls = apps.get_model('io_storages_pachyderm', class_name)
+            cls = apps.get_model("io_storages_pachyderm", class_name)
             storage = cls.objects.filter(id=int(storage_id)).first()
         except (LookupError, ValueError):
             continue
@@ -177,7 +179,7 @@ def resume_requests():
             except BaseException:
                 os.close(lock)
                 raise
-            logger.info('storage %s %s: running the %s queued before the restart', class_name, storage_id, method)
+            logger.info("storage %s %s: running the %s queued before the restart", class_name, storage_id, method)
 
 
 def _pump(storage_class, storage_id, method, lock):
@@ -216,32 +218,36 @@ def _run(storage_class, storage_id, method, prepare=False):
             _prepare(storage)
         getattr(storage, method)()
     except storage_class.DoesNotExist:
-        logger.info('storage %s %s was deleted before its %s ran', storage_class.__name__, storage_id, method)
+        logger.info("storage %s %s was deleted before its %s ran", storage_class.__name__, storage_id, method)
     except Exception as exc:  # the card must show why, whatever failed
         if storage is not None:
             record_failure(storage, exc)
         else:
-            logger.exception('storage %s %s: %s could not start', storage_class.__name__, storage_id, method)
+            logger.exception("storage %s %s: %s could not start", storage_class.__name__, storage_id, method)
 
 
 def failure_message(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         detail = exc.detail
         if isinstance(detail, list):
-            return '\n'.join(str(d) for d in detail)
+            return "\n".join(str(d) for d in detail)
         return str(detail)
     if isinstance(exc, MountServerError):
         return str(exc)
-    return f'{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc()}'
+    return f"{exc.__class__.__name__}: {exc}\n\n{traceback.format_exc()}"
 
 
 def record_failure(storage, exc: Exception):
     message = failure_message(exc)
-    logger.warning('Pachyderm storage %s (%s) failed: %s', storage.id, storage.__class__.__name__,
-                   message.splitlines()[0] if message else exc.__class__.__name__)
+    logger.warning(
+        "Pachyderm storage %s (%s) failed: %s",
+        storage.id,
+        storage.__class__.__name__,
+        message.splitlines()[0] if message else exc.__class__.__name__,
+    )
     storage.refresh_from_db()
     storage.status = storage.Status.FAILED
     storage.traceback = message
     now = timezone.now()
     storage.meta = dict(storage.meta or {}, time_failure=str(now), error=message.splitlines()[0])
-    storage.save(update_fields=['status', 'traceback', 'meta'])
+    storage.save(update_fields=["status", "traceback", "meta"])

@@ -3,6 +3,7 @@
 The models hold configuration and status only; the work lives in `source_sync`, `target_sync`
 and `cluster_checks`, and every cluster access goes through the mount server (`mount_client`).
 """
+
 import logging
 from urllib.parse import quote
 
@@ -26,26 +27,29 @@ logger = logging.getLogger(__name__)
 
 
 def mount_folder(name: str) -> str:
-    return f'{settings.PACHSTUDIO_MOUNT_DIR.rstrip("/")}/{name}'
+    return f"{settings.PACHSTUDIO_MOUNT_DIR.rstrip('/')}/{name}"
 
 
 class PachydermMixin(models.Model):
     pach_project = models.CharField(
-        _('Pachyderm project'), max_length=256, blank=True, default='',
+        _("Pachyderm project"),
+        max_length=256,
+        blank=True,
+        default="",
         help_text='Pachyderm project; empty means the cluster context\'s project, else "default"',
     )
-    repo = models.CharField(_('repo'), max_length=256, help_text='Pachyderm repo')
-    branch = models.CharField(_('branch'), max_length=256, blank=True, default='master', help_text='Branch')
-    prefix = models.TextField(_('prefix'), null=True, blank=True, help_text='Folder inside the repo')
+    repo = models.CharField(_("repo"), max_length=256, help_text="Pachyderm repo")
+    branch = models.CharField(_("branch"), max_length=256, blank=True, default="master", help_text="Branch")
+    prefix = models.TextField(_("prefix"), null=True, blank=True, help_text="Folder inside the repo")
 
-    mount_mode = 'ro'
+    mount_mode = "ro"
 
     class Meta:
         abstract = True
 
     @property
     def project_name(self) -> str:
-        return self.pach_project or 'default'
+        return self.pach_project or "default"
 
     @property
     def clean_prefix(self) -> str:
@@ -53,15 +57,20 @@ class PachydermMixin(models.Model):
 
     @property
     def ref(self) -> str:
-        return self.branch or 'master'
+        return self.branch or "master"
 
     @property
     def mount(self) -> str:
         return mount_name(self.mount_mode, self.project_name, self.repo, self.ref)
 
     def mount_spec(self) -> dict:
-        return {'name': self.mount, 'project': self.project_name, 'repo': self.repo,
-                'branch': self.branch or 'master', 'mode': self.mount_mode}
+        return {
+            "name": self.mount,
+            "project": self.project_name,
+            "repo": self.repo,
+            "branch": self.branch or "master",
+            "mode": self.mount_mode,
+        }
 
     @property
     def mount_root(self) -> str:
@@ -70,8 +79,8 @@ class PachydermMixin(models.Model):
     def local_path(self, path: str) -> str:
         return safe_join(self.mount_root, path)
 
-    def describe(self, ref: str = '') -> str:
-        return f'{self.project_name}/{self.repo}@{ref or self.ref}'
+    def describe(self, ref: str = "") -> str:
+        return f"{self.project_name}/{self.repo}@{ref or self.ref}"
 
     def health_check(self):
         """Label Studio's storage list marks a job failed once it has not pinged for 25 s; ours may
@@ -85,38 +94,52 @@ class PachydermMixin(models.Model):
         """While a Sync waits for the running job, the card keeps saying so: whatever the running
         job writes (in progress, its counts, completed, failed), the row stays queued with meta.queued."""
         super().save(*args, **kwargs)
-        fields = kwargs.get('update_fields')
-        if self.pk and (fields is None or {'status', 'meta'} & set(fields)) and background.queued_method(self):
+        fields = kwargs.get("update_fields")
+        if self.pk and (fields is None or {"status", "meta"} & set(fields)) and background.queued_method(self):
             background.mark_queued(self)
 
 
 class PachydermImportStorageBase(PachydermMixin, ImportStorage):
-    url_scheme = 'pach'
+    url_scheme = "pach"
 
-    commit = models.CharField(_('commit'), max_length=64, null=True, blank=True,
-                              help_text='Pin this commit instead of following the branch')
-    regex_filter = models.TextField(_('regex_filter'), null=True, blank=True,
-                                    help_text='Regex on the path (or the file name) of files to import')
-    use_blob_urls = models.BooleanField(_('use_blob_urls'), default=False,
-                                        help_text='Every file is a source file (else: JSON tasks)')
-    recursive_scan = models.BooleanField(_('recursive scan'), default=False,
-                                         help_text='Import files from sub-folders of the prefix too')
-    synced_commit = models.CharField(_('synced commit'), max_length=64, null=True, blank=True,
-                                     help_text='Commit the last successful sync read; the next one starts there')
-    synced_filter = models.CharField(_('synced filter'), max_length=64, null=True, blank=True,
-                                     help_text='Signature of the filters of the last sync; a change means a full scan')
+    commit = models.CharField(
+        _("commit"), max_length=64, null=True, blank=True, help_text="Pin this commit instead of following the branch"
+    )
+    regex_filter = models.TextField(
+        _("regex_filter"), null=True, blank=True, help_text="Regex on the path (or the file name) of files to import"
+    )
+    use_blob_urls = models.BooleanField(
+        _("use_blob_urls"), default=False, help_text="Every file is a source file (else: JSON tasks)"
+    )
+    recursive_scan = models.BooleanField(
+        _("recursive scan"), default=False, help_text="Import files from sub-folders of the prefix too"
+    )
+    synced_commit = models.CharField(
+        _("synced commit"),
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Commit the last successful sync read; the next one starts there",
+    )
+    synced_filter = models.CharField(
+        _("synced filter"),
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Signature of the filters of the last sync; a change means a full scan",
+    )
 
     class Meta:
         abstract = True
 
     @property
     def ref(self) -> str:
-        return self.commit or self.branch or 'master'
+        return self.commit or self.branch or "master"
 
     def mount_spec(self) -> dict:
         spec = super().mount_spec()
         if self.commit:
-            spec['commit'] = self.commit
+            spec["commit"] = self.commit
         return spec
 
     def key_filter(self) -> KeyFilter:
@@ -129,32 +152,38 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
     def iter_objects(self):
         keep = self.key_filter()
         for entry in mount_client.files(self.mount, self.clean_prefix, self.recursive_scan):
-            if keep(entry['path']):
+            if keep(entry["path"]):
                 yield entry
 
     def iter_keys(self):
         for entry in self.iter_objects():
-            yield entry['path']
+            yield entry["path"]
 
     def get_unified_metadata(self, obj):
-        return {'key': obj['path'], 'last_modified': None, 'size': obj.get('size')}
+        return {"key": obj["path"], "last_modified": None, "size": obj.get("size")}
 
     def get_data(self, key):
-        return read_task_objects(self, key, self.synced_commit or '')
+        return read_task_objects(self, key, self.synced_commit or "")
 
     def file_url(self, path: str) -> str:
         return settings.HOSTNAME + self.file_view_path(path)
 
     def file_view_path(self, path: str) -> str:
         """The URL of the file view without the host: task URLs end with it under any HOSTNAME."""
-        return f'/data/pachyderm/{self.id}/?path={quote(path)}'
+        return f"/data/pachyderm/{self.id}/?path={quote(path)}"
 
     def commit_view_spec(self, commit: str) -> dict:
         """A read-only mount of one commit of this repo, for files whose labels outlived the
         content at the branch head. Its own name space (`ls_at_`): a pinned Source storage of the
         same commit may name another branch, and two specs under one name would conflict."""
-        return {'name': mount_name('at', self.project_name, self.repo, commit), 'project': self.project_name,
-                'repo': self.repo, 'branch': 'master', 'commit': commit, 'mode': 'ro'}
+        return {
+            "name": mount_name("at", self.project_name, self.repo, commit),
+            "project": self.project_name,
+            "repo": self.repo,
+            "branch": "master",
+            "commit": commit,
+            "mode": "ro",
+        }
 
     def can_resolve_url(self, url):
         # Our task URLs already point at Label Studio's own file view.
@@ -164,7 +193,7 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         sync_source(self)
 
     def sync(self):
-        return background.start(self, 'scan_and_create_links')
+        return background.start(self, "scan_and_create_links")
 
 
 class PachydermImportStorage(ProjectStorageMixin, PachydermImportStorageBase):
@@ -173,23 +202,37 @@ class PachydermImportStorage(ProjectStorageMixin, PachydermImportStorageBase):
 
 
 class PachydermExportStorage(PachydermMixin, ExportStorage):
-    FILE_FORMATS = (('annotation', 'One file per annotation'), ('task', 'One file per task with its annotations'))
+    FILE_FORMATS = (("annotation", "One file per annotation"), ("task", "One file per task with its annotations"))
 
-    file_format = models.CharField(_('file format'), max_length=32, choices=FILE_FORMATS, default='annotation',
-                                   help_text='annotation: <prefix>/<annotation id>.json; task: <prefix>/<task id>.json')
-    last_commit = models.CharField(_('last commit'), max_length=64, null=True, blank=True,
-                                   help_text='Commit made by the last Sync that had changes')
-    pending_deletes = models.JSONField(_('pending deletes'), default=list, blank=True,
-                                       help_text='Files whose delete could not be staged yet; Sync retries them')
+    file_format = models.CharField(
+        _("file format"),
+        max_length=32,
+        choices=FILE_FORMATS,
+        default="annotation",
+        help_text="annotation: <prefix>/<annotation id>.json; task: <prefix>/<task id>.json",
+    )
+    last_commit = models.CharField(
+        _("last commit"),
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Commit made by the last Sync that had changes",
+    )
+    pending_deletes = models.JSONField(
+        _("pending deletes"),
+        default=list,
+        blank=True,
+        help_text="Files whose delete could not be staged yet; Sync retries them",
+    )
 
-    mount_mode = 'rw'
+    mount_mode = "rw"
 
     def validate_connection(self, client=None):
         cluster_checks.check_target(self)
 
     def file_key(self, annotation_id: int, task_id: int) -> str:
-        name = f'{task_id if self.file_format == "task" else annotation_id}.json'
-        return f'{self.clean_prefix}/{name}' if self.clean_prefix else name
+        name = f"{task_id if self.file_format == 'task' else annotation_id}.json"
+        return f"{self.clean_prefix}/{name}" if self.clean_prefix else name
 
     def save_annotation(self, annotation):
         write_annotation(self, annotation)
@@ -201,15 +244,15 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
         sync_target(self)
 
     def sync(self, save_only_new_annotations: bool = False):
-        return background.start(self, 'commit_staged')
+        return background.start(self, "commit_staged")
 
 
 class PachydermImportStorageLink(ImportStorageLink):
-    storage = models.ForeignKey(PachydermImportStorage, on_delete=models.CASCADE, related_name='links')
+    storage = models.ForeignKey(PachydermImportStorage, on_delete=models.CASCADE, related_name="links")
 
     class Meta:
-        indexes = [models.Index(fields=['storage', 'key'], name='pach_import_link_key')]
+        indexes = [models.Index(fields=["storage", "key"], name="pach_import_link_key")]
 
 
 class PachydermExportStorageLink(ExportStorageLink):
-    storage = models.ForeignKey(PachydermExportStorage, on_delete=models.CASCADE, related_name='links')
+    storage = models.ForeignKey(PachydermExportStorage, on_delete=models.CASCADE, related_name="links")

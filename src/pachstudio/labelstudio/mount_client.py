@@ -7,6 +7,7 @@ A connection that cannot be made is tried again (CONNECT_RETRIES times, httpx's 
 that covers a restart of the mount server, and it is safe for every call, `_commit` included,
 since nothing of the request was sent. A request that was sent is never repeated.
 """
+
 import json
 import logging
 from typing import Iterator
@@ -31,26 +32,25 @@ class MountServerError(Exception):
 def _client(timeout=None) -> httpx.Client:
     base = settings.PACHSTUDIO_MOUNT_API
     timeout = settings.PACHSTUDIO_MOUNT_TIMEOUT if timeout is None else timeout
-    if base.startswith('unix:'):
-        transport = httpx.HTTPTransport(uds=base[len('unix:'):], retries=CONNECT_RETRIES)
-        return httpx.Client(transport=transport, base_url='http://mount-server', timeout=timeout)
-    return httpx.Client(transport=httpx.HTTPTransport(retries=CONNECT_RETRIES), base_url=base,
-                        timeout=timeout)
+    if base.startswith("unix:"):
+        transport = httpx.HTTPTransport(uds=base[len("unix:") :], retries=CONNECT_RETRIES)
+        return httpx.Client(transport=transport, base_url="http://mount-server", timeout=timeout)
+    return httpx.Client(transport=httpx.HTTPTransport(retries=CONNECT_RETRIES), base_url=base, timeout=timeout)
 
 
 def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
-        if isinstance(body, dict) and body.get('detail'):
-            detail = body['detail']
+        if isinstance(body, dict) and body.get("detail"):
+            detail = body["detail"]
             return detail if isinstance(detail, str) else json.dumps(detail)
     except ValueError:
         pass
-    return response.text[:500] or f'HTTP {response.status_code}'
+    return response.text[:500] or f"HTTP {response.status_code}"
 
 
 def _unreachable(exc: Exception) -> MountServerError:
-    return MountServerError(f'mount server unreachable at {settings.PACHSTUDIO_MOUNT_API}: {exc.__class__.__name__}')
+    return MountServerError(f"mount server unreachable at {settings.PACHSTUDIO_MOUNT_API}: {exc.__class__.__name__}")
 
 
 def call(method: str, url: str, body=None, params=None, timeout=None):
@@ -68,7 +68,7 @@ def stream_ndjson(url: str, params=None) -> Iterator[dict]:
     """Yield one dict per line; stop early and the connection is closed (used to peek a listing)."""
     try:
         with _client() as client:
-            with client.stream('GET', url, params=params) as response:
+            with client.stream("GET", url, params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise MountServerError(_detail(response), response.status_code)
@@ -80,47 +80,51 @@ def stream_ndjson(url: str, params=None) -> Iterator[dict]:
 
 
 def health():
-    return call('GET', '/health', timeout=10)
+    return call("GET", "/health", timeout=10)
 
 
 def config():
-    return call('GET', '/config', timeout=30)
+    return call("GET", "/config", timeout=30)
 
 
 def projects() -> list:
-    return call('GET', '/projects')
+    return call("GET", "/projects")
 
 
 def repos() -> list:
-    return call('GET', '/repos')
+    return call("GET", "/repos")
 
 
 def mount(spec: dict) -> dict:
-    answer = call('PUT', '/_mount', {'mounts': [spec]})
-    for state in answer.get('mounted', []):
-        if state.get('name') == spec['name']:
+    answer = call("PUT", "/_mount", {"mounts": [spec]})
+    for state in answer.get("mounted", []):
+        if state.get("name") == spec["name"]:
             return state
-    raise MountServerError(f'mount server did not report mount {spec["name"]} as mounted', 502)
+    raise MountServerError(f"mount server did not report mount {spec['name']} as mounted", 502)
 
 
 def refresh(name: str) -> dict:
-    return call('PUT', '/_refresh', {'mount': name})
+    return call("PUT", "/_refresh", {"mount": name})
 
 
 def commit(name: str, description: str) -> dict:
     # Uploading a big staged set legitimately takes long; the caller is a background job.
-    return call('PUT', '/_commit', {'mount': name, 'description': description},
-                timeout=max(settings.PACHSTUDIO_MOUNT_TIMEOUT, 3600))
+    return call(
+        "PUT",
+        "/_commit",
+        {"mount": name, "description": description},
+        timeout=max(settings.PACHSTUDIO_MOUNT_TIMEOUT, 3600),
+    )
 
 
 def staged(name: str) -> dict:
-    return call('GET', f'/mounts/{quote(name)}/staged')
+    return call("GET", f"/mounts/{quote(name)}/staged")
 
 
-def files(name: str, prefix: str = '', recursive: bool = True) -> Iterator[dict]:
-    params = {'prefix': prefix, 'recursive': 'true' if recursive else 'false'}
-    return stream_ndjson(f'/mounts/{quote(name)}/files', params)
+def files(name: str, prefix: str = "", recursive: bool = True) -> Iterator[dict]:
+    params = {"prefix": prefix, "recursive": "true" if recursive else "false"}
+    return stream_ndjson(f"/mounts/{quote(name)}/files", params)
 
 
 def diff(name: str, since: str) -> Iterator[dict]:
-    return stream_ndjson(f'/mounts/{quote(name)}/diff', {'since': since})
+    return stream_ndjson(f"/mounts/{quote(name)}/diff", {"since": since})

@@ -1,12 +1,13 @@
 """API shape of the storages (type `pachyderm`). There is no credential field: the cluster token
 stays with the mount server, so nothing secret can be stored here or returned."""
+
 from io_storages.serializers import ExportStorageSerializer, ImportStorageSerializer
 from rest_framework import serializers
 
+from .. import rules
 from .access import project_or_404
 from .cluster_checks import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
-from .. import rules
 from .paths import BadPath, normalize_prefix, shown
 
 
@@ -17,7 +18,8 @@ def pach_name(kind: str, value):
     if value and not rules.is_name(value):
         raise serializers.ValidationError(
             f'{kind} {shown(value)} is not a Pachyderm name: use only letters, digits, "_" and "-", '
-            f'at most {rules.MAX_NAME} characters')
+            f"at most {rules.MAX_NAME} characters"
+        )
     return value
 
 
@@ -29,28 +31,29 @@ class PachydermSerializerMixin:
             raise serializers.ValidationError(str(exc))
 
     def validate_repo(self, value):
-        return pach_name('repo', value)
+        return pach_name("repo", value)
 
     def validate_pach_project(self, value):
-        return pach_name('Pachyderm project', value)
+        return pach_name("Pachyderm project", value)
 
     def validate_branch(self, value):
-        return pach_name('branch', value) or 'master'
+        return pach_name("branch", value) or "master"
 
     def validate_commit(self, value):
         if value and not rules.is_commit_ref(value):
-            raise serializers.ValidationError(f'commit {shown(value)} is not a Pachyderm commit id '
-                                              '(32 hexadecimal characters, or branch^ ancestry)')
+            raise serializers.ValidationError(
+                f"commit {shown(value)} is not a Pachyderm commit id (32 hexadecimal characters, or branch^ ancestry)"
+            )
         return value
 
     def validate(self, data):
         data = super().validate(data)
-        request = self.context.get('request')
-        if request is not None and data.get('project') is not None:
+        request = self.context.get("request")
+        if request is not None and data.get("project") is not None:
             # Before the connection check: a stranger's form must not mount anything either.
-            project_or_404(request.user, data['project'].id)
-        if not data.get('pach_project') and not (self.instance and self.instance.pach_project):
-            data['pach_project'] = default_project()
+            project_or_404(request.user, data["project"].id)
+        if not data.get("pach_project") and not (self.instance and self.instance.pach_project):
+            data["pach_project"] = default_project()
         if self.instance is not None:
             storage = self.instance
             for key, value in data.items():
@@ -62,18 +65,18 @@ class PachydermSerializerMixin:
 
 
 class PachydermImportStorageSerializer(PachydermSerializerMixin, ImportStorageSerializer):
-    type = serializers.ReadOnlyField(default='pachyderm')
+    type = serializers.ReadOnlyField(default="pachyderm")
 
     class Meta:
         model = PachydermImportStorage
-        fields = '__all__'
-        read_only_fields = ('synced_commit', 'synced_filter')
+        fields = "__all__"
+        read_only_fields = ("synced_commit", "synced_filter")
 
 
 class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSerializer):
-    type = serializers.ReadOnlyField(default='pachyderm')
+    type = serializers.ReadOnlyField(default="pachyderm")
 
     class Meta:
         model = PachydermExportStorage
-        fields = '__all__'
-        read_only_fields = ('last_commit', 'pending_deletes')
+        fields = "__all__"
+        read_only_fields = ("last_commit", "pending_deletes")

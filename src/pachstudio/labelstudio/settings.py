@@ -3,6 +3,7 @@
 Label Studio's settings module reads `django.conf.settings` while it loads, so a plain
 `from ... import *` fails: the file is executed in this module's namespace instead.
 """
+
 import os
 import sys
 
@@ -13,29 +14,30 @@ if _LS_DIR not in sys.path:
     # Label Studio imports its apps as top-level packages (`core`, `tasks`, ...).
     sys.path.insert(0, _LS_DIR)
 
-_LS_SETTINGS = os.path.join(_LS_DIR, 'core', 'settings', 'label_studio.py')
+_LS_SETTINGS = os.path.join(_LS_DIR, "core", "settings", "label_studio.py")
 with open(_LS_SETTINGS) as _f:
-    exec(compile(_f.read(), _LS_SETTINGS, 'exec'), globals())
+    exec(compile(_f.read(), _LS_SETTINGS, "exec"), globals())
 
-INSTALLED_APPS = list(INSTALLED_APPS) + ['pachstudio.labelstudio.apps.PachydermStorageConfig']  # noqa: F821
-GET_STORAGE_LIST = 'pachstudio.labelstudio.storage_list.get_storage_list'
+INSTALLED_APPS = list(INSTALLED_APPS) + ["pachstudio.labelstudio.apps.PachydermStorageConfig"]  # noqa: F821
+GET_STORAGE_LIST = "pachstudio.labelstudio.storage_list.get_storage_list"
 IO_STORAGES_IMPORT_LINK_NAMES = list(IO_STORAGES_IMPORT_LINK_NAMES) + [  # noqa: F821
-    'io_storages_pachyderm_pachydermimportstoragelink',
+    "io_storages_pachyderm_pachydermimportstoragelink",
 ]
-ROOT_URLCONF = 'pachstudio.labelstudio.urls'
+ROOT_URLCONF = "pachstudio.labelstudio.urls"
 
-PACHSTUDIO_MOUNT_API = os.environ.get('PACHSTUDIO_MOUNT_API', 'http://127.0.0.1:9002')
-PACHSTUDIO_MOUNT_DIR = os.environ.get('PACHSTUDIO_MOUNT_DIR', '/pfs')
+PACHSTUDIO_MOUNT_API = os.environ.get("PACHSTUDIO_MOUNT_API", "http://127.0.0.1:9002")
+PACHSTUDIO_MOUNT_DIR = os.environ.get("PACHSTUDIO_MOUNT_DIR", "/pfs")
 # Seconds a call to the mount server may take before the storage reports it unreachable.
-PACHSTUDIO_MOUNT_TIMEOUT = float(os.environ.get('PACHSTUDIO_MOUNT_TIMEOUT', '120'))
+PACHSTUDIO_MOUNT_TIMEOUT = float(os.environ.get("PACHSTUDIO_MOUNT_TIMEOUT", "120"))
 # Largest JSON tasks file a Source sync parses (MB); bigger ones are skipped with the reason.
-PACHSTUDIO_MAX_JSON_MB = int(os.environ.get('PACHSTUDIO_MAX_JSON_MB', '128'))
+PACHSTUDIO_MAX_JSON_MB = int(os.environ.get("PACHSTUDIO_MAX_JSON_MB", "128"))
 
 # SQLite (the default database): a transaction that reads first and writes later (Django's delete
 # collector, get_or_create) fails at once with "database is locked" when another writer went
 # first; Label Studio's retry middleware then sleeps 1 s, 1.5 s, ... per attempt. Under 8
 # concurrent annotators nearly every annotation delete went that way. BEGIN IMMEDIATE takes the
 # write lock up front and waits for it (up to `timeout` seconds) instead.
-if DATABASES['default'].get('ENGINE') == 'django.db.backends.sqlite3':  # noqa: F821
-    DATABASES['default'].setdefault('OPTIONS', {}).update(  # noqa: F821
-        {'transaction_mode': 'IMMEDIATE', 'timeout': float(os.environ.get('PACHSTUDIO_SQLITE_TIMEOUT', '30'))})
+if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":  # noqa: F821
+    DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F821
+        {"transaction_mode": "IMMEDIATE", "timeout": float(os.environ.get("PACHSTUDIO_SQLITE_TIMEOUT", "30"))}
+    )

@@ -3,6 +3,7 @@
 Work runs after the database commit, so a rolled-back save never reaches the mount. A failure
 here never fails the annotation: it is logged and the next Sync writes what is missing.
 """
+
 import logging
 
 from django.db import transaction
@@ -29,15 +30,19 @@ def stage_saved_annotation(sender, instance, **kwargs):
     def write():
         from .target_sync import write_annotation
 
-        annotation = Annotation.objects.filter(id=annotation_id).select_related('task').first()
+        annotation = Annotation.objects.filter(id=annotation_id).select_related("task").first()
         if annotation is None:
             return
         for storage in storages:
             try:
                 write_annotation(storage, annotation)
             except Exception as exc:
-                logger.warning('Pachyderm target %s: annotation %s not staged now (%s); Sync writes it',
-                               storage.id, annotation_id, exc)
+                logger.warning(
+                    "Pachyderm target %s: annotation %s not staged now (%s); Sync writes it",
+                    storage.id,
+                    annotation_id,
+                    exc,
+                )
 
     transaction.on_commit(write)
 

@@ -5,6 +5,7 @@ mount server for the diff since the last synced commit. Added files become tasks
 updates its unlabeled tasks; a deleted file removes its unlabeled tasks and marks labeled ones
 (`pachyderm_deleted` in the task data), so nothing labeled is lost and nothing is duplicated.
 """
+
 import hashlib
 import itertools
 import json
@@ -27,8 +28,8 @@ from .mount_client import MountServerError
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-PATH_FIELD, COMMIT_FIELD = 'pachyderm_path', 'pachyderm_commit'
-DELETED_FIELD, CHANGED_FIELD = 'pachyderm_deleted', 'pachyderm_changed'
+PATH_FIELD, COMMIT_FIELD = "pachyderm_path", "pachyderm_commit"
+DELETED_FIELD, CHANGED_FIELD = "pachyderm_deleted", "pachyderm_changed"
 
 
 class Timer:
@@ -65,15 +66,22 @@ def batched(iterable, n=BATCH):
 
 def scan_signature(storage) -> str:
     """What decides which files are tasks; when it changes, an incremental diff is not enough."""
-    parts = [storage.project_name, storage.repo, storage.ref, storage.clean_prefix, storage.regex_filter or '',
-             str(bool(storage.recursive_scan)), str(bool(storage.use_blob_urls))]
-    return hashlib.sha1('\x00'.join(parts).encode()).hexdigest()
+    parts = [
+        storage.project_name,
+        storage.repo,
+        storage.ref,
+        storage.clean_prefix,
+        storage.regex_filter or "",
+        str(bool(storage.recursive_scan)),
+        str(bool(storage.use_blob_urls)),
+    ]
+    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()
 
 
 def _with_provenance(item: dict, key: str, commit: str) -> dict:
     item = dict(item)
-    if isinstance(item.get('data'), dict):
-        item['data'] = {**item['data'], PATH_FIELD: key, COMMIT_FIELD: commit}
+    if isinstance(item.get("data"), dict):
+        item["data"] = {**item["data"], PATH_FIELD: key, COMMIT_FIELD: commit}
     else:
         item.update({PATH_FIELD: key, COMMIT_FIELD: commit})
     return item
@@ -88,27 +96,32 @@ def read_task_objects(storage, key: str, commit: str) -> list:
     limit = settings.PACHSTUDIO_MAX_JSON_MB
     if size > limit * 1024 * 1024:
         # Parsing holds the whole file, several times its size, in a Label Studio worker.
-        raise NotTasks(f'"{key}" is {size / 1048576:,.0f} MB, more than the {limit} MB a JSON tasks file may have '
-                       '(PACHSTUDIO_MAX_JSON_MB); skipped. Split it into smaller files, or choose '
-                       '"every file is a source file" to import it as one task.')
+        raise NotTasks(
+            f'"{key}" is {size / 1048576:,.0f} MB, more than the {limit} MB a JSON tasks file may have '
+            "(PACHSTUDIO_MAX_JSON_MB); skipped. Split it into smaller files, or choose "
+            '"every file is a source file" to import it as one task.'
+        )
     if size == 0:
         raise NotTasks(f'"{key}" is empty, so it holds no task; skipped.')
     try:
-        with open(path, 'rb') as f:
+        with open(path, "rb") as f:
             value = json.loads(f.read())
     except (UnicodeDecodeError, ValueError) as exc:
-        raise NotTasks(f'"{key}" is not a JSON file ({exc.__class__.__name__}); skipped. '
-                       'Choose "every file is a source file" to import such files.') from None
+        raise NotTasks(
+            f'"{key}" is not a JSON file ({exc.__class__.__name__}); skipped. '
+            'Choose "every file is a source file" to import such files.'
+        ) from None
     if isinstance(value, dict):
         return [StorageObject(key=key, task_data=_with_provenance(value, key, commit))]
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return [StorageObject(key=key, task_data=_with_provenance(v, key, commit), row_index=i)
-                for i, v in enumerate(value)]
+        return [
+            StorageObject(key=key, task_data=_with_provenance(v, key, commit), row_index=i) for i, v in enumerate(value)
+        ]
     raise NotTasks(f'"{key}" holds JSON that is neither a task (an object) nor a list of tasks; skipped.')
 
 
 def _task_data(task_data: dict) -> dict:
-    return task_data['data'] if isinstance(task_data.get('data'), dict) else task_data
+    return task_data["data"] if isinstance(task_data.get("data"), dict) else task_data
 
 
 def _pinned(storage, data: dict) -> dict:
@@ -118,12 +131,13 @@ def _pinned(storage, data: dict) -> dict:
     if not key or not commit:
         return data
     head_url = storage.file_view_path(key)
-    return {k: v + '&commit=' + quote(commit) if isinstance(v, str) and v.endswith(head_url) else v
-            for k, v in data.items()}
+    return {
+        k: v + "&commit=" + quote(commit) if isinstance(v, str) and v.endswith(head_url) else v for k, v in data.items()
+    }
 
 
 def _is_rich(task_data: dict) -> bool:
-    return bool(task_data.get('annotations') or task_data.get('predictions'))
+    return bool(task_data.get("annotations") or task_data.get("predictions"))
 
 
 class SourceSync:
@@ -145,12 +159,12 @@ class SourceSync:
         return None
 
     def _links(self, keys):
-        return list(self.Link.objects.filter(storage=self.storage, key__in=keys).select_related('task'))
+        return list(self.Link.objects.filter(storage=self.storage, key__in=keys).select_related("task"))
 
     def _labeled(self, task_ids) -> set:
         labeled = set()
         for chunk in batched(task_ids):  # SQLite caps the parameters of one query
-            labeled.update(Annotation.objects.filter(task_id__in=chunk).values_list('task_id', flat=True))
+            labeled.update(Annotation.objects.filter(task_id__in=chunk).values_list("task_id", flat=True))
         return labeled
 
     # --- creating ------------------------------------------------------------------------
@@ -163,23 +177,35 @@ class SourceSync:
             self._create_with_annotations(obj)
 
     def _next_inner_id(self):
-        last = self.project.tasks.order_by('-inner_id').only('inner_id').first()
+        last = self.project.tasks.order_by("-inner_id").only("inner_id").first()
         return (last.inner_id + 1) if last and last.inner_id else 1
 
     def _bulk_create(self, objects):
         with transaction.atomic():
             inner = self._next_inner_id()
             overlap = self.project.maximum_annotations
-            tasks = [Task(project=self.project, data=_task_data(o.task_data), overlap=overlap, is_labeled=False,
-                          inner_id=inner + i, total_predictions=0, total_annotations=0, cancelled_annotations=0,
-                          allow_skip=o.task_data.get('allow_skip', True))
-                     for i, o in enumerate(objects)]
+            tasks = [
+                Task(
+                    project=self.project,
+                    data=_task_data(o.task_data),
+                    overlap=overlap,
+                    is_labeled=False,
+                    inner_id=inner + i,
+                    total_predictions=0,
+                    total_annotations=0,
+                    cancelled_annotations=0,
+                    allow_skip=o.task_data.get("allow_skip", True),
+                )
+                for i, o in enumerate(objects)
+            ]
             tasks = Task.objects.bulk_create(tasks)
-            self.Link.objects.bulk_create([
-                self.Link(task=t, key=o.key, row_index=o.row_index, storage=self.storage, object_exists=True)
-                for t, o in zip(tasks, objects)
-            ])
-            if hasattr(self.project, 'summary'):
+            self.Link.objects.bulk_create(
+                [
+                    self.Link(task=t, key=o.key, row_index=o.row_index, storage=self.storage, object_exists=True)
+                    for t, o in zip(tasks, objects)
+                ]
+            )
+            if hasattr(self.project, "summary"):
                 self.project.summary.update_data_columns(tasks)
         self._created([t.id for t in tasks])
 
@@ -187,8 +213,14 @@ class SourceSync:
         from rest_framework.exceptions import ValidationError
 
         try:
-            task = self.storage.add_task(self.project, self.project.maximum_annotations, self._next_inner_id(),
-                                         self.storage, obj, link_class=self.Link)
+            task = self.storage.add_task(
+                self.project,
+                self.project.maximum_annotations,
+                self._next_inner_id(),
+                self.storage,
+                obj,
+                link_class=self.Link,
+            )
         except (ValidationError, ValueError) as exc:
             self.out.errors.append(f'"{obj.key}" task {obj.row_index or 0}: {exc}; skipped.')
             return
@@ -206,7 +238,7 @@ class SourceSync:
         kept = [link for link in links if link.task_id in labeled]
         if gone:
             with transaction.atomic():
-                if hasattr(self.project, 'summary'):
+                if hasattr(self.project, "summary"):
                     self.project.summary.remove_data_columns(gone)
                 for chunk in batched([t.id for t in gone]):
                     Task.delete_tasks_without_signals(Task.objects.filter(id__in=chunk))
@@ -216,8 +248,8 @@ class SourceSync:
                 link.task.data = {**_pinned(self.storage, link.task.data), DELETED_FIELD: self.head}
                 link.object_exists = False
             with transaction.atomic():
-                Task.objects.bulk_update([link.task for link in kept], ['data'])
-                self.Link.objects.bulk_update(kept, ['object_exists'])
+                Task.objects.bulk_update([link.task for link in kept], ["data"])
+                self.Link.objects.bulk_update(kept, ["object_exists"])
             self.out.marked += len(kept)
 
     def deleted(self, keys):
@@ -258,8 +290,8 @@ class SourceSync:
                 orphans.extend(rows.values())  # rows the new content no longer has
             if to_update or to_relink:
                 with transaction.atomic():
-                    Task.objects.bulk_update(to_update, ['data'])
-                    self.Link.objects.bulk_update(to_relink, ['object_exists'])
+                    Task.objects.bulk_update(to_update, ["data"])
+                    self.Link.objects.bulk_update(to_relink, ["object_exists"])
                 self.out.updated += len(to_update)
             if orphans:
                 self.delete_links(orphans)
@@ -267,7 +299,7 @@ class SourceSync:
 
     def added(self, keys):
         for batch in batched(keys):
-            known = set(self.Link.objects.filter(storage=self.storage, key__in=batch).values_list('key', flat=True))
+            known = set(self.Link.objects.filter(storage=self.storage, key__in=batch).values_list("key", flat=True))
             fresh = [k for k in batch if k not in known]
             if known:
                 self.changed([k for k in batch if k in known])  # re-added or already imported: never a duplicate
@@ -291,20 +323,20 @@ def _pinging(storage, rows, every=2000):
 
 def _diff(storage, keep):
     added, changed, deleted = [], [], []
-    sink = {'added': added, 'changed': changed, 'deleted': deleted}
+    sink = {"added": added, "changed": changed, "deleted": deleted}
     for entry in _pinging(storage, mount_client.diff(storage.mount, storage.synced_commit)):
-        path = entry['path'].lstrip('/')
-        if keep(path) and entry.get('change') in sink:
-            sink[entry['change']].append(path)
+        path = entry["path"].lstrip("/")
+        if keep(path) and entry.get("change") in sink:
+            sink[entry["change"]].append(path)
     return added, changed, deleted
 
 
 def _full_scan(storage, keep):
     """List the repo: new paths are added; linked paths no longer listed are deleted."""
     rows = mount_client.files(storage.mount, storage.clean_prefix, storage.recursive_scan)
-    listed = [e['path'].lstrip('/') for e in _pinging(storage, rows)]
+    listed = [e["path"].lstrip("/") for e in _pinging(storage, rows)]
     listed = [p for p in dict.fromkeys(listed) if keep(p)]
-    present = storage.links.filter(object_exists=True).values_list('key', flat=True)
+    present = storage.links.filter(object_exists=True).values_list("key", flat=True)
     present = set(present)
     listed_set = set(listed)
     added = [p for p in listed if p not in present]
@@ -331,12 +363,12 @@ def sync_source(storage):
     storage.info_set_in_progress()
     timer = Timer()
     state = _current_state(storage)
-    timer.lap('mount')
-    head = state.get('commit') or ''
+    timer.lap("mount")
+    head = state.get("commit") or ""
     keep = storage.key_filter()
     signature = scan_signature(storage)
     incremental = bool(storage.synced_commit) and storage.synced_filter == signature
-    mode = 'incremental' if incremental else 'full'
+    mode = "incremental" if incremental else "full"
     if not head:
         added = changed = deleted = []
     elif incremental and head == storage.synced_commit:
@@ -347,36 +379,46 @@ def sync_source(storage):
         except MountServerError as exc:
             if exc.status != 404:
                 raise
-            mode = 'full (last synced commit is gone)'
+            mode = "full (last synced commit is gone)"
             added, changed, deleted = _full_scan(storage, keep)
     else:
         added, changed, deleted = _full_scan(storage, keep)
-    timer.lap('list' if mode.startswith('full') else 'diff')
+    timer.lap("list" if mode.startswith("full") else "diff")
 
     work = SourceSync(storage, head)
     work.deleted(deleted)
     work.changed(changed)
     work.added(added)
     out = work.out
-    timer.lap('tasks')
+    timer.lap("tasks")
 
     from io_storages.base_models import backfill_fsm_states_for_tasks
 
     backfill_fsm_states_for_tasks(storage.id, out.created, work.Link)
     if out.created or out.removed:
-        storage.project.update_tasks_states(maximum_annotations_changed=False,
-                                            overlap_cohort_percentage_changed=False, tasks_number_changed=True)
+        storage.project.update_tasks_states(
+            maximum_annotations_changed=False, overlap_cohort_percentage_changed=False, tasks_number_changed=True
+        )
     storage.refresh_from_db()
     storage.synced_commit = head or storage.synced_commit
     storage.synced_filter = signature
-    storage.save(update_fields=['synced_commit', 'synced_filter'])
+    storage.save(update_fields=["synced_commit", "synced_filter"])
     total = work.Link.objects.filter(storage=storage).count()
-    timer.lap('finish')
-    counts = dict(commit=head, sync_mode=mode, seconds=timer.laps, files_added=len(added), files_changed=len(changed),
-                  files_deleted=len(deleted), tasks_updated=out.updated, tasks_removed=out.removed,
-                  tasks_marked_deleted=out.marked, files_skipped=len(out.errors),
-                  tasks_existed=max(total - out.created, 0))
-    logger.info('Pachyderm source %s synced %s at %s: %s', storage.id, storage.describe(), head, counts)
+    timer.lap("finish")
+    counts = dict(
+        commit=head,
+        sync_mode=mode,
+        seconds=timer.laps,
+        files_added=len(added),
+        files_changed=len(changed),
+        files_deleted=len(deleted),
+        tasks_updated=out.updated,
+        tasks_removed=out.removed,
+        tasks_marked_deleted=out.marked,
+        files_skipped=len(out.errors),
+        tasks_existed=max(total - out.created, 0),
+    )
+    logger.info("Pachyderm source %s synced %s at %s: %s", storage.id, storage.describe(), head, counts)
     if out.errors:
         storage.info_set_completed_with_errors(last_sync_count=out.created, validation_errors=out.errors, **counts)
     else:

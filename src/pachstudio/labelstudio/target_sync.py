@@ -4,6 +4,7 @@ A save writes `<prefix>/<id>.json` in the mount folder (local disk, nothing sent
 it. Sync is one `_commit` of everything staged since the last one, so Pachyderm sees exactly one
 commit per Sync (none when nothing changed) whose description says what it holds.
 """
+
 import json
 import logging
 import os
@@ -34,14 +35,14 @@ def annotation_contents(storage, annotations) -> list:
     from core.utils.common import load_func
 
     serializer_class = load_func(settings.STORAGE_ANNOTATION_SERIALIZER)
-    return serializer_class(annotations, many=True, context={'project': storage.project}).data
+    return serializer_class(annotations, many=True, context={"project": storage.project}).data
 
 
 def task_content(storage, task) -> dict:
     from data_export.serializers import ExportDataSerializer
 
-    expand = ['annotations.reviews', 'annotations.completed_by']
-    return ExportDataSerializer(task, context={'project': storage.project}, expand=expand).data
+    expand = ["annotations.reviews", "annotations.completed_by"]
+    return ExportDataSerializer(task, context={"project": storage.project}, expand=expand).data
 
 
 def _write(storage, key: str, content: dict, make_dirs=True):
@@ -49,7 +50,7 @@ def _write(storage, key: str, content: dict, make_dirs=True):
     if make_dirs:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     data = json.dumps(content, indent=2, default=str)
-    with open(path, 'w') as f:
+    with open(path, "w") as f:
         f.write(data)
 
 
@@ -81,7 +82,7 @@ def write_task(storage, task_id: int):
 
 
 def write_annotation(storage, annotation):
-    if storage.file_format == 'task':
+    if storage.file_format == "task":
         write_task(storage, annotation.task_id)
     else:
         _write(storage, storage.file_key(annotation.id, annotation.task_id), annotation_content(storage, annotation))
@@ -100,29 +101,35 @@ def _touch_link(storage, annotation_id: int):
 def remove_annotation(storage, annotation_id: int, task_id: int):
     """After the annotation is gone: its file goes (or its task's file is rewritten without it)."""
     try:
-        if storage.file_format == 'task':
+        if storage.file_format == "task":
             write_task(storage, task_id)
         else:
             _remove(storage, storage.file_key(annotation_id, task_id))
     except OSError as exc:
         key = storage.file_key(annotation_id, task_id)
-        logger.warning('Pachyderm target %s: cannot stage delete of %s now (%s); Sync retries it',
-                       storage.id, key, exc.strerror or exc)
+        logger.warning(
+            "Pachyderm target %s: cannot stage delete of %s now (%s); Sync retries it",
+            storage.id,
+            key,
+            exc.strerror or exc,
+        )
         with transaction.atomic():
             fresh = storage.__class__.objects.select_for_update().get(id=storage.id)
-            fresh.pending_deletes = sorted(set(fresh.pending_deletes or []) | {f'{annotation_id}:{task_id}'})
-            fresh.save(update_fields=['pending_deletes'])
+            fresh.pending_deletes = sorted(set(fresh.pending_deletes or []) | {f"{annotation_id}:{task_id}"})
+            fresh.save(update_fields=["pending_deletes"])
 
 
 def _link_all(storage, annotation_ids):
     """Links in bulk: one staged file per annotation, stamped now (Sync compares the stamps)."""
     Link = storage.links.model
     with transaction.atomic():  # on SQLite a write lock: no annotation is deleted meanwhile
-        alive = set(Annotation.objects.filter(id__in=annotation_ids).values_list('id', flat=True))
-        existing = set(Link.objects.filter(storage=storage, annotation_id__in=alive)
-                       .values_list('annotation_id', flat=True))
-        Link.objects.bulk_create([Link(annotation_id=i, storage=storage, object_exists=True)
-                                  for i in alive if i not in existing])
+        alive = set(Annotation.objects.filter(id__in=annotation_ids).values_list("id", flat=True))
+        existing = set(
+            Link.objects.filter(storage=storage, annotation_id__in=alive).values_list("annotation_id", flat=True)
+        )
+        Link.objects.bulk_create(
+            [Link(annotation_id=i, storage=storage, object_exists=True) for i in alive if i not in existing]
+        )
         Link.objects.filter(storage=storage, annotation_id__in=existing).update(updated_at=timezone.now())
 
 
@@ -132,42 +139,45 @@ def stage_pending(storage) -> int:
     are written: annotations with no link, or changed after their link."""
     cluster_checks.ensure_mount(storage)
     Link = storage.links.model
-    linked = dict(Link.objects.filter(storage=storage).values_list('annotation_id', 'updated_at'))
+    linked = dict(Link.objects.filter(storage=storage).values_list("annotation_id", "updated_at"))
     stale = [
-        ann_id for ann_id, updated in
-        Annotation.objects.filter(project=storage.project).values_list('id', 'updated_at')
+        ann_id
+        for ann_id, updated in Annotation.objects.filter(project=storage.project).values_list("id", "updated_at")
         if ann_id not in linked or (updated and linked[ann_id] < updated)
     ]
     written_tasks = set()
-    phases = dict.fromkeys(('serialize', 'write', 'link'), 0.0)
+    phases = dict.fromkeys(("serialize", "write", "link"), 0.0)
     for start in range(0, len(stale), 500):
-        chunk = stale[start:start + 500]
+        chunk = stale[start : start + 500]
         # an annotation deleted since the listing above has no file and gets no link
         t0 = time.perf_counter()
-        annotations = list(Annotation.objects.filter(id__in=chunk).select_related('task', 'completed_by')
-                           .prefetch_related('task__comment_authors'))  # else one query each, in the serializer
+        annotations = list(
+            Annotation.objects.filter(id__in=chunk)
+            .select_related("task", "completed_by")
+            .prefetch_related("task__comment_authors")
+        )  # else one query each, in the serializer
         written = [a.id for a in annotations]
-        if storage.file_format == 'task':
+        if storage.file_format == "task":
             for annotation in annotations:
                 if annotation.task_id not in written_tasks:
                     write_task(storage, annotation.task_id)
                     written_tasks.add(annotation.task_id)
-            phases['write'] += time.perf_counter() - t0
+            phases["write"] += time.perf_counter() - t0
         else:
             contents = annotation_contents(storage, annotations)
             t1 = time.perf_counter()
-            phases['serialize'] += t1 - t0
+            phases["serialize"] += t1 - t0
             _write_many(storage, ((storage.file_key(a.id, a.task_id), c) for a, c in zip(annotations, contents)))
-            phases['write'] += time.perf_counter() - t1
+            phases["write"] += time.perf_counter() - t1
         t0 = time.perf_counter()
         _link_all(storage, written)
-        phases['link'] += time.perf_counter() - t0
+        phases["link"] += time.perf_counter() - t0
         if storage.status == storage.Status.IN_PROGRESS:
             storage.info_update_progress(last_sync_count=start + len(chunk))  # keeps the card alive
     pending = list(storage.pending_deletes or [])
     for item in pending:
-        annotation_id, task_id = (int(x) for x in item.split(':'))
-        if storage.file_format == 'task':
+        annotation_id, task_id = (int(x) for x in item.split(":"))
+        if storage.file_format == "task":
             write_task(storage, task_id)
         else:
             _remove(storage, storage.file_key(annotation_id, task_id))
@@ -175,18 +185,18 @@ def stage_pending(storage) -> int:
         with transaction.atomic():
             fresh = storage.__class__.objects.select_for_update().get(id=storage.id)
             fresh.pending_deletes = [p for p in fresh.pending_deletes or [] if p not in pending]
-            fresh.save(update_fields=['pending_deletes'])
+            fresh.save(update_fields=["pending_deletes"])
     storage.staging_phases = {k: round(v, 2) for k, v in phases.items()}
     return len(stale)
 
 
 def _ids(storage, paths) -> list:
-    prefix = storage.clean_prefix + '/' if storage.clean_prefix else ''
+    prefix = storage.clean_prefix + "/" if storage.clean_prefix else ""
     ids = []
     for path in paths:
-        path = path.lstrip('/')
-        if path.startswith(prefix) and path.endswith('.json'):
-            stem = path[len(prefix):-len('.json')]
+        path = path.lstrip("/")
+        if path.startswith(prefix) and path.endswith(".json"):
+            stem = path[len(prefix) : -len(".json")]
             if stem.isdigit():
                 ids.append(int(stem))
     return ids
@@ -194,36 +204,36 @@ def _ids(storage, paths) -> list:
 
 def describe_commit(storage, staged: dict) -> str:
     """Provenance for the commit: project, counts, annotators, the source commits labeled tasks came from."""
-    SourceLink = apps.get_model(storage._meta.app_label, 'PachydermImportStorageLink')
-    added, changed, deleted = (staged.get(k) or [] for k in ('added', 'changed', 'deleted'))
+    SourceLink = apps.get_model(storage._meta.app_label, "PachydermImportStorageLink")
+    added, changed, deleted = (staged.get(k) or [] for k in ("added", "changed", "deleted"))
     ids = _ids(storage, list(added) + list(changed))
     annotators, task_ids, sources = set(), set(), set()
     for start in range(0, len(ids), 500):  # SQLite caps the parameters of one query
-        chunk = ids[start:start + 500]
-        by = Q(task_id__in=chunk) if storage.file_format == 'task' else Q(id__in=chunk)
-        rows = Annotation.objects.filter(by, project=storage.project).values_list('task_id', 'completed_by__email')
+        chunk = ids[start : start + 500]
+        by = Q(task_id__in=chunk) if storage.file_format == "task" else Q(id__in=chunk)
+        rows = Annotation.objects.filter(by, project=storage.project).values_list("task_id", "completed_by__email")
         for task_id, email in rows:
             task_ids.add(task_id)
             if email:
                 annotators.add(email)
     task_ids = sorted(task_ids)
     for start in range(0, len(task_ids), 500):
-        links = SourceLink.objects.filter(task_id__in=task_ids[start:start + 500])
-        for project_name, repo, data in links.values_list('storage__pach_project', 'storage__repo', 'task__data'):
-            commit = (data or {}).get('pachyderm_commit')
+        links = SourceLink.objects.filter(task_id__in=task_ids[start : start + 500])
+        for project_name, repo, data in links.values_list("storage__pach_project", "storage__repo", "task__data"):
+            commit = (data or {}).get("pachyderm_commit")
             if commit:
-                sources.add(f'{project_name or "default"}/{repo}@{commit}')
+                sources.add(f"{project_name or 'default'}/{repo}@{commit}")
     annotators = sorted(annotators)
     project = storage.project
     lines = [
         f'Label Studio project {project.id} "{project.title}": '
-        f'{len(added)} added, {len(changed)} changed, {len(deleted)} deleted',
-        f'annotators: {", ".join(annotators) or "none"}',
-        f'source commits: {", ".join(sorted(sources)) or "none"}',
+        f"{len(added)} added, {len(changed)} changed, {len(deleted)} deleted",
+        f"annotators: {', '.join(annotators) or 'none'}",
+        f"source commits: {', '.join(sorted(sources)) or 'none'}",
         f'files: one per {storage.file_format} under "{storage.clean_prefix or "/"}" '
-        f'(Label Studio target storage {storage.id})',
+        f"(Label Studio target storage {storage.id})",
     ]
-    return '\n'.join(lines)
+    return "\n".join(lines)
 
 
 def _staging(storage) -> int:
@@ -237,9 +247,11 @@ def _staging(storage) -> int:
             cluster_checks.check_cluster()
         except ValidationError as cause:
             detail = cause.detail if isinstance(cause.detail, list) else [cause.detail]
-            why = '; '.join(str(d) for d in detail)
-        raise mount_client.MountServerError(f'labels cannot be staged in {storage.describe()} now ({why}). Nothing is '
-                                   'lost: press Sync again once the cluster answers.') from None
+            why = "; ".join(str(d) for d in detail)
+        raise mount_client.MountServerError(
+            f"labels cannot be staged in {storage.describe()} now ({why}). Nothing is "
+            "lost: press Sync again once the cluster answers."
+        ) from None
 
 
 def sync_target(storage):
@@ -250,18 +262,21 @@ def sync_target(storage):
     staged = mount_client.staged(storage.mount)
     description = describe_commit(storage, staged)
     result = mount_client.commit(storage.mount, description)
-    commit = result.get('commit')
+    commit = result.get("commit")
     storage.refresh_from_db()
     if commit:
         storage.last_commit = commit
-        storage.save(update_fields=['last_commit'])
-    counts = {k: result.get(k, 0) for k in ('added', 'changed', 'deleted')}
-    logger.info('Pachyderm target %s Sync on %s: commit %s %s', storage.id, storage.describe(), commit, counts)
+        storage.save(update_fields=["last_commit"])
+    counts = {k: result.get(k, 0) for k in ("added", "changed", "deleted")}
+    logger.info("Pachyderm target %s Sync on %s: commit %s %s", storage.id, storage.describe(), commit, counts)
     storage.info_set_completed(
         last_sync_count=sum(counts.values()),
         total_annotations=Annotation.objects.filter(project=storage.project).count(),
-        commit=commit, last_commit=storage.last_commit, message=result.get('message') or '',
-        description=description if commit else '', **counts,
+        commit=commit,
+        last_commit=storage.last_commit,
+        message=result.get("message") or "",
+        description=description if commit else "",
+        **counts,
     )
 
 
@@ -272,8 +287,10 @@ def stage_target(storage):
     storage.info_set_in_progress()
     staged = _staging(storage)
     storage.info_set_completed(
-        last_sync_count=0, staged=staged, last_commit=storage.last_commit,
+        last_sync_count=0,
+        staged=staged,
+        last_commit=storage.last_commit,
         total_annotations=Annotation.objects.filter(project=storage.project).count(),
-        message=f'{staged} annotation files staged; Sync commits them',
-        phases=getattr(storage, 'staging_phases', None),
+        message=f"{staged} annotation files staged; Sync commits them",
+        phases=getattr(storage, "staging_phases", None),
     )

@@ -1,32 +1,44 @@
 """Root URLs: the `pachyderm` storage API and file view in front of Label Studio's own URLs."""
+
 from django.urls import include, path, re_path
 
 from . import api, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
-    re_path(r'^pachyderm/?$', api.PachydermImportStorageListAPI.as_view(), name='storage-pachyderm-list'),
-    path('pachyderm/<int:pk>', api.PachydermImportStorageDetailAPI.as_view(), name='storage-pachyderm-detail'),
-    path('pachyderm/<int:pk>/sync', api.PachydermImportStorageSyncAPI.as_view(), name='storage-pachyderm-sync'),
-    path('pachyderm/validate', api.PachydermImportStorageValidateAPI.as_view(), name='storage-pachyderm-validate'),
-    path('pachyderm/form', api.PachydermImportStorageFormLayoutAPI.as_view(), name='storage-pachyderm-form'),
-    path('pachyderm/files',
-         api.PachydermImportStorageListFilesAPI().as_view(serializer_class=PachydermImportStorageSerializer),
-         name='storage-pachyderm-list-files'),
-    re_path(r'^export/pachyderm/?$', api.PachydermExportStorageListAPI.as_view(),
-            name='export-storage-pachyderm-list'),
-    path('export/pachyderm/<int:pk>', api.PachydermExportStorageDetailAPI.as_view(),
-         name='export-storage-pachyderm-detail'),
-    path('export/pachyderm/<int:pk>/sync', api.PachydermExportStorageSyncAPI.as_view(),
-         name='export-storage-pachyderm-sync'),
-    path('export/pachyderm/validate', api.PachydermExportStorageValidateAPI.as_view(),
-         name='export-storage-pachyderm-validate'),
-    path('export/pachyderm/form', api.PachydermExportStorageFormLayoutAPI.as_view(),
-         name='export-storage-pachyderm-form'),
+    re_path(r"^pachyderm/?$", api.PachydermImportStorageListAPI.as_view(), name="storage-pachyderm-list"),
+    path("pachyderm/<int:pk>", api.PachydermImportStorageDetailAPI.as_view(), name="storage-pachyderm-detail"),
+    path("pachyderm/<int:pk>/sync", api.PachydermImportStorageSyncAPI.as_view(), name="storage-pachyderm-sync"),
+    path("pachyderm/validate", api.PachydermImportStorageValidateAPI.as_view(), name="storage-pachyderm-validate"),
+    path("pachyderm/form", api.PachydermImportStorageFormLayoutAPI.as_view(), name="storage-pachyderm-form"),
+    path(
+        "pachyderm/files",
+        api.PachydermImportStorageListFilesAPI().as_view(serializer_class=PachydermImportStorageSerializer),
+        name="storage-pachyderm-list-files",
+    ),
+    re_path(r"^export/pachyderm/?$", api.PachydermExportStorageListAPI.as_view(), name="export-storage-pachyderm-list"),
+    path(
+        "export/pachyderm/<int:pk>",
+        api.PachydermExportStorageDetailAPI.as_view(),
+        name="export-storage-pachyderm-detail",
+    ),
+    path(
+        "export/pachyderm/<int:pk>/sync",
+        api.PachydermExportStorageSyncAPI.as_view(),
+        name="export-storage-pachyderm-sync",
+    ),
+    path(
+        "export/pachyderm/validate",
+        api.PachydermExportStorageValidateAPI.as_view(),
+        name="export-storage-pachyderm-validate",
+    ),
+    path(
+        "export/pachyderm/form", api.PachydermExportStorageFormLayoutAPI.as_view(), name="export-storage-pachyderm-form"
+    ),
 ]
 
 urlpatterns = [
-    path('api/storages/', include((_storage_urls, 'pachyderm'), namespace='pachyderm')),
-    path('data/pachyderm/<int:storage_id>/', views.pachyderm_file, name='pachyderm-file'),
-    path('', include('core.urls')),
+    path("api/storages/", include((_storage_urls, "pachyderm"), namespace="pachyderm")),
+    path("data/pachyderm/<int:storage_id>/", views.pachyderm_file, name="pachyderm-file"),
+    path("", include("core.urls")),
 ]

@@ -7,6 +7,7 @@ Files are streamed in blocks from the requested range only: the `ranged_fileresp
 Label Studio uses reads the whole file into memory to learn its size (2 GiB per request of a
 2 GiB file), so it is not used here.
 """
+
 import mimetypes
 import os
 
@@ -24,7 +25,7 @@ from .source_sync import COMMIT_FIELD
 
 
 def _text(status: int, message: str) -> HttpResponse:
-    return HttpResponse(message, status=status, content_type='text/plain; charset=utf-8')
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
 def _etag(stat) -> str:
@@ -37,9 +38,9 @@ BLOCK = 256 * 1024
 def _byte_range(header, size: int):
     """(start, stop) of a single `bytes=` range, None to send everything (no header, several
     ranges or a form we do not read), or False when it cannot be satisfied (416)."""
-    if not header or not header.strip().lower().startswith('bytes=') or ',' in header:
+    if not header or not header.strip().lower().startswith("bytes=") or "," in header:
         return None
-    first, _, last = header.split('=', 1)[1].strip().partition('-')
+    first, _, last = header.split("=", 1)[1].strip().partition("-")
     try:
         if not first:
             start, stop = max(size - int(last), 0), size
@@ -70,79 +71,80 @@ def _blocks(handle, start: int, stop: int):
 def _matches(header, etag: str) -> bool:
     if not header:
         return False
-    tags = [t.strip().removeprefix('W/') for t in header.split(',')]
-    return '*' in tags or etag in tags
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _commit_path(storage, path: str, commit: str) -> str:
     """`path` as commit `commit` holds it, for a task of this storage that records that commit
     (a labeled task whose file changed or went since; see source_sync._pinned). Other commits of
     the repo are not served here: the storage shows its branch, not the repo's whole history."""
-    tasks = PachydermImportStorageLink.objects.filter(storage=storage, key=path).values_list('task__data', flat=True)
+    tasks = PachydermImportStorageLink.objects.filter(storage=storage, key=path).values_list("task__data", flat=True)
     if not any(isinstance(data, dict) and data.get(COMMIT_FIELD) == commit for data in tasks):
-        raise MountServerError(f'no task of this storage shows it at commit {commit}', 404)
+        raise MountServerError(f"no task of this storage shows it at commit {commit}", 404)
     spec = storage.commit_view_spec(commit)
-    root = mount_folder(spec['name'])
+    root = mount_folder(spec["name"])
     if not os.path.isdir(root):
         mount_client.mount(spec)
     return safe_join(root, path)
 
 
 @extend_schema(exclude=True)
-@api_view(['GET', 'HEAD'])
+@api_view(["GET", "HEAD"])
 @permission_classes([IsAuthenticated])
 def pachyderm_file(request, storage_id: int):
-    storage = PachydermImportStorage.objects.filter(id=storage_id).select_related('project').first()
+    storage = PachydermImportStorage.objects.filter(id=storage_id).select_related("project").first()
     if storage is None:
-        return _text(404, f'no Pachyderm storage {storage_id}')
+        return _text(404, f"no Pachyderm storage {storage_id}")
     if not may_use(request.user, storage.project):
-        return _text(403, 'you may not see this project')
-    path = request.GET.get('path', '')
+        return _text(403, "you may not see this project")
+    path = request.GET.get("path", "")
     if not path:
         return _text(400, 'query parameter "path" is required')
-    commit = request.GET.get('commit', '')
+    commit = request.GET.get("commit", "")
     where = storage.describe(commit)
     try:
         full = _commit_path(storage, path, commit) if commit else storage.local_path(path)
     except BadPath as exc:
         return _text(400, str(exc))
     except MountServerError as exc:
-        return _text(404 if exc.status == 404 else 503, f'{path} cannot be read at {where}: {exc}')
+        return _text(404 if exc.status == 404 else 503, f"{path} cannot be read at {where}: {exc}")
     try:
-        handle = open(full, 'rb')
+        handle = open(full, "rb")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return _text(404, f'{path} not found in {where}')
+        return _text(404, f"{path} not found in {where}")
     except OSError as exc:
-        return _text(503, f'{path} cannot be read now ({exc.strerror or exc.__class__.__name__})')
+        return _text(503, f"{path} cannot be read now ({exc.strerror or exc.__class__.__name__})")
     stat = os.fstat(handle.fileno())
     if not os.path.isfile(full):
         handle.close()
-        return _text(404, f'{path} is not a file in {where}')
+        return _text(404, f"{path} is not a file in {where}")
     etag = _etag(stat)
-    if _matches(request.META.get('HTTP_IF_NONE_MATCH'), etag):
+    if _matches(request.META.get("HTTP_IF_NONE_MATCH"), etag):
         handle.close()
         response = HttpResponseNotModified()
-        response['ETag'] = etag
+        response["ETag"] = etag
         return response
-    content_type = mimetypes.guess_type(path)[0] or 'application/octet-stream'
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     size = stat.st_size
-    wanted = _byte_range(request.META.get('HTTP_RANGE'), size)
+    wanted = _byte_range(request.META.get("HTTP_RANGE"), size)
     if wanted is False:
         handle.close()
-        response = _text(416, f'range {request.META.get("HTTP_RANGE")} is outside the file ({size} bytes)')
-        response['Content-Range'] = f'bytes */{size}'
+        response = _text(416, f"range {request.META.get('HTTP_RANGE')} is outside the file ({size} bytes)")
+        response["Content-Range"] = f"bytes */{size}"
         return response
     start, stop = wanted or (0, size)
-    if request.method == 'HEAD':
+    if request.method == "HEAD":
         handle.close()
         response = HttpResponse(status=206 if wanted else 200, content_type=content_type)
     else:
-        response = StreamingHttpResponse(_blocks(handle, start, stop), status=206 if wanted else 200,
-                                         content_type=content_type)
-    response['Content-Length'] = str(stop - start)
+        response = StreamingHttpResponse(
+            _blocks(handle, start, stop), status=206 if wanted else 200, content_type=content_type
+        )
+    response["Content-Length"] = str(stop - start)
     if wanted:
-        response['Content-Range'] = f'bytes {start}-{stop - 1}/{size}'
-    response['ETag'] = etag
-    response['Cache-Control'] = 'private, no-cache'
-    response['Accept-Ranges'] = 'bytes'
+        response["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    response["Accept-Ranges"] = "bytes"
     return response

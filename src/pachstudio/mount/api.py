@@ -1,6 +1,7 @@
 """The HTTP API (pachctl mount-server v2.5+ shape plus what Label Studio needs): FastAPI routes
 that validate requests and translate them onto the mount table. docs/INTERFACES.md is the contract.
 """
+
 import json
 from dataclasses import asdict, fields
 from typing import Iterator, Literal, Optional
@@ -11,10 +12,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, create_model
 
 from ..cluster import ConfigError, normalize_address
-from ..rules import COMMIT_REF_PATTERN as COMMIT_ID
-from ..rules import MAX_COMMIT_REF, MAX_NAME, climbs
-from ..rules import NAME_PATTERN as PACH_NAME
-from ..rules import clean_path
+from ..rules import (
+    COMMIT_REF_PATTERN as COMMIT_ID,
+    MAX_COMMIT_REF,
+    MAX_NAME,
+    NAME_PATTERN as PACH_NAME,
+    clean_path,
+    climbs,
+)
 from .errors import BadRequest, MountError
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
 
@@ -75,6 +80,7 @@ class ProjectName(BaseModel):
 
 class ProjectAnswer(BaseModel):
     """pfs ProjectInfo, as pachctl's mount-server answers it."""
+
     project: ProjectName
     description: str = ""
     created_at: Optional[str] = Field(None, description="RFC 3339 time")
@@ -94,20 +100,22 @@ class _MountState(BaseModel):
 
 
 # the fields of table.MountInfo; state: mounted, committing, or error (see `failed`)
-MountState = create_model("MountState", __base__=_MountState,
-                          **{f.name: (f.type, ...) for f in fields(MountInfo)})
+MountState = create_model("MountState", __base__=_MountState, **{f.name: (f.type, ...) for f in fields(MountInfo)})
 
 
 class Mounts(BaseModel):
     mounted: list[MountState]
-    unmounted: list[RepoAnswer] = Field(description="every repo no mount shows (as pachctl's; "
-                                                    "empty when the cluster cannot be reached)")
-    failed: list[MountState] = Field(description="remembered mounts that could not mount "
-                                                 "again (state \"error\", status says why)")
+    unmounted: list[RepoAnswer] = Field(
+        description="every repo no mount shows (as pachctl's; empty when the cluster cannot be reached)"
+    )
+    failed: list[MountState] = Field(
+        description='remembered mounts that could not mount again (state "error", status says why)'
+    )
 
 
 class CommitAnswer(Mounts):
     """pachctl answers the mounts; the keys below say what the commit held."""
+
     commit: Optional[str] = Field(description="the new commit; null when nothing was staged")
     added: int
     changed: int
@@ -166,13 +174,16 @@ def _first_then_rest(rows: Iterator[dict]) -> Iterator[dict]:
     def gen():
         yield first
         yield from rows
+
     return gen()
 
 
 def build_app(table: MountTable, reconfigure) -> FastAPI:
-    app = FastAPI(title="pachstudio mount server",
-                  description="Pachyderm repos as folders under one FUSE mount; read-write "
-                              "mounts stage changes locally and commit them as one commit.")
+    app = FastAPI(
+        title="pachstudio mount server",
+        description="Pachyderm repos as folders under one FUSE mount; read-write "
+        "mounts stage changes locally and commit them as one commit.",
+    )
     app.add_middleware(JsonBodies)
 
     @app.exception_handler(MountError)
@@ -216,10 +227,14 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
 
     @app.get("/projects", response_model=list[ProjectAnswer])
     def projects():
-        return [ProjectAnswer(project=ProjectName(name=p.project.name),
-                              description=p.description or "",
-                              created_at=_rfc3339(p.created_at))
-                for p in remote().projects()]
+        return [
+            ProjectAnswer(
+                project=ProjectName(name=p.project.name),
+                description=p.description or "",
+                created_at=_rfc3339(p.created_at),
+            )
+            for p in remote().projects()
+        ]
 
     @app.get("/repos", response_model=list[RepoAnswer])
     def repos():
@@ -228,9 +243,11 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     @app.get("/mounts", response_model=Mounts)
     def mounts():
         listing = table.listing()
-        return Mounts(mounted=[MountState.of(m) for m in listing.mounted],
-                      unmounted=[RepoAnswer(**asdict(r)) for r in listing.unmounted],
-                      failed=[MountState.of(m) for m in listing.failed])
+        return Mounts(
+            mounted=[MountState.of(m) for m in listing.mounted],
+            unmounted=[RepoAnswer(**asdict(r)) for r in listing.unmounted],
+            failed=[MountState.of(m) for m in listing.failed],
+        )
 
     @app.put("/_mount", response_model=Mounts)
     def mount(req: MountRequest):
@@ -238,9 +255,15 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         if len(set(names)) != len(names):
             raise BadRequest("mounts: each name may appear once")
         for item in req.mounts:
-            spec = MountSpec(name=check_mount_name(item.name), project=item.project, repo=item.repo,
-                             branch=item.branch, commit=item.commit or None, mode=item.mode,
-                             paths=_mount_paths(item.paths))
+            spec = MountSpec(
+                name=check_mount_name(item.name),
+                project=item.project,
+                repo=item.repo,
+                branch=item.branch,
+                commit=item.commit or None,
+                mode=item.mode,
+                paths=_mount_paths(item.paths),
+            )
             table.mount(spec)
         return mounts()
 
@@ -301,8 +324,10 @@ def _mount_paths(paths: Optional[list[str]]) -> tuple:
     out = []
     for p in paths or ():
         if not p or len(p) > 4096 or any(c < " " for c in p) or "\\" in p or climbs(p):
-            raise BadRequest(f"paths: {p[:200]!r} is not a path inside the repo (no '..', "
-                             "backslashes or control characters, at most 4096 characters)")
+            raise BadRequest(
+                f"paths: {p[:200]!r} is not a path inside the repo (no '..', "
+                "backslashes or control characters, at most 4096 characters)"
+            )
         out.append(clean_path(p))
     return () if "/" in out else tuple(sorted(set(out)))
 

@@ -12,6 +12,7 @@ a read can ask for (on a VM that backs guest memory lazily they cost more than t
 Commits are immutable, so a complete file stays valid across restarts; partly fetched files are
 dropped at start-up. Least recently used files are evicted past the size limit.
 """
+
 import collections
 import hashlib
 import mmap
@@ -52,7 +53,7 @@ class _DiskWriter:
         view = memoryview(data)
         while view:
             n = min(len(view), len(self.buf) - self.fill)
-            self.buf[self.fill:self.fill + n] = view[:n]
+            self.buf[self.fill : self.fill + n] = view[:n]
             self.fill += n
             view = view[n:]
             if self.fill >= BLOCK:
@@ -195,8 +196,7 @@ class ContentCache:
         return e is not None and e.missing == 0
 
     # -- reading ------------------------------------------------------------------------------
-    def read_into(self, commit_id: str, path: str, size: int, offset: int, out: memoryview,
-                  opener: Opener) -> int:
+    def read_into(self, commit_id: str, path: str, size: int, offset: int, out: memoryview, opener: Opener) -> int:
         """Fills `out` (the FUSE request's own buffer: no bytes object per read) from `offset`."""
         length = min(len(out), size - offset)
         if length <= 0:
@@ -208,8 +208,7 @@ class ContentCache:
                 # the kernel's read-ahead sends a sequential reader's requests slightly out of order
                 sequential = abs(offset - e.next_offset) <= 2 * BLOCK
                 e.ahead = min(max(e.ahead * 2, 1), MAX_AHEAD) if sequential else 0
-                e.next_offset = max(e.next_offset, offset + length) if sequential \
-                    else offset + length
+                e.next_offset = max(e.next_offset, offset + length) if sequential else offset + length
                 pieces = self._wait_for(e, offset, offset + length, opener)
                 fd = self._fd(e) if pieces is None else None
             except BaseException:
@@ -222,7 +221,7 @@ class ContentCache:
                 return length
             at = 0
             for piece in pieces:
-                out[at:at + len(piece)] = piece
+                out[at : at + len(piece)] = piece
                 at += len(piece)
             return at
         finally:
@@ -235,7 +234,7 @@ class ContentCache:
         want_end = min(e.nblocks, last + 1 + e.ahead)
         while True:
             data = self._pieces(e, offset, end)
-            if data is not None or all(e.blocks[first:last + 1]):
+            if data is not None or all(e.blocks[first : last + 1]):
                 # keep the read-ahead stream running ahead of a sequential reader
                 if e.ahead:
                     for s in e.streams:
@@ -246,19 +245,19 @@ class ContentCache:
             if e.error is not None:
                 error, e.error = e.error, None
                 raise error if isinstance(error, MountError) else MountError(str(error))
-            missing = next((b for b in range(first, last + 1)
-                            if not e.blocks[b] and not self._received(e, b)), None)
-            stream = None if missing is None else next(
-                (s for s in e.streams if s.pos // BLOCK <= missing < max(s.end, s.pos // BLOCK + 1)),
-                None)
+            missing = next((b for b in range(first, last + 1) if not e.blocks[b] and not self._received(e, b)), None)
+            stream = (
+                None
+                if missing is None
+                else next((s for s in e.streams if s.pos // BLOCK <= missing < max(s.end, s.pos // BLOCK + 1)), None)
+            )
             if missing is None:
                 pass  # received, on its way to the disk: the writer's notify wakes us
             elif stream is None:
                 stream = _Stream(missing, want_end)
                 e.streams.append(stream)
                 e.writing += 1
-                threading.Thread(target=self._fetch, args=(e, stream, opener), daemon=True,
-                                 name="cache-fetch").start()
+                threading.Thread(target=self._fetch, args=(e, stream, opener), daemon=True, name="cache-fetch").start()
             elif stream.end < want_end:
                 stream.end = want_end
                 self.lock.notify_all()
@@ -272,7 +271,7 @@ class ContentCache:
             stop = start + len(data)
             if start <= at < stop:
                 take = min(stop, end)
-                pieces.append(memoryview(data)[at - start:take - start])
+                pieces.append(memoryview(data)[at - start : take - start])
                 at = take
                 if at >= end:
                     return pieces

@@ -19,6 +19,7 @@ class NotFound(MountError):
 
 class Refused(MountError):
     """The cluster refused our token (or this token's access): logging in again is the fix."""
+
     status = 403
 
 
@@ -28,4 +29,5 @@ class Conflict(MountError):
 
 class Unavailable(MountError):
     """The cluster cannot be reached (or is not configured)."""
+
     status = 503

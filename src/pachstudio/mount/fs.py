@@ -8,6 +8,7 @@ caps every kernel request at 128 KiB, libfuse 3 negotiates 1 MiB. A large file n
 cache is opened with direct_io, so a cold sequential read arrives in 1 MiB requests that are filled
 in the kernel's own buffer, without a copy in the page cache; other files go through the page cache.
 """
+
 import ctypes
 import ctypes.util
 import errno
@@ -60,6 +61,7 @@ def translated(fn):
             raise
         except Exception as e:  # noqa: BLE001 - every failure must become an errno
             raise FuseOSError(_errno(e)) from None
+
     wrapper.__name__ = fn.__name__
     return wrapper
 
@@ -96,10 +98,18 @@ class PachydermFS(Operations):
         return view, rel
 
     def _attrs(self, is_dir: bool, size: int, mtime: float) -> dict:
-        return {"st_mode": DIR_MODE if is_dir else FILE_MODE, "st_nlink": 2 if is_dir else 1,
-                "st_size": size, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime,
-                "st_uid": self.uid, "st_gid": self.gid,
-                "st_blocks": (size + 511) // 512, "st_blksize": 1 << 17}
+        return {
+            "st_mode": DIR_MODE if is_dir else FILE_MODE,
+            "st_nlink": 2 if is_dir else 1,
+            "st_size": size,
+            "st_mtime": mtime,
+            "st_ctime": mtime,
+            "st_atime": mtime,
+            "st_uid": self.uid,
+            "st_gid": self.gid,
+            "st_blocks": (size + 511) // 512,
+            "st_blksize": 1 << 17,
+        }
 
     def _add_handle(self, value) -> int:
         with self._lock:
@@ -149,7 +159,7 @@ class PachydermFS(Operations):
     def read(self, path, size, offset, fi):
         """What mfusepy looks for to register the read callback (_FUSE calls read_into)."""
         out = bytearray(size)
-        return bytes(out[:self.read_into(path, memoryview(out), offset, fi)])
+        return bytes(out[: self.read_into(path, memoryview(out), offset, fi)])
 
     @translated
     def read_into(self, path, out: memoryview, offset, fi) -> int:
@@ -165,8 +175,16 @@ class PachydermFS(Operations):
         return 0
 
     def statfs(self, path):
-        return {"f_bsize": 1 << 17, "f_frsize": 1 << 17, "f_blocks": 1 << 30, "f_bfree": 1 << 29,
-                "f_bavail": 1 << 29, "f_files": 1 << 30, "f_ffree": 1 << 29, "f_namemax": 255}
+        return {
+            "f_bsize": 1 << 17,
+            "f_frsize": 1 << 17,
+            "f_blocks": 1 << 30,
+            "f_bfree": 1 << 29,
+            "f_bavail": 1 << 29,
+            "f_files": 1 << 30,
+            "f_ffree": 1 << 29,
+            "f_namemax": 255,
+        }
 
     def access(self, path, amode):
         return 0
@@ -248,14 +266,16 @@ class _FUSE(FUSE):
 
     def read(self, path, buf, size, offset, fip):
         out = memoryview((ctypes.c_char * size).from_address(ctypes.addressof(buf.contents)))
-        return self.operations.read_into(None if path is None else path.decode(self.encoding),
-                                         out.cast("B"), offset, fip.contents)
+        return self.operations.read_into(
+            None if path is None else path.decode(self.encoding), out.cast("B"), offset, fip.contents
+        )
 
 
 def serve(fs: PachydermFS, mount_dir: str) -> None:
     """Mounts `fs` at `mount_dir` and serves it until unmounted (RuntimeError if it cannot)."""
-    options = dict(raw_fi=True, foreground=True, nothreads=False, allow_other=True,
-                   fsname="pachstudio", subtype="pachyderm")
+    options = dict(
+        raw_fi=True, foreground=True, nothreads=False, allow_other=True, fsname="pachstudio", subtype="pachyderm"
+    )
     if fuse_version_major < 3:
         options.update(big_writes=True, max_read=1 << 20, max_write=1 << 20, max_readahead=1 << 20)
     try:

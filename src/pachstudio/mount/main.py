@@ -4,6 +4,7 @@ The HTTP server runs in a thread; FUSE runs in the main thread, where libfuse ha
 (it unmounts and returns). A cluster that cannot be reached does not stop the start; a malformed
 config does, with the file and the problem.
 """
+
 import argparse
 import base64
 import binascii
@@ -37,8 +38,10 @@ def parse_args(argv):
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if args.host not in LOOPBACK:
-        p.error(f"--host {args.host}: the mount server holds the cluster token and binds to "
-                "loopback only (127.0.0.1 or ::1); use --socket for other local clients")
+        p.error(
+            f"--host {args.host}: the mount server holds the cluster token and binds to "
+            "loopback only (127.0.0.1 or ::1); use --socket for other local clients"
+        )
     if args.socket is None and args.port is None:
         args.port = 9002
     return args
@@ -60,8 +63,9 @@ def start_http(app, args):
 
     if args.socket and os.path.exists(args.socket):
         os.unlink(args.socket)
-    config = uvicorn.Config(app, host=args.host, port=args.port or 0, uds=args.socket,
-                            log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port or 0, uds=args.socket, log_level="warning", access_log=False, lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="http", daemon=True)
     thread.start()
@@ -87,8 +91,9 @@ def keep_large_buffers() -> None:
 def main(argv=None) -> int:
     keep_large_buffers()
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s mount-server %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s mount-server %(levelname)s %(message)s"
+    )
     try:
         config = discover(args.pachd_address)
     except ConfigError as e:
@@ -108,8 +113,7 @@ def main(argv=None) -> int:
     if config is None:
         log.warning("no cluster configured: mounts answer 503 until PUT /config")
     else:
-        log.info("cluster %s (from %s), default project %s", config.address, config.source,
-                 config.project)
+        log.info("cluster %s (from %s), default project %s", config.address, config.source, config.project)
     cache = ContentCache(os.path.join(args.state, "cache"), args.cache_size << 20)
     table = MountTable(remote, args.state, args.mount_dir, cache)
     table.restore()
@@ -123,24 +127,28 @@ def main(argv=None) -> int:
                 cas = base64.b64decode(server_cas, validate=True)
             except (binascii.Error, ValueError):
                 from .errors import BadRequest
+
                 raise BadRequest("server_cas: base64 of the PEM certificates") from None
-        remote.reconfigure(ClusterConfig(address=address, project=old.project if old else "default",
-                                         token=old.token if old else None,
-                                         server_cas=cas or (old.server_cas if old else None),
-                                         source="PUT /config"))
+        remote.reconfigure(
+            ClusterConfig(
+                address=address,
+                project=old.project if old else "default",
+                token=old.token if old else None,
+                server_cas=cas or (old.server_cas if old else None),
+                source="PUT /config",
+            )
+        )
 
     try:
         http = start_http(build_app(table, reconfigure), args)
     except OSError as e:
         log.error("%s", e)
         return 1
-    log.info("HTTP API on %s; FUSE at %s", args.socket or f"http://{args.host}:{args.port}",
-             args.mount_dir)
+    log.info("HTTP API on %s; FUSE at %s", args.socket or f"http://{args.host}:{args.port}", args.mount_dir)
     try:
         serve(PachydermFS(table), args.mount_dir)
     except RuntimeError as e:
-        log.error("cannot mount FUSE at %s: %s (is /dev/fuse available, with SYS_ADMIN?)",
-                  args.mount_dir, e)
+        log.error("cannot mount FUSE at %s: %s (is /dev/fuse available, with SYS_ADMIN?)", args.mount_dir, e)
         return 1
     finally:
         http.should_exit = True

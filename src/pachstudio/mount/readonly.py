@@ -4,6 +4,7 @@ file contents through the shared content cache.
 A `stat` is answered from the parent folder's listing, so `ls -l` or `find` over a folder of
 100,000 files costs one cluster call, not one per file (pachctl mount's GETATTR storm).
 """
+
 import errno
 import os
 import posixpath
@@ -36,8 +37,7 @@ ROOT = Node(is_dir=True)
 class CommitTree(ReadOnlyView):
     """A View (view.py) of one commit; its handles are the file's path."""
 
-    def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0,
-                 only: tuple = ()):
+    def __init__(self, remote: Remote, commit: pfs.Commit, cache: ContentCache, mtime: float = 0, only: tuple = ()):
         self.remote, self.commit, self.cache, self.mtime = remote, commit, cache, mtime
         self.only = tuple(clean_path(p) for p in only)  # a `paths` mount: these and what leads to them
         self.listings: dict[str, dict[str, Node]] = {}
@@ -61,8 +61,7 @@ class CommitTree(ReadOnlyView):
             return True
         path = clean_path(path)
         inside = path.rstrip("/") + "/"
-        return any(path == p or path.startswith(p + "/") or p.startswith(inside)
-                   for p in self.only)
+        return any(path == p or path.startswith(p + "/") or p.startswith(inside) for p in self.only)
 
     def listdir(self, path: str) -> dict[str, Node]:
         """Names in folder `path`; NotFound when it is not a folder of this commit."""
@@ -112,7 +111,7 @@ class CommitTree(ReadOnlyView):
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         out = bytearray(max(0, length))
-        return bytes(out[:self.read_into(path, offset, memoryview(out))])
+        return bytes(out[: self.read_into(path, offset, memoryview(out))])
 
     def open(self, path: str, writable: bool = False, truncate: bool = False) -> str:
         if writable or truncate:
@@ -126,8 +125,9 @@ class CommitTree(ReadOnlyView):
 
     def read_into(self, path: str, offset: int, out: memoryview) -> int:
         path, size = self._file(path)
-        return self.cache.read_into(self.commit_id, path, size, offset, out,
-                                    lambda at: self.remote.read(self.commit, path, at))
+        return self.cache.read_into(
+            self.commit_id, path, size, offset, out, lambda at: self.remote.read(self.commit, path, at)
+        )
 
     def cached(self, path: str) -> bool:
         """The whole file is in the disk cache."""

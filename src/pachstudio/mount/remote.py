@@ -9,6 +9,7 @@ closing the connection (a cut network, a frozen host) would hold a Sync, a FUSE 
 API for the ~15 minutes TCP takes to give up. Unary calls get a deadline; streams are cancelled
 when they deliver nothing for a while, an upload when it can send nothing for a while.
 """
+
 import collections
 import contextvars
 import os
@@ -21,8 +22,8 @@ import grpc
 from pachyderm_sdk.api import pfs
 from pachyderm_sdk.errors import AuthServiceNotActivated
 
-from ..cluster import ClusterConfig
 from .. import pfswire
+from ..cluster import ClusterConfig
 from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavailable
 
 # Seconds a unary call may take, and a stream may go without a message (an upload without sending).
@@ -50,6 +51,7 @@ def set_timeouts(call_timeout: Optional[float] = None) -> None:
     STREAM_IDLE = 2 * call_timeout
     FINISH_TIMEOUT = 20 * call_timeout
 
+
 _deadline = contextvars.ContextVar("pachstudio_deadline", default=None)
 
 
@@ -61,9 +63,12 @@ class NoAnswer(Exception):
         self.seconds = seconds
 
 
-class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
-                                                   "wait_for_ready", "compression")),
-               grpc.ClientCallDetails):
+class _Details(
+    collections.namedtuple(
+        "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,
+):
     pass
 
 
@@ -130,9 +135,14 @@ class _Deadlines(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterce
 
     def intercept_unary_unary(self, continuation, details, request):
         if details.timeout is None:
-            details = _Details(details.method, _deadline.get() or CALL_TIMEOUT, details.metadata,
-                               details.credentials, getattr(details, "wait_for_ready", None),
-                               getattr(details, "compression", None))
+            details = _Details(
+                details.method,
+                _deadline.get() or CALL_TIMEOUT,
+                details.metadata,
+                details.credentials,
+                getattr(details, "wait_for_ready", None),
+                getattr(details, "compression", None),
+            )
         return continuation(details, request)
 
     def intercept_unary_stream(self, continuation, details, request):
@@ -161,8 +171,10 @@ class _Pulled:
         return item
 
 
-NOT_CONFIGURED = "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, " \
-                 "mount a Pachyderm config, or PUT /config)"
+NOT_CONFIGURED = (
+    "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, "
+    "mount a Pachyderm config, or PUT /config)"
+)
 
 
 class Remote:
@@ -207,13 +219,13 @@ class Remote:
             return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}: {error}")
         if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
             code, details = error.code(), error.details() or ""
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                        grpc.StatusCode.CANCELLED):
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
                 self._drop_channel()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     details = f"no answer within {_deadline.get() or CALL_TIMEOUT:g} s"
-                return Unavailable(f"Pachyderm cluster at {self.address} unreachable while "
-                                   f"{what}: {details or code.name}")
+                return Unavailable(
+                    f"Pachyderm cluster at {self.address} unreachable while {what}: {details or code.name}"
+                )
             if code == grpc.StatusCode.NOT_FOUND:
                 return NotFound(details or f"not found while {what}")
             if code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION):
@@ -263,8 +275,7 @@ class Remote:
         if self.config is None:
             return "INVALID"
         try:
-            self.call("inspect_cluster", "checking the cluster",
-                      lambda c: c.admin.inspect_cluster())
+            self.call("inspect_cluster", "checking the cluster", lambda c: c.admin.inspect_cluster())
         except MountError:
             return "INVALID"
         try:
@@ -276,82 +287,100 @@ class Remote:
             return "AUTH_ENABLED"
 
     def projects(self) -> list:
-        return list(self.stream("list_project", "listing projects",
-                                lambda c: c.pfs.list_project()))
+        return list(self.stream("list_project", "listing projects", lambda c: c.pfs.list_project()))
 
     def repos(self) -> list:
         return list(self.stream("list_repo", "listing repos", lambda c: c.pfs.list_repo()))
 
     def inspect_repo(self, repo: pfs.Repo):
-        return self.call("inspect_repo", f"looking up repo {repo.as_uri()}",
-                         lambda c: c.pfs.inspect_repo(repo=repo))
+        return self.call("inspect_repo", f"looking up repo {repo.as_uri()}", lambda c: c.pfs.inspect_repo(repo=repo))
 
     def inspect_branch(self, branch: pfs.Branch):
-        return self.call("inspect_branch", f"looking up branch {branch.as_uri()}",
-                         lambda c: c.pfs.inspect_branch(branch=branch))
+        return self.call(
+            "inspect_branch", f"looking up branch {branch.as_uri()}", lambda c: c.pfs.inspect_branch(branch=branch)
+        )
 
     def create_branch(self, branch: pfs.Branch):
-        return self.call("create_branch", f"creating branch {branch.as_uri()}",
-                         lambda c: c.pfs.create_branch(branch=branch))
+        return self.call(
+            "create_branch", f"creating branch {branch.as_uri()}", lambda c: c.pfs.create_branch(branch=branch)
+        )
 
     def inspect_commit(self, commit: pfs.Commit, wait: bool = False):
         state = pfs.CommitState.FINISHED if wait else pfs.CommitState.STARTED
-        return self.call("inspect_commit", f"looking up commit {commit.id or commit.branch.name}",
-                         lambda c: c.pfs.inspect_commit(commit=commit, wait=state),
-                         timeout=FINISH_TIMEOUT if wait else None)
+        return self.call(
+            "inspect_commit",
+            f"looking up commit {commit.id or commit.branch.name}",
+            lambda c: c.pfs.inspect_commit(commit=commit, wait=state),
+            timeout=FINISH_TIMEOUT if wait else None,
+        )
 
     def list_commits(self, repo: pfs.Repo, to: pfs.Commit, since: Optional[pfs.Commit]) -> list:
-        return list(self.stream("list_commit", f"listing commits of {repo.as_uri()}",
-                                lambda c: c.pfs.list_commit(repo=repo, to=to, from_=since)))
+        return list(
+            self.stream(
+                "list_commit",
+                f"listing commits of {repo.as_uri()}",
+                lambda c: c.pfs.list_commit(repo=repo, to=to, from_=since),
+            )
+        )
 
     @staticmethod
     def _raw(client, method: str, decode):
         """A server-streaming call of pfs_v2.API decoded by `pfswire` (through the SDK's channel,
         so its token metadata is sent)."""
-        return client._channel.unary_stream(f"/pfs_v2.API/{method}", request_serializer=bytes,
-                                            response_deserializer=decode)
+        return client._channel.unary_stream(
+            f"/pfs_v2.API/{method}", request_serializer=bytes, response_deserializer=decode
+        )
 
     def list_dir(self, commit: pfs.Commit, path: str) -> Iterator[tuple]:
         """(path, is_dir, size) of a folder's entries, in one streamed ListFile."""
         req = pfs.ListFileRequest(file=pfs.File(commit=commit, path=path))
-        return self.stream("list_file", f"listing {path}",
-                           lambda c: self._raw(c, "ListFile", pfswire.file_info)(req))
+        return self.stream("list_file", f"listing {path}", lambda c: self._raw(c, "ListFile", pfswire.file_info)(req))
 
     def walk(self, commit: pfs.Commit, path: str) -> Iterator[tuple]:
         """(path, is_dir, size) of everything below `path`, in one streamed WalkFile."""
         req = pfs.WalkFileRequest(file=pfs.File(commit=commit, path=path))
-        return self.stream("walk_file", f"walking {path}",
-                           lambda c: self._raw(c, "WalkFile", pfswire.file_info)(req))
+        return self.stream("walk_file", f"walking {path}", lambda c: self._raw(c, "WalkFile", pfswire.file_info)(req))
 
     def read(self, commit: pfs.Commit, path: str, offset: int) -> Iterator[bytes]:
         """File bytes from `offset` on; stop iterating and the stream is cancelled."""
         req = pfs.GetFileRequest(file=pfs.File(commit=commit, path=path), offset=offset)
-        yield from self.stream("get_file", f"reading {path}",
-                               lambda c: self._raw(c, "GetFile", pfswire.bytes_value_of)(req))
+        yield from self.stream(
+            "get_file", f"reading {path}", lambda c: self._raw(c, "GetFile", pfswire.bytes_value_of)(req)
+        )
 
     def diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator:
-        return self.stream("diff_file", "comparing commits", lambda c: c.pfs.diff_file(
-            new_file=pfs.File(commit=new, path="/"), old_file=pfs.File(commit=old, path="/")))
+        return self.stream(
+            "diff_file",
+            "comparing commits",
+            lambda c: c.pfs.diff_file(new_file=pfs.File(commit=new, path="/"), old_file=pfs.File(commit=old, path="/")),
+        )
 
     def start_commit(self, branch: pfs.Branch, description: str) -> pfs.Commit:
-        return self.call("start_commit", f"starting a commit on {branch.as_uri()}",
-                         lambda c: c.pfs.start_commit(branch=branch, description=description))
+        return self.call(
+            "start_commit",
+            f"starting a commit on {branch.as_uri()}",
+            lambda c: c.pfs.start_commit(branch=branch, description=description),
+        )
 
     def finish_commit(self, commit: pfs.Commit):
-        return self.call("finish_commit", "finishing the commit",
-                         lambda c: c.pfs.finish_commit(commit=commit))
+        return self.call("finish_commit", "finishing the commit", lambda c: c.pfs.finish_commit(commit=commit))
 
     def drop_commit(self, commit_id: str):
-        return self.call("drop_commit_set", f"dropping the unfinished commit {commit_id}",
-                         lambda c: c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit_id)))
+        return self.call(
+            "drop_commit_set",
+            f"dropping the unfinished commit {commit_id}",
+            lambda c: c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=commit_id)),
+        )
 
     def modify_file(self, requests: Iterable[bytes]):
         """One ModifyFile of already encoded messages (see pfswire.add_file). Cancelled when gRPC
         can send nothing for STREAM_IDLE seconds, or the answer takes FINISH_TIMEOUT once all is sent."""
+
         def upload(c):
             pulled = _Pulled(requests)
-            future = c._channel.stream_unary("/pfs_v2.API/ModifyFile", request_serializer=bytes,
-                                             response_deserializer=bytes).future(pulled)
+            future = c._channel.stream_unary(
+                "/pfs_v2.API/ModifyFile", request_serializer=bytes, response_deserializer=bytes
+            ).future(pulled)
             while True:
                 try:
                     return future.result(timeout=1)

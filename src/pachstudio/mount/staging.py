@@ -6,6 +6,7 @@ none is half in. Each layer is a folder of whole files plus `whiteouts.json` (de
 A failed upload merges `frozen/` back under `current/`; everything lives under `--state`, so a
 restart finds the same view. `meta.json` remembers the commit being uploaded, for crash recovery.
 """
+
 import errno
 import json
 import os
@@ -70,8 +71,7 @@ class Layer:
 
     def hidden_children(self, path: str) -> set:
         prefix = clean_path(path).rstrip("/") + "/"
-        return {w[len(prefix):] for w in self.whiteouts
-                if w.startswith(prefix) and "/" not in w[len(prefix):]}
+        return {w[len(prefix) :] for w in self.whiteouts if w.startswith(prefix) and "/" not in w[len(prefix) :]}
 
     def save(self) -> None:
         _write_json(self._wo_path, sorted(self.whiteouts))
@@ -79,24 +79,24 @@ class Layer:
     def file_paths(self) -> Iterator[str]:
         for dirpath, dirnames, names in os.walk(self.files):
             dirnames.sort()
-            rel = dirpath[len(self.files):] or "/"
+            rel = dirpath[len(self.files) :] or "/"
             for name in sorted(names):
                 yield posixpath.join(rel, name)
 
     def dir_paths(self) -> Iterator[str]:
         for dirpath, dirnames, _ in os.walk(self.files):
-            rel = dirpath[len(self.files):] or "/"
+            rel = dirpath[len(self.files) :] or "/"
             for name in sorted(dirnames):
                 yield posixpath.join(rel, name)
 
     def is_empty(self) -> bool:
-        return not self.whiteouts and next(self.file_paths(), None) is None and \
-            next(self.dir_paths(), None) is None
+        return not self.whiteouts and next(self.file_paths(), None) is None and next(self.dir_paths(), None) is None
 
 
 @dataclass
 class StagedEntry:
     """What a path shows: a staged file/folder (with its local path) or one of the base commit."""
+
     is_dir: bool
     size: int
     mtime: float
@@ -115,8 +115,8 @@ class Handle:
 
 @dataclass
 class Plan:
-    puts: list = field(default_factory=list)       # (repo path, local file)
-    deletes: list = field(default_factory=list)    # repo paths (files or folders)
+    puts: list = field(default_factory=list)  # (repo path, local file)
+    deletes: list = field(default_factory=list)  # repo paths (files or folders)
     added: list = field(default_factory=list)
     changed: list = field(default_factory=list)
     deleted: list = field(default_factory=list)
@@ -128,6 +128,7 @@ class Plan:
 
 class StagingArea:
     """A View (view.py): the base commit with the staged changes on top; handles are `Handle`s."""
+
     writable = True
 
     def __init__(self, folder: str, base: CommitTree):
@@ -206,8 +207,9 @@ class StagingArea:
                         sub = layer.entry(posixpath.join(path, name))
                         if sub is not None:
                             d = stat_mod.S_ISDIR(sub.st_mode)
-                            out[name] = StagedEntry(d, 0 if d else sub.st_size, sub.st_mtime,
-                                              layer.local(posixpath.join(path, name)))
+                            out[name] = StagedEntry(
+                                d, 0 if d else sub.st_size, sub.st_mtime, layer.local(posixpath.join(path, name))
+                            )
             blocked |= layer.hidden_children(path)
         try:
             for name, node in self.base.listdir(path).items():
@@ -499,8 +501,7 @@ class StagingArea:
                         (changed if node is not None and not node.is_dir else added).add(path)
                 for w in layer.whiteouts:
                     node = self.base.stat(w)
-                    files = [] if node is None else (
-                        [f for f, _ in self.base.walk(w)] if node.is_dir else [w])
+                    files = [] if node is None else ([f for f, _ in self.base.walk(w)] if node.is_dir else [w])
                     deleted.update(f for f in files if self.lookup(f) is None)
             strip = lambda s: sorted(x.lstrip("/") for x in s)  # noqa: E731
             return {"added": strip(added), "changed": strip(changed), "deleted": strip(deleted)}

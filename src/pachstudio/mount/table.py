@@ -5,6 +5,7 @@
 StartCommit, one ModifyFile holding every staged change, one FinishCommit; the commit id is
 written down before the upload so a crash in between is cleaned up by the next `_commit`.
 """
+
 import json
 import logging
 import os
@@ -56,14 +57,17 @@ def finished(info) -> bool:
 
 def check_mount_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
-        raise BadRequest(f"mount name {name!r}: use letters, digits and _ . - @ + = (no '/', "
-                         "at most 200 characters, not starting with a dot)")
+        raise BadRequest(
+            f"mount name {name!r}: use letters, digits and _ . - @ + = (no '/', "
+            "at most 200 characters, not starting with a dot)"
+        )
     return name
 
 
 @dataclass
 class MountInfo:
     """A mount as GET /mounts describes it (MountState in docs/INTERFACES.md)."""
+
     name: str
     project: str
     repo: str
@@ -88,9 +92,9 @@ class RepoInfo:
 
 @dataclass
 class Listing:
-    mounted: list    # MountInfo
+    mounted: list  # MountInfo
     unmounted: list  # RepoInfo of every repo no mount shows (empty when the cluster is down)
-    failed: list     # MountInfo (state "error") of remembered mounts that could not mount again
+    failed: list  # MountInfo (state "error") of remembered mounts that could not mount again
 
 
 @dataclass
@@ -186,8 +190,7 @@ class MountTable:
             info = self.remote.inspect_branch(b)
         except NotFound:
             if not create:
-                raise NotFound(f"branch {branch} not found in repo "
-                               f"{repo.project.name}/{repo.name}") from None
+                raise NotFound(f"branch {branch} not found in repo {repo.project.name}/{repo.name}") from None
             self.remote.create_branch(b)
             info = self.remote.inspect_branch(b)
         head = info.head
@@ -210,27 +213,28 @@ class MountTable:
     def _mount(self, spec: MountSpec) -> Mount:
         check_mount_name(spec.name)
         if spec.mode not in ("ro", "rw"):
-            raise BadRequest(f"mode {spec.mode!r}: use \"ro\" or \"rw\"")
+            raise BadRequest(f'mode {spec.mode!r}: use "ro" or "rw"')
         if spec.mode == "rw" and spec.commit:
-            raise BadRequest("commit: a read-write mount follows a branch; pin a commit only "
-                             "with mode \"ro\"")
+            raise BadRequest('commit: a read-write mount follows a branch; pin a commit only with mode "ro"')
         if spec.mode == "rw" and spec.paths:
-            raise BadRequest("paths: only a read-only mount shows part of a repo; a read-write "
-                             "mount shows its whole branch")
+            raise BadRequest(
+                "paths: only a read-only mount shows part of a repo; a read-write mount shows its whole branch"
+            )
         with self._name_lock(spec.name):
             existing = self.mounts.get(spec.name)
             if existing is not None:
                 if existing.spec == spec:
                     return existing
-                raise Conflict(f"mount {spec.name} already holds {existing.spec.describe()}; "
-                               f"unmount it first to mount {spec.describe()}")
+                raise Conflict(
+                    f"mount {spec.name} already holds {existing.spec.describe()}; "
+                    f"unmount it first to mount {spec.describe()}"
+                )
             repo = self._repo(spec)
             if spec.commit:
                 try:
                     info = self.remote.inspect_commit(pfs.Commit(id=spec.commit, repo=repo))
                 except NotFound:
-                    raise NotFound(f"commit {spec.commit} not found in repo "
-                                   f"{spec.project}/{spec.repo}") from None
+                    raise NotFound(f"commit {spec.commit} not found in repo {spec.project}/{spec.repo}") from None
                 mount = Mount(spec, self._tree(repo, info, spec.paths))
             elif spec.mode == "ro":
                 info, head = self._finished_head(repo, spec.branch)
@@ -252,9 +256,11 @@ class MountTable:
             with open(meta_path) as f:
                 before = json.load(f).get("spec")
             if before and MountSpec(**before) != spec:
-                raise Conflict(f"mount name {spec.name} has staged changes for "
-                               f"{MountSpec(**before).describe()}; mount that again and commit "
-                               "or discard them, or pick another name")
+                raise Conflict(
+                    f"mount name {spec.name} has staged changes for "
+                    f"{MountSpec(**before).describe()}; mount that again and commit "
+                    "or discard them, or pick another name"
+                )
         info, head = self._finished_head(repo, spec.branch, create=True)
         staging = StagingArea(folder, self._tree(repo, info))
         staging.set_meta(spec=asdict(spec))
@@ -314,8 +320,7 @@ class MountTable:
         staging = mount.view
         if staging.frozen is None:
             return
-        open_id = staging.open_commit or self._started_commit(repo, mount.spec.branch,
-                                                              staging.meta.get("starting"))
+        open_id = staging.open_commit or self._started_commit(repo, mount.spec.branch, staging.meta.get("starting"))
         if open_id:
             try:
                 info = self.remote.inspect_commit(pfs.Commit(id=open_id, repo=repo))
@@ -338,8 +343,7 @@ class MountTable:
             return None
         info = self.remote.inspect_commit(pfs.Commit(id=head.id, repo=repo))
         parent = info.parent_commit.id if info.parent_commit else None
-        if finished(info) or parent != starting.get("parent") \
-                or info.description != starting.get("description"):
+        if finished(info) or parent != starting.get("parent") or info.description != starting.get("description"):
             return None
         return head.id
 
@@ -367,12 +371,13 @@ class MountTable:
                     self.recover_pending()
                 except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                     log.exception("recovering interrupted commits")
+
         threading.Thread(target=loop, name="recover", daemon=True).start()
 
     def commit(self, name: str, description: Optional[str] = None) -> CommitResult:
         mount = self.get(name)
         if not mount.view.writable:
-            raise BadRequest(f"mount {name} is read-only; only \"rw\" mounts have changes to commit")
+            raise BadRequest(f'mount {name} is read-only; only "rw" mounts have changes to commit')
         staging, spec = mount.view, mount.spec
         repo = mount.view.base.commit.repo
         with mount.commit_lock:
@@ -396,23 +401,26 @@ class MountTable:
                 mount.state = "mounted"
             staging.complete(self._tree(repo, info))
             mount.latest = info.commit.id
-        counts = {"added": len(plan.added), "changed": len(plan.changed),
-                  "deleted": len(plan.deleted)}
+        counts = {"added": len(plan.added), "changed": len(plan.changed), "deleted": len(plan.deleted)}
         log.info("committed %s to %s: %s", name, info.commit.id, counts)
-        return CommitResult(info.commit.id, **counts,
-                            message=f"committed {counts['added']} added, {counts['changed']} "
-                                    f"changed, {counts['deleted']} deleted files to "
-                                    f"{spec.project}/{spec.repo}@{spec.branch}")
+        return CommitResult(
+            info.commit.id,
+            **counts,
+            message=f"committed {counts['added']} added, {counts['changed']} "
+            f"changed, {counts['deleted']} deleted files to "
+            f"{spec.project}/{spec.repo}@{spec.branch}",
+        )
 
     def _upload(self, mount: Mount, repo: pfs.Repo, plan: Plan, description: Optional[str]):
         spec = mount.spec
         if not description:
-            description = (f"pachstudio mount {spec.name}: {len(plan.added)} added, "
-                           f"{len(plan.changed)} changed, {len(plan.deleted)} deleted")
+            description = (
+                f"pachstudio mount {spec.name}: {len(plan.added)} added, "
+                f"{len(plan.changed)} changed, {len(plan.deleted)} deleted"
+            )
         branch = pfs.Branch(repo=repo, name=spec.branch)
         parent = self.remote.inspect_branch(branch).head
-        mount.view.set_meta(starting={"parent": parent.id if parent else None,
-                                         "description": description})
+        mount.view.set_meta(starting={"parent": parent.id if parent else None, "description": description})
         commit = self.remote.start_commit(branch, description)
         mount.view.set_meta(open_commit=commit.id, starting=None)
         mount.state = "committing"
@@ -448,8 +456,11 @@ class MountTable:
         except MountError as e:
             log.warning("listing repos for /mounts: %s", e.message)
             unmounted = []
-        return Listing(mounted=[self.info(m) for m in current], unmounted=unmounted,
-                       failed=[self.failed_info(spec, why) for spec, why in failed])
+        return Listing(
+            mounted=[self.info(m) for m in current],
+            unmounted=unmounted,
+            failed=[self.failed_info(spec, why) for spec, why in failed],
+        )
 
     def repos(self) -> list:
         """RepoInfo of the cluster's user repos (not specs or metadata), by project and name."""
@@ -457,9 +468,13 @@ class MountTable:
         for info in self.remote.repos():
             if info.repo.type and info.repo.type != "user":
                 continue
-            out.append(RepoInfo(project=info.repo.project.name if info.repo.project else "default",
-                                repo=info.repo.name,
-                                branches=sorted(b.name for b in info.branches or [])))
+            out.append(
+                RepoInfo(
+                    project=info.repo.project.name if info.repo.project else "default",
+                    repo=info.repo.name,
+                    branches=sorted(b.name for b in info.branches or []),
+                )
+            )
         return out
 
     def info(self, mount: Mount) -> MountInfo:
@@ -473,23 +488,41 @@ class MountTable:
                 latest = mount.latest = head.id
                 if latest != mount.commit_id:
                     commits = self.remote.list_commits(
-                        repo, pfs.Commit(id=latest, repo=repo),
-                        pfs.Commit(id=mount.commit_id, repo=repo))
+                        repo, pfs.Commit(id=latest, repo=repo), pfs.Commit(id=mount.commit_id, repo=repo)
+                    )
                     behind = sum(1 for c in commits if c.commit.id != mount.commit_id)
             except MountError as e:
                 mount.status = e.message
-        return MountInfo(name=spec.name, project=spec.project, repo=spec.repo,
-                         branch=spec.branch, commit=mount.commit_id, mode=spec.mode,
-                         paths=list(spec.paths), state=mount.state, status=mount.status,
-                         mountpoint=os.path.join(self.mount_dir, spec.name),
-                         latest_commit=latest, how_many_commits_behind=behind)
+        return MountInfo(
+            name=spec.name,
+            project=spec.project,
+            repo=spec.repo,
+            branch=spec.branch,
+            commit=mount.commit_id,
+            mode=spec.mode,
+            paths=list(spec.paths),
+            state=mount.state,
+            status=mount.status,
+            mountpoint=os.path.join(self.mount_dir, spec.name),
+            latest_commit=latest,
+            how_many_commits_behind=behind,
+        )
 
     def failed_info(self, spec: MountSpec, reason: str) -> MountInfo:
-        return MountInfo(name=spec.name, project=spec.project, repo=spec.repo,
-                         branch=spec.branch, commit=spec.commit, mode=spec.mode,
-                         paths=list(spec.paths), state="error", status=reason,
-                         mountpoint=os.path.join(self.mount_dir, spec.name),
-                         latest_commit=None, how_many_commits_behind=0)
+        return MountInfo(
+            name=spec.name,
+            project=spec.project,
+            repo=spec.repo,
+            branch=spec.branch,
+            commit=spec.commit,
+            mode=spec.mode,
+            paths=list(spec.paths),
+            state="error",
+            status=reason,
+            mountpoint=os.path.join(self.mount_dir, spec.name),
+            latest_commit=None,
+            how_many_commits_behind=0,
+        )
 
     def staged(self, name: str) -> Staged:
         return Staged(**self.get(name).view.staged())
@@ -505,8 +538,8 @@ class MountTable:
         commit = mount.commit_id
 
         def row(path, e):
-            return {"path": path.lstrip("/"), "size": e.size,
-                    "commit": None if e.local is not None else commit}
+            return {"path": path.lstrip("/"), "size": e.size, "commit": None if e.local is not None else commit}
+
         if not top.is_dir:
             yield row(prefix, top)
         elif recursive:
@@ -526,8 +559,7 @@ class MountTable:
         try:
             self.remote.inspect_commit(pfs.Commit(id=since, repo=repo))
         except NotFound:
-            raise NotFound(f"commit {since} not found in repo "
-                           f"{mount.spec.project}/{mount.spec.repo}") from None
+            raise NotFound(f"commit {since} not found in repo {mount.spec.project}/{mount.spec.repo}") from None
         current = pfs.Commit(id=mount.commit_id, repo=repo)
         if since == mount.commit_id:
             return iter(())
@@ -541,5 +573,4 @@ class MountTable:
             if info is None or info.file_type == pfs.FileType.DIR or not visible(info.file.path):
                 continue
             change = "changed" if n and o else ("added" if n else "deleted")
-            yield {"path": info.file.path.lstrip("/"), "change": change,
-                   "size": int(info.size_bytes or 0)}
+            yield {"path": info.file.path.lstrip("/"), "change": change, "size": int(info.size_bytes or 0)}

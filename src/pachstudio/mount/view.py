@@ -6,6 +6,7 @@ Entries (`lookup`, `listdir`, `walk`) have `is_dir`, `size`, `mtime` (0: the vie
 `local` (the staged file on disk, None for content of the base commit). Handles come from `open`
 and go back to the same view's `read_into` / `write` / `release`.
 """
+
 import errno
 import os
 from typing import Any, Iterator, Optional, Protocol
@@ -13,7 +14,7 @@ from typing import Any, Iterator, Optional, Protocol
 
 class View(Protocol):
     writable: bool  # False: every change is EROFS
-    mtime: float    # of the base commit
+    mtime: float  # of the base commit
 
     @property
     def base(self) -> Any: ...  # the CommitTree the view shows (or changes)
@@ -39,6 +40,7 @@ class View(Protocol):
     def has_changes(self) -> bool: ...
     def staged(self) -> dict: ...  # {"added", "changed", "deleted"}: repo paths
     def discard(self) -> None: ...
+
     # read-only views also answer `cached(path)`: the whole file is in the disk cache (fs.py
     # then lets the kernel read it through the page cache)
 
@@ -49,6 +51,7 @@ def _read_only(*_args, **_kwargs):
 
 class ReadOnlyView:
     """The View methods of a view nothing can change: writes are EROFS, nothing is staged."""
+
     writable = False
     create = write = truncate = unlink = mkdir = rmdir = rename = staticmethod(_read_only)
 

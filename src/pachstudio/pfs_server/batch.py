@@ -4,6 +4,7 @@ them all in one transaction.
 Contents are streamed into the blob store as they arrive (one writer at a time); nothing in the
 database changes until the stream ends, so a cut stream leaves no trace but content-addressed blobs.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -86,7 +87,7 @@ class FileBatch:
         if not append:
             self.delete(dst)
         for e in files:
-            rel = e.path[len(src_path):] if e.path != src_path else ""
+            rel = e.path[len(src_path) :] if e.path != src_path else ""
             target = P.clean(dst + rel)
             if append:
                 with self.store.open_blob(e.hash) as f:
@@ -132,8 +133,7 @@ class FileBatch:
         final: dict = {}
         put_paths: list[str] = []
         deletes = sum(1 for op in self.ops if op.kind == "del")
-        base_paths = [e.path for e in self.store.files_under(commit_id, "/")] \
-            if deletes > BASE_LISTING_AFTER else None
+        base_paths = [e.path for e in self.store.files_under(commit_id, "/")] if deletes > BASE_LISTING_AFTER else None
         for op in self.ops:
             if op.kind == "put":
                 if op.path not in final:

@@ -3,6 +3,7 @@
 Contents up to INLINE bytes live in the metadata database (a row is far cheaper than a file when a
 commit brings 100,000 small labels); larger ones are files under blobs/.
 """
+
 import hashlib
 import os
 import tempfile

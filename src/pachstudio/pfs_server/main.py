@@ -1,4 +1,5 @@
 """`pachstudio pfs-server`: serve the embedded PFS engine over Pachyderm's gRPC protocol."""
+
 import argparse
 import logging
 import signal
@@ -22,11 +23,14 @@ def build_server(data_dir: str, host: str, port: int, workers: int = 64):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pfs"),
         handlers=handlers,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                 ("grpc.max_send_message_length", MAX_MESSAGE),
-                 ("grpc.so_reuseport", 0),
-                 # no window growth: the client waits for us rather than us buffering its chunks
-                 ("grpc.http2.bdp_probe", 0)])
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+            # no window growth: the client waits for us rather than us buffering its chunks
+            ("grpc.http2.bdp_probe", 0),
+        ],
+    )
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}: is another server using the port?")
@@ -40,8 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=30650)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s pfs-server %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s pfs-server %(levelname)s %(message)s", stream=sys.stderr
+    )
     try:
         server, store, port = build_server(args.data, args.host, args.port)
     except (OSError, RuntimeError) as e:
@@ -51,8 +56,13 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
-    log.info("serving Pachyderm's gRPC API on %s:%d, data in %s (deployment %s)",
-             args.host, port, args.data, store.deployment_id)
+    log.info(
+        "serving Pachyderm's gRPC API on %s:%d, data in %s (deployment %s)",
+        args.host,
+        port,
+        args.data,
+        store.deployment_id,
+    )
     stop.wait()
     log.info("stopping")
     server.stop(grace=5).wait()

@@ -1,6 +1,7 @@
 """Pachyderm's rules as the PFS server words them (gRPC INVALID_ARGUMENT), and its glob syntax.
 
 The rules themselves live in `pachstudio.rules`; this module keeps the server's wording."""
+
 import re
 
 from .. import rules
@@ -15,7 +16,8 @@ def check_name(kind: str, name: str) -> str:
     if not rules.is_name(name):
         raise InvalidArgument(
             f"{kind} name ({name[:100]}) invalid: only alphanumeric characters, underscores, and "
-            f"dashes are allowed, at most {MAX_NAME} characters")
+            f"dashes are allowed, at most {MAX_NAME} characters"
+        )
     return name
 
 
@@ -62,7 +64,7 @@ def glob_to_regex(pattern: str) -> re.Pattern:
             end = pattern.find("]", i + 1)
             if end < 0:
                 raise InvalidArgument(f"glob pattern {pattern!r}: unclosed '['")
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             if body.startswith("!") or body.startswith("^"):
                 body = "^" + body[1:]
             out.append("[" + body.replace("\\", "\\\\") + "]")

@@ -5,6 +5,7 @@ request and response classes, so the server schema is read from the stub objects
 recording channel) rather than written again.
 Requests are parsed here so a malformed one gets INVALID_ARGUMENT instead of grpcio's INTERNAL.
 """
+
 import importlib
 import logging
 import typing
@@ -13,8 +14,8 @@ from typing import Callable, Optional
 
 import grpc
 
-from .errors import PfsError
 from ..pfswire import check
+from .errors import PfsError
 
 log = logging.getLogger("pachstudio.pfs_server")
 
@@ -61,6 +62,7 @@ class _RecordingChannel:
             rec = _Recorder(kind, path, response_deserializer)
             self.recorders.append(rec)
             return rec
+
         return make
 
 
@@ -80,15 +82,18 @@ def sdk_methods(module_name: str) -> dict[str, Method]:
     is called once so the request class it builds is seen."""
     module = importlib.import_module(module_name)
     methods = {}
-    for stub_cls in [v for k, v in vars(module).items()
-                     if k.endswith("Stub") and isinstance(v, type) and v.__module__ == module.__name__]:
+    for stub_cls in [
+        v
+        for k, v in vars(module).items()
+        if k.endswith("Stub") and isinstance(v, type) and v.__module__ == module.__name__
+    ]:
         channel = _RecordingChannel()
         stub = stub_cls(channel)
         prefix = f"_{stub_cls.__name__}__rpc_"
         for attr, rec in vars(stub).items():
             if not (attr.startswith(prefix) and isinstance(rec, _Recorder)):
                 continue
-            snake = attr[len(prefix):]
+            snake = attr[len(prefix) :]
             if rec.kind.startswith("unary_"):
                 result = getattr(stub, snake)()
                 if rec.kind.endswith("_stream"):
@@ -112,8 +117,7 @@ def _parse(method: Method, raw: bytes, context):
         check(raw)
         return method.request().parse(raw)
     except Exception as e:  # noqa: BLE001 - any parse failure is the client's malformed request
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                      f"malformed {method.name} request: {type(e).__name__}: {e}")
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {method.name} request: {type(e).__name__}: {e}")
 
 
 def _serialize(msg) -> bytes:
@@ -150,6 +154,7 @@ def _guard_stream(method: Method, gen_fn, context, *args):
 
 def handler_for(method: Method, fn):
     """Wraps `fn(request_or_iterator, context)` as a grpcio method handler of the right kind."""
+
     def requests(it, context):
         for raw in it:
             yield _parse(method, raw, context)
@@ -169,6 +174,7 @@ def handler_for(method: Method, fn):
 
 def generic_handlers(implementations: dict[str, dict[str, tuple]]):
     """{service: {method name: (Method, fn)}} -> grpcio generic handlers."""
-    return [grpc.method_handlers_generic_handler(
-                service, {name: handler_for(m, fn) for name, (m, fn) in methods.items()})
-            for service, methods in implementations.items()]
+    return [
+        grpc.method_handlers_generic_handler(service, {name: handler_for(m, fn) for name, (m, fn) in methods.items()})
+        for service, methods in implementations.items()
+    ]

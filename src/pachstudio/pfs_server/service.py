@@ -1,4 +1,5 @@
 """Pachyderm's gRPC protocol over the engine: messages in, engine calls, messages out."""
+
 from __future__ import annotations
 
 import tarfile
@@ -9,10 +10,10 @@ import grpc
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import admin, auth, pfs, transaction, version
 
+from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from . import paths as P
 from .errors import InvalidArgument
 from .rpc import generic_handlers, sdk_methods
-from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from .store import CommitRow, Entry, RepoRow, Store
 from .transactions import METHODS as TXN_METHODS, TransactionService, transaction_of
 
@@ -67,43 +68,60 @@ class PfsService:
         info = pfs.CommitInfo(
             commit=self.commit_msg(r, c),
             origin=pfs.CommitOrigin(kind=getattr(pfs.OriginKind, c.origin, pfs.OriginKind.USER)),
-            description=c.description or "", started=ts(c.started), finishing=ts(c.finishing),
-            finished=ts(c.finished), error=c.error or "", size_bytes_upper_bound=c.size,
-            details=pfs.CommitInfoDetails(size_bytes=c.size), created_at=ts(c.started))
+            description=c.description or "",
+            started=ts(c.started),
+            finishing=ts(c.finishing),
+            finished=ts(c.finished),
+            error=c.error or "",
+            size_bytes_upper_bound=c.size,
+            details=pfs.CommitInfoDetails(size_bytes=c.size),
+            created_at=ts(c.started),
+        )
         parent, children, provenance = self.store.relations(c)
         if parent:
             info.parent_commit = pfs.Commit(repo=repo, id=parent)
         info.child_commits = [pfs.Commit(repo=repo, id=k) for k in children]
-        info.direct_provenance = [pfs.Commit(repo=self.repo_msg(pr), id=pid)
-                                  for pr, pid in provenance]
+        info.direct_provenance = [pfs.Commit(repo=self.repo_msg(pr), id=pid) for pr, pid in provenance]
         return info
 
     def file_info(self, commit: pfs.Commit, c: CommitRow, e: Entry) -> pfs.FileInfo:
         return pfs.FileInfo(
             file=pfs.File(commit=commit, path=e.path),
             file_type=pfs.FileType.DIR if e.is_dir else pfs.FileType.FILE,
-            committed=ts(c.finished or c.started), size_bytes=e.size,
-            hash=bytes.fromhex(e.hash) if e.hash else b"")
+            committed=ts(c.finished or c.started),
+            size_bytes=e.size,
+            hash=bytes.fromhex(e.hash) if e.hash else b"",
+        )
 
     def branch_info(self, r: RepoRow, b: tuple) -> pfs.BranchInfo:
         name, head, created, updated = b
         repo = self.repo_msg(r)
         rel = self.store.branch_relations(r, name)
-        branches = lambda key: [pfs.Branch(repo=self.repo_msg(pr), name=pb)  # noqa: E731
-                                for pr, pb in rel[key]]
-        return pfs.BranchInfo(branch=pfs.Branch(repo=repo, name=name),
-                              head=pfs.Commit(repo=repo, id=head),
-                              direct_provenance=branches("direct_provenance"),
-                              provenance=branches("provenance"), subvenance=branches("subvenance"),
-                              created_at=ts(created), updated_at=ts(updated))
+
+        def branches(key):
+            return [pfs.Branch(repo=self.repo_msg(pr), name=pb) for pr, pb in rel[key]]
+
+        return pfs.BranchInfo(
+            branch=pfs.Branch(repo=repo, name=name),
+            head=pfs.Commit(repo=repo, id=head),
+            direct_provenance=branches("direct_provenance"),
+            provenance=branches("provenance"),
+            subvenance=branches("subvenance"),
+            created_at=ts(created),
+            updated_at=ts(updated),
+        )
 
     def repo_info(self, r: RepoRow) -> pfs.RepoInfo:
         size = self.store.repo_size(r)
         repo = self.repo_msg(r)
-        return pfs.RepoInfo(repo=repo, created=ts(r.created), description=r.description,
-                            size_bytes_upper_bound=size, details=pfs.RepoInfoDetails(size_bytes=size),
-                            branches=[pfs.Branch(repo=repo, name=b[0])
-                                      for b in self.store.list_branches(r)])
+        return pfs.RepoInfo(
+            repo=repo,
+            created=ts(r.created),
+            description=r.description,
+            size_bytes_upper_bound=size,
+            details=pfs.RepoInfoDetails(size_bytes=size),
+            branches=[pfs.Branch(repo=repo, name=b[0]) for b in self.store.list_branches(r)],
+        )
 
     # -- projects -----------------------------------------------------------------------------
     def CreateProject(self, req: pfs.CreateProjectRequest, ctx):
@@ -112,8 +130,7 @@ class PfsService:
 
     def _project_info(self, row) -> pfs.ProjectInfo:
         name, description, created = row
-        return pfs.ProjectInfo(project=pfs.Project(name=name), description=description or "",
-                               created_at=ts(created))
+        return pfs.ProjectInfo(project=pfs.Project(name=name), description=description or "", created_at=ts(created))
 
     def InspectProject(self, req: pfs.InspectProjectRequest, ctx):
         return self._project_info(self.store.get_project(req.project.name if req.project else ""))
@@ -130,8 +147,13 @@ class PfsService:
     def CreateRepo(self, req: pfs.CreateRepoRequest, ctx):
         if req.repo is None or not req.repo.name:
             raise InvalidArgument("a repo name is needed")
-        self.store.create_repo(req.repo.project.name if req.repo.project else "", req.repo.name,
-                               req.repo.type or "user", req.description, req.update)
+        self.store.create_repo(
+            req.repo.project.name if req.repo.project else "",
+            req.repo.name,
+            req.repo.type or "user",
+            req.description,
+            req.update,
+        )
         return Empty()
 
     def InspectRepo(self, req: pfs.InspectRepoRequest, ctx):
@@ -224,8 +246,7 @@ class PfsService:
         seen = set()
         if self._is_set(req.from_):
             _, start = self._commit(req.from_)
-            seen.update(c.id for c in self.store.branch_commits(repo, req.branch)
-                        if c.seq <= start.seq)
+            seen.update(c.id for c in self.store.branch_commits(repo, req.branch) if c.seq <= start.seq)
         want_finished = req.state >= pfs.CommitState.READY
         while ctx.is_active():
             for c in self.store.branch_commits(repo, req.branch):
@@ -257,8 +278,9 @@ class PfsService:
                 continue
             sets.setdefault(c.cid, []).append((repo, c))
         for cid, members in sets.items():
-            yield pfs.CommitSetInfo(commit_set=pfs.CommitSet(id=cid),
-                                    commits=[self.commit_info(r, c) for r, c in reversed(members)])
+            yield pfs.CommitSetInfo(
+                commit_set=pfs.CommitSet(id=cid), commits=[self.commit_info(r, c) for r, c in reversed(members)]
+            )
 
     def SquashCommitSet(self, req: pfs.SquashCommitSetRequest, ctx):
         self.store.squash_commit_set(self._commit_set(req.commit_set))
@@ -277,15 +299,15 @@ class PfsService:
                     if batch is not None:
                         raise InvalidArgument("set_commit must come first and only once")
                     repo = self._commit_repo(body)
-                    batch = self.store.begin_batch(repo, body.id,
-                                                   body.branch.name if body.branch else "")
+                    batch = self.store.begin_batch(repo, body.id, body.branch.name if body.branch else "")
                 elif batch is None:
                     raise InvalidArgument("the first ModifyFile message must be set_commit")
                 elif kind == "add_file":
                     path, data, url = body
                     if url:
-                        raise InvalidArgument("add_file from a URL is not supported by the "
-                                              "embedded server; send the bytes")
+                        raise InvalidArgument(
+                            "add_file from a URL is not supported by the embedded server; send the bytes"
+                        )
                     batch.add(path, data)
                 elif kind == "delete_file":
                     batch.delete(body)
@@ -361,8 +383,7 @@ class PfsService:
             entries.reverse()
         if marker is not None and marker.path:
             m = P.clean(marker.path)
-            entries = [e for e in entries
-                       if (e.path.rstrip("/") < m if reverse else e.path.rstrip("/") > m)]
+            entries = [e for e in entries if (e.path.rstrip("/") < m if reverse else e.path.rstrip("/") > m)]
         return entries[:number] if number > 0 else entries
 
     @staticmethod
@@ -395,8 +416,7 @@ class PfsService:
     def DiffFile(self, req: pfs.DiffFileRequest, ctx):
         new_commit, new_c, path = self._file_target(req.new_file)
         old_commit, old_c, old_path = None, None, path
-        if req.old_file is not None and req.old_file.commit is not None and (
-                self._is_set(req.old_file.commit)):
+        if req.old_file is not None and req.old_file.commit is not None and (self._is_set(req.old_file.commit)):
             old_repo, old_c = self._commit(req.old_file.commit)
             old_commit = self.commit_msg(old_repo, old_c)
             old_path = P.clean(req.old_file.path or "/")
@@ -431,9 +451,11 @@ def _health_check(raw: bytes, ctx) -> bytes:
 
 def _joinable(fn, name: str, txns: TransactionService):
     """A PFS call that joins the transaction named in its `pach-transaction` header, if any."""
+
     def call(req, ctx):
         txn_id = transaction_of(ctx)
         return fn(req, ctx) if txn_id is None else txns.append(txn_id, name, req)
+
     return call
 
 
@@ -441,8 +463,7 @@ def build_handlers(store: Store):
     service = PfsService(store)
     txns = TransactionService(service)
     impls: dict[str, dict] = {}
-    for module, target in ((pfs, service), (admin, service), (version, service), (auth, service),
-                           (transaction, txns)):
+    for module, target in ((pfs, service), (admin, service), (version, service), (auth, service), (transaction, txns)):
         for name, method in sdk_methods(module.__name__).items():
             if name == "ModifyFile":
                 method.parse = parse_modify_file
@@ -452,6 +473,9 @@ def build_handlers(store: Store):
                     fn = _joinable(fn, name, txns)
                 impls.setdefault(method.service, {})[name] = (method, fn)
     handlers = generic_handlers(impls)
-    handlers.append(grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-        "Check": grpc.unary_unary_rpc_method_handler(_health_check)}))
+    handlers.append(
+        grpc.method_handlers_generic_handler(
+            "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(_health_check)}
+        )
+    )
     return handlers, service

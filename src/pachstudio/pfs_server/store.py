@@ -5,6 +5,7 @@ A commit stores only its own changes (a delta: path -> content, or a tombstone);
 its deltas over its ancestors'. Every write is one SQLite transaction, so a crash at any moment leaves
 either all of a change or none of it.
 """
+
 from __future__ import annotations
 
 import io
@@ -78,6 +79,7 @@ class CommitRow:
     """`id` is the row's own key (deltas, parents and branch heads refer to it); `cid` is the commit
     ID clients see, shared by the commits of one commit set in several repos (pachd's global IDs).
     They are equal for the first commit of a set and for every commit made before sets existed."""
+
     seq: int
     id: str
     repo_id: int
@@ -100,6 +102,7 @@ class CommitRow:
 @dataclass
 class Entry:
     """A file or directory in the view of one commit. Directory paths end in '/'."""
+
     path: str
     is_dir: bool
     size: int
@@ -163,8 +166,7 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
-                                   timeout=60)
+            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=60)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
@@ -198,8 +200,10 @@ class Store:
         """Runs the calls made inside as one write transaction whose new commits all get
         `commit_set_id` (pachd: a transaction's commits share its id). With `dry_run` it is rolled
         back at the end: the calls are checked, nothing is kept."""
+
         class _DryRun(Exception):
             pass
+
         try:
             with self._write() as db:
                 outer, self._local.txn_cid = self._txn_cid(), commit_set_id
@@ -224,21 +228,22 @@ class Store:
 
     def get_transaction(self, txn_id: str) -> tuple:
         """(id, started, [request bytes])."""
-        row = self._conn().execute("SELECT id, started, requests FROM transactions WHERE id=?",
-                                   (txn_id,)).fetchone()
+        row = self._conn().execute("SELECT id, started, requests FROM transactions WHERE id=?", (txn_id,)).fetchone()
         if not row:
             raise NotFound(f"transaction {txn_id} not found")
         return row[0], row[1], [bytes.fromhex(r) for r in json.loads(row[2])]
 
     def list_transactions(self) -> list[tuple]:
-        return [self.get_transaction(r[0]) for r in self._conn().execute(
-            "SELECT id FROM transactions ORDER BY started")]
+        return [
+            self.get_transaction(r[0]) for r in self._conn().execute("SELECT id FROM transactions ORDER BY started")
+        ]
 
     def set_transaction_requests(self, txn_id: str, requests: list[bytes]) -> None:
         with self._write() as db:
             self.get_transaction(txn_id)
-            db.execute("UPDATE transactions SET requests=? WHERE id=?",
-                       (json.dumps([r.hex() for r in requests]), txn_id))
+            db.execute(
+                "UPDATE transactions SET requests=? WHERE id=?", (json.dumps([r.hex() for r in requests]), txn_id)
+            )
 
     def delete_transaction(self, txn_id: str) -> None:
         with self._write() as db:
@@ -275,15 +280,13 @@ class Store:
 
     def get_project(self, name: str) -> tuple:
         name = name or DEFAULT_PROJECT
-        row = self._conn().execute("SELECT name, description, created FROM projects WHERE name=?",
-                                   (name,)).fetchone()
+        row = self._conn().execute("SELECT name, description, created FROM projects WHERE name=?", (name,)).fetchone()
         if not row:
             raise NotFound(f"project {_q(name)} not found")
         return row
 
     def list_projects(self) -> list:
-        return self._conn().execute(
-            "SELECT name, description, created FROM projects ORDER BY name").fetchall()
+        return self._conn().execute("SELECT name, description, created FROM projects ORDER BY name").fetchall()
 
     def delete_project(self, name: str, force: bool = False) -> None:
         name = name or DEFAULT_PROJECT
@@ -292,7 +295,8 @@ class Store:
             repos = db.execute("SELECT name FROM repos WHERE project=?", (name,)).fetchall()
             if repos and not force:
                 raise FailedPrecondition(
-                    f"project {name} still has {len(repos)} repo(s); delete them first or use force")
+                    f"project {name} still has {len(repos)} repo(s); delete them first or use force"
+                )
             for (repo_name,) in repos:
                 self._delete_repo(db, self._repo(db, name, repo_name))
             db.execute("DELETE FROM projects WHERE name=?", (name,))
@@ -300,8 +304,9 @@ class Store:
     # -- repos --------------------------------------------------------------------------------
     def _repo(self, db, project: str, name: str, type_: str = "user") -> RepoRow:
         project = project or DEFAULT_PROJECT
-        row = db.execute("SELECT * FROM repos WHERE project=? AND name=? AND type=?",
-                         (project, name, type_ or "user")).fetchone()
+        row = db.execute(
+            "SELECT * FROM repos WHERE project=? AND name=? AND type=?", (project, name, type_ or "user")
+        ).fetchone()
         if not row:
             raise NotFound(f"repo {_repo_str(project, name, type_)} not found")
         return RepoRow(*row)
@@ -309,22 +314,26 @@ class Store:
     def get_repo(self, project: str, name: str, type_: str = "user") -> RepoRow:
         return self._repo(self._conn(), project, name, type_)
 
-    def create_repo(self, project: str, name: str, type_: str = "user", description: str = "",
-                    update: bool = False) -> None:
+    def create_repo(
+        self, project: str, name: str, type_: str = "user", description: str = "", update: bool = False
+    ) -> None:
         project = project or DEFAULT_PROJECT
         P.check_name("repo", name)
         with self._write() as db:
             if not db.execute("SELECT 1 FROM projects WHERE name=?", (project,)).fetchone():
                 raise NotFound(f"project {_q(project)} not found")
-            exists = db.execute("SELECT id FROM repos WHERE project=? AND name=? AND type=?",
-                                (project, name, type_ or "user")).fetchone()
+            exists = db.execute(
+                "SELECT id FROM repos WHERE project=? AND name=? AND type=?", (project, name, type_ or "user")
+            ).fetchone()
             if exists:
                 if not update:
                     raise AlreadyExists(f"repo {_repo_str(project, name, type_)} already exists")
                 db.execute("UPDATE repos SET description=? WHERE id=?", (description, exists[0]))
             else:
-                db.execute("INSERT INTO repos(project, name, type, description, created) "
-                           "VALUES(?,?,?,?,?)", (project, name, type_ or "user", description, now()))
+                db.execute(
+                    "INSERT INTO repos(project, name, type, description, created) VALUES(?,?,?,?,?)",
+                    (project, name, type_ or "user", description, now()),
+                )
 
     def list_repos(self, type_: str = "", projects=()) -> list[RepoRow]:
         sql, args = "SELECT * FROM repos WHERE 1=1", []
@@ -334,8 +343,7 @@ class Store:
         if projects:
             sql += f" AND project IN ({','.join('?' * len(projects))})"
             args += list(projects)
-        return [RepoRow(*r) for r in self._conn().execute(sql + " ORDER BY created DESC, id DESC",
-                                                          args)]
+        return [RepoRow(*r) for r in self._conn().execute(sql + " ORDER BY created DESC, id DESC", args)]
 
     def delete_repo(self, project: str, name: str, type_: str = "user", force: bool = False) -> bool:
         """False when there is no such repo (pachd answers OK with deleted=false then). A repo
@@ -345,20 +353,19 @@ class Store:
                 repo = self._repo(db, project, name, type_)
             except NotFound:
                 return False
-            branches = [(repo.id, b) for (b,) in db.execute(
-                "SELECT name FROM branches WHERE repo_id=?", (repo.id,))]
+            branches = [(repo.id, b) for (b,) in db.execute("SELECT name FROM branches WHERE repo_id=?", (repo.id,))]
             self._check_no_subvenance(db, branches, force, f"repo {repo}")
             self._delete_repo(db, repo)
             return True
 
     def _delete_repo(self, db, repo: RepoRow) -> None:
-        db.execute("DELETE FROM deltas WHERE commit_id IN (SELECT id FROM commits WHERE repo_id=?)",
-                   (repo.id,))
-        db.execute("DELETE FROM commit_provenance WHERE commit_key IN (SELECT id FROM commits WHERE "
-                   "repo_id=?) OR from_key IN (SELECT id FROM commits WHERE repo_id=?)",
-                   (repo.id, repo.id))
-        db.execute("DELETE FROM branch_provenance WHERE repo_id=? OR from_repo_id=?",
-                   (repo.id, repo.id))
+        db.execute("DELETE FROM deltas WHERE commit_id IN (SELECT id FROM commits WHERE repo_id=?)", (repo.id,))
+        db.execute(
+            "DELETE FROM commit_provenance WHERE commit_key IN (SELECT id FROM commits WHERE "
+            "repo_id=?) OR from_key IN (SELECT id FROM commits WHERE repo_id=?)",
+            (repo.id, repo.id),
+        )
+        db.execute("DELETE FROM branch_provenance WHERE repo_id=? OR from_repo_id=?", (repo.id, repo.id))
         db.execute("DELETE FROM commits WHERE repo_id=?", (repo.id,))
         db.execute("DELETE FROM branches WHERE repo_id=?", (repo.id,))
         db.execute("DELETE FROM repos WHERE id=?", (repo.id,))
@@ -374,55 +381,79 @@ class Store:
 
     def delete_all(self) -> None:
         with self._write() as db:
-            for table in ("deltas", "commit_provenance", "branch_provenance", "commits", "branches",
-                          "repos", "projects"):
+            for table in (
+                "deltas",
+                "commit_provenance",
+                "branch_provenance",
+                "commits",
+                "branches",
+                "repos",
+                "projects",
+            ):
                 db.execute(f"DELETE FROM {table}")
             db.execute("INSERT INTO projects VALUES(?,?,?)", (DEFAULT_PROJECT, "", now()))
 
     def repo_size(self, repo: RepoRow) -> int:
-        row = self._conn().execute(
-            "SELECT c.size FROM branches b JOIN commits c ON c.id = b.head WHERE b.repo_id=? "
-            "ORDER BY b.name='master' DESC, c.seq DESC LIMIT 1", (repo.id,)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT c.size FROM branches b JOIN commits c ON c.id = b.head WHERE b.repo_id=? "
+                "ORDER BY b.name='master' DESC, c.seq DESC LIMIT 1",
+                (repo.id,),
+            )
+            .fetchone()
+        )
         return row[0] if row else 0
 
     # -- branches -----------------------------------------------------------------------------
-    _BRANCH_COLS = ("SELECT b.name, COALESCE(c.cid, b.head), b.created, b.updated FROM branches b "
-                    "LEFT JOIN commits c ON c.id = b.head ")
+    _BRANCH_COLS = (
+        "SELECT b.name, COALESCE(c.cid, b.head), b.created, b.updated FROM branches b "
+        "LEFT JOIN commits c ON c.id = b.head "
+    )
 
     def list_branches(self, repo: RepoRow, reverse: bool = False) -> list[tuple]:
         """(name, head commit id, created, updated) of each branch."""
         order = "ASC" if reverse else "DESC"
-        return self._conn().execute(
-            self._BRANCH_COLS + f"WHERE b.repo_id=? ORDER BY b.created {order}, b.name {order}",
-            (repo.id,)).fetchall()
+        return (
+            self._conn()
+            .execute(self._BRANCH_COLS + f"WHERE b.repo_id=? ORDER BY b.created {order}, b.name {order}", (repo.id,))
+            .fetchall()
+        )
 
     def get_branch(self, repo: RepoRow, name: str) -> tuple:
-        row = self._conn().execute(self._BRANCH_COLS + "WHERE b.repo_id=? AND b.name=?",
-                                   (repo.id, name)).fetchone()
+        row = self._conn().execute(self._BRANCH_COLS + "WHERE b.repo_id=? AND b.name=?", (repo.id, name)).fetchone()
         if not row:
             raise NotFound(f"branch {_q(name)} not found in repo {repo}")
         return row
 
     def _head(self, db, repo_id: int, branch: str) -> Optional[CommitRow]:
-        b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                       (repo_id, branch)).fetchone()
+        b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?", (repo_id, branch)).fetchone()
         return self._commit_row(db, b[0]) if b else None
 
     def _set_head(self, db, repo_id: int, branch: str, key: str) -> None:
         t = now()
-        db.execute("INSERT INTO branches VALUES(?,?,?,?,?) ON CONFLICT(repo_id, name) DO UPDATE "
-                   "SET head=excluded.head, updated=excluded.updated", (repo_id, branch, key, t, t))
+        db.execute(
+            "INSERT INTO branches VALUES(?,?,?,?,?) ON CONFLICT(repo_id, name) DO UPDATE "
+            "SET head=excluded.head, updated=excluded.updated",
+            (repo_id, branch, key, t, t),
+        )
 
     def _repo_by_id(self, db, repo_id: int) -> RepoRow:
         return RepoRow(*db.execute("SELECT * FROM repos WHERE id=?", (repo_id,)).fetchone())
 
     def _direct_provenance(self, db, repo_id: int, branch: str) -> list[tuple]:
-        return db.execute("SELECT from_repo_id, from_branch FROM branch_provenance WHERE repo_id=? "
-                          "AND branch=? ORDER BY from_repo_id, from_branch", (repo_id, branch)).fetchall()
+        return db.execute(
+            "SELECT from_repo_id, from_branch FROM branch_provenance WHERE repo_id=? "
+            "AND branch=? ORDER BY from_repo_id, from_branch",
+            (repo_id, branch),
+        ).fetchall()
 
     def _direct_subvenance(self, db, repo_id: int, branch: str) -> list[tuple]:
-        return db.execute("SELECT repo_id, branch FROM branch_provenance WHERE from_repo_id=? "
-                          "AND from_branch=? ORDER BY repo_id, branch", (repo_id, branch)).fetchall()
+        return db.execute(
+            "SELECT repo_id, branch FROM branch_provenance WHERE from_repo_id=? "
+            "AND from_branch=? ORDER BY repo_id, branch",
+            (repo_id, branch),
+        ).fetchall()
 
     def _closure(self, db, start: tuple, step) -> list[tuple]:
         """Every branch reachable from `start` (not included) through `step`, nearest first."""
@@ -443,9 +474,11 @@ class Store:
         with self._read() as db:
             node = (repo.id, name)
             named = lambda nodes: [(self._repo_by_id(db, r), b) for r, b in nodes]  # noqa: E731
-            return {"direct_provenance": named(self._direct_provenance(db, *node)),
-                    "provenance": named(self._closure(db, node, self._direct_provenance)),
-                    "subvenance": named(self._closure(db, node, self._direct_subvenance))}
+            return {
+                "direct_provenance": named(self._direct_provenance(db, *node)),
+                "provenance": named(self._closure(db, node, self._direct_provenance)),
+                "subvenance": named(self._closure(db, node, self._direct_subvenance)),
+            }
 
     def _propagate(self, db, repo_id: int, branch: str, cid: str) -> None:
         """pachd's propagateBranches: every branch downstream of (repo, branch) gets an open commit
@@ -457,8 +490,9 @@ class Store:
             head = self._head(db, r, b)
             if head is not None and head.cid == cid:
                 continue
-            row = self._insert_commit(db, self._repo_by_id(db, r), b, head.id if head else None,
-                                      "", cid=cid, origin="AUTO")
+            row = self._insert_commit(
+                db, self._repo_by_id(db, r), b, head.id if head else None, "", cid=cid, origin="AUTO"
+            )
             self._record_provenance(db, row, r, b)
 
     def _record_provenance(self, db, row: CommitRow, repo_id: int, branch: str) -> None:
@@ -467,8 +501,7 @@ class Store:
             if up is not None:
                 db.execute("INSERT OR IGNORE INTO commit_provenance VALUES(?,?)", (row.id, up.id))
 
-    def create_branch(self, repo: RepoRow, name: str, head: Optional[CommitRow],
-                      provenance: tuple = ()) -> None:
+    def create_branch(self, repo: RepoRow, name: str, head: Optional[CommitRow], provenance: tuple = ()) -> None:
         """pachd's createBranch: `provenance` is [(RepoRow, branch name)]; missing provenance
         branches are made with an empty finished commit; a branch that is new, or whose provenance
         changed to a non-empty one, gets a new commit (open when it has provenance); everything
@@ -484,23 +517,28 @@ class Store:
             new_prov = sorted({(p.id, b) for p, b in provenance})
             for pr, pb in new_prov:
                 if node == (pr, pb) or node in self._closure(db, (pr, pb), self._direct_provenance):
-                    raise InvalidArgument(f"cycle detected because {self._repo_by_id(db, pr)}@{pb} "
-                                          f"is already in the subvenance of {repo}@{name}")
+                    raise InvalidArgument(
+                        f"cycle detected because {self._repo_by_id(db, pr)}@{pb} "
+                        f"is already in the subvenance of {repo}@{name}"
+                    )
                 if self._head(db, pr, pb) is None:
-                    row = self._insert_commit(db, self._repo_by_id(db, pr), pb, None, "",
-                                              finished=True, cid=cid, origin="AUTO")
+                    row = self._insert_commit(
+                        db, self._repo_by_id(db, pr), pb, None, "", finished=True, cid=cid, origin="AUTO"
+                    )
             old_prov = sorted(self._direct_provenance(db, *node))
             db.execute("DELETE FROM branch_provenance WHERE repo_id=? AND branch=?", node)
-            db.executemany("INSERT INTO branch_provenance VALUES(?,?,?,?)",
-                           [(repo.id, name, pr, pb) for pr, pb in new_prov])
+            db.executemany(
+                "INSERT INTO branch_provenance VALUES(?,?,?,?)", [(repo.id, name, pr, pb) for pr, pb in new_prov]
+            )
             current = self._head(db, repo.id, name)
             propagate = False
             if head is not None:
                 self._set_head(db, repo.id, name, head.id)
                 current, propagate = head, True
             if current is None or (new_prov and new_prov != old_prov):
-                row = self._insert_commit(db, repo, name, current.id if current else None, "",
-                                          finished=not new_prov, cid=cid, origin="AUTO")
+                row = self._insert_commit(
+                    db, repo, name, current.id if current else None, "", finished=not new_prov, cid=cid, origin="AUTO"
+                )
                 self._record_provenance(db, row, repo.id, name)
                 propagate = True
             if propagate:
@@ -514,14 +552,14 @@ class Store:
                 dep = subv[0]
                 raise FailedPrecondition(
                     f"cannot delete {what}: branch {self._repo_by_id(db, r)}@{b} is in the "
-                    f"provenance of branch {self._repo_by_id(db, dep[0])}@{dep[1]}; use force")
+                    f"provenance of branch {self._repo_by_id(db, dep[0])}@{dep[1]}; use force"
+                )
             db.execute("DELETE FROM branch_provenance WHERE from_repo_id=? AND from_branch=?", (r, b))
 
     def delete_branch(self, repo: RepoRow, name: str, force: bool = False) -> None:
         with self._write() as db:
             self.get_branch(repo, name)
-            self._check_no_subvenance(db, [(repo.id, name)], force,
-                                      f"branch {repo}@{name}")
+            self._check_no_subvenance(db, [(repo.id, name)], force, f"branch {repo}@{name}")
             db.execute("DELETE FROM branch_provenance WHERE repo_id=? AND branch=?", (repo.id, name))
             db.execute("DELETE FROM branches WHERE repo_id=? AND name=?", (repo.id, name))
 
@@ -540,12 +578,12 @@ class Store:
             base, back = parse_ancestry(ref)
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
-        row = db.execute("SELECT * FROM commits WHERE repo_id=? AND cid=? ORDER BY seq DESC LIMIT 1",
-                         (repo.id, base)).fetchone()
+        row = db.execute(
+            "SELECT * FROM commits WHERE repo_id=? AND cid=? ORDER BY seq DESC LIMIT 1", (repo.id, base)
+        ).fetchone()
         row = CommitRow(*row) if row else None
         if row is None:
-            b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                           (repo.id, base)).fetchone()
+            b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?", (repo.id, base)).fetchone()
             if b is None:
                 if commit_id and (not branch or branch == base) and is_commit_id(base):
                     raise NotFound(f"commit {repo}@{base} not found")
@@ -563,8 +601,7 @@ class Store:
         return row
 
     def _ancestry(self, db, commit_id: str) -> list[str]:
-        return [r[0] for r in db.execute(CHAIN + "SELECT id FROM chain ORDER BY depth",
-                                         {"commit": commit_id})]
+        return [r[0] for r in db.execute(CHAIN + "SELECT id FROM chain ORDER BY depth", {"commit": commit_id})]
 
     def get_commit(self, commit_id: str) -> CommitRow:
         row = self._commit_row(self._conn(), commit_id)
@@ -573,18 +610,17 @@ class Store:
         return row
 
     def children(self, commit_id: str) -> list[str]:
-        return [r[0] for r in self._conn().execute(
-            "SELECT id FROM commits WHERE parent=? ORDER BY seq", (commit_id,))]
+        return [r[0] for r in self._conn().execute("SELECT id FROM commits WHERE parent=? ORDER BY seq", (commit_id,))]
 
-    def start_commit(self, repo: RepoRow, branch: str, parent: Optional[CommitRow] = None,
-                     description: str = "") -> CommitRow:
+    def start_commit(
+        self, repo: RepoRow, branch: str, parent: Optional[CommitRow] = None, description: str = ""
+    ) -> CommitRow:
         if branch:
             P.check_name("branch", branch)
         with self._write() as db:
             head = None
             if branch:
-                b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                               (repo.id, branch)).fetchone()
+                b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?", (repo.id, branch)).fetchone()
                 head = self._commit_row(db, b[0]) if b else None
             base = parent or head
             if base is not None and base.finished is None:
@@ -596,25 +632,39 @@ class Store:
                 self._propagate(db, repo.id, branch, row.cid)
             return row
 
-    def _insert_commit(self, db, repo, branch, parent_id, description, finished=False,
-                       cid: Optional[str] = None, origin: str = "USER") -> CommitRow:
+    def _insert_commit(
+        self, db, repo, branch, parent_id, description, finished=False, cid: Optional[str] = None, origin: str = "USER"
+    ) -> CommitRow:
         """A new commit (the new head of `branch`). Its key is its commit set id unless another
         repo's commit of the set already holds that key."""
         t = now()
         cid = cid or self._txn_cid() or new_commit_id()
-        key = cid if not db.execute("SELECT 1 FROM commits WHERE id=?", (cid,)).fetchone() \
-            else new_commit_id()
-        db.execute("INSERT INTO commits(id, repo_id, branch, parent, description, started, finishing,"
-                   " finished, error, size, cid, origin) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                   (key, repo.id, branch or None, parent_id, description, t,
-                    t if finished else None, t if finished else None, "",
-                    self._commit_row(db, parent_id).size if parent_id else 0, cid, origin))
+        key = cid if not db.execute("SELECT 1 FROM commits WHERE id=?", (cid,)).fetchone() else new_commit_id()
+        db.execute(
+            "INSERT INTO commits(id, repo_id, branch, parent, description, started, finishing,"
+            " finished, error, size, cid, origin) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                key,
+                repo.id,
+                branch or None,
+                parent_id,
+                description,
+                t,
+                t if finished else None,
+                t if finished else None,
+                "",
+                self._commit_row(db, parent_id).size if parent_id else 0,
+                cid,
+                origin,
+            ),
+        )
         if branch:
             self._set_head(db, repo.id, branch, key)
         return self._commit_row(db, key)
 
-    def finish_commit(self, commit: CommitRow, description: Optional[str] = None, error: str = "",
-                      force: bool = False) -> None:
+    def finish_commit(
+        self, commit: CommitRow, description: Optional[str] = None, error: str = "", force: bool = False
+    ) -> None:
         with self._write() as db:
             row = self._commit_row(db, commit.id)
             if row.finished is not None:
@@ -624,9 +674,11 @@ class Store:
     def _finish(self, db, row: CommitRow, description=None, error=""):
         size = self._size_after(db, row)
         t = now()
-        db.execute("UPDATE commits SET finishing=?, finished=?, size=?, error=?,"
-                   " description=COALESCE(?, description) WHERE id=?",
-                   (t, t, size, error or "", description or None, row.id))
+        db.execute(
+            "UPDATE commits SET finishing=?, finished=?, size=?, error=?,"
+            " description=COALESCE(?, description) WHERE id=?",
+            (t, t, size, error or "", description or None, row.id),
+        )
 
     def _size_after(self, db, row: CommitRow) -> int:
         """The commit's total size from its parent's and its own delta, without a full scan."""
@@ -655,9 +707,14 @@ class Store:
         with self.changed:
             self.changed.wait(timeout)
 
-    def list_commits(self, repo: RepoRow, to: Optional[CommitRow] = None,
-                     from_: Optional[CommitRow] = None, number: int = 0,
-                     reverse: bool = False) -> list[CommitRow]:
+    def list_commits(
+        self,
+        repo: RepoRow,
+        to: Optional[CommitRow] = None,
+        from_: Optional[CommitRow] = None,
+        number: int = 0,
+        reverse: bool = False,
+    ) -> list[CommitRow]:
         """One snapshot: a commit dropped meanwhile (a cut upload being cleaned up) is either
         listed whole or not at all; a `to` dropped since it was resolved is NotFound."""
         with self._read() as db:
@@ -667,11 +724,13 @@ class Store:
                 if from_ is not None:
                     if from_.id not in ids:
                         raise InvalidArgument(f"commit {from_.id} is not an ancestor of {to.id}")
-                    ids = ids[:ids.index(from_.id)]
+                    ids = ids[: ids.index(from_.id)]
                 rows = [self._commit_row(db, i) for i in ids]
             else:
-                rows = [CommitRow(*r) for r in db.execute(
-                    "SELECT * FROM commits WHERE repo_id=? ORDER BY seq DESC", (repo.id,))]
+                rows = [
+                    CommitRow(*r)
+                    for r in db.execute("SELECT * FROM commits WHERE repo_id=? ORDER BY seq DESC", (repo.id,))
+                ]
                 if from_ is not None:
                     rows = [r for r in rows if r.seq > from_.seq]
         if number:
@@ -681,8 +740,7 @@ class Store:
     def branch_commits(self, repo: RepoRow, branch: str) -> list[CommitRow]:
         """The commits of a branch's history, oldest first (for SubscribeCommit)."""
         with self._read() as db:
-            b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                           (repo.id, branch)).fetchone()
+            b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?", (repo.id, branch)).fetchone()
             if not b:
                 return []
             return [self._commit_row(db, i) for i in self._ancestry(db, b[0])[::-1]]
@@ -700,26 +758,27 @@ class Store:
     def relations(self, row: CommitRow) -> tuple:
         """(parent's id, children's ids, [(RepoRow, id)] of its direct provenance) of a commit."""
         with self._read() as db:
-            parent = db.execute("SELECT cid FROM commits WHERE id=?", (row.parent,)).fetchone() \
-                if row.parent else None
-            kids = [r[0] for r in db.execute("SELECT cid FROM commits WHERE parent=? ORDER BY seq",
-                                             (row.id,))]
-            prov = [(self._repo_by_id(db, r), c) for r, c in db.execute(
-                "SELECT c.repo_id, c.cid FROM commit_provenance p JOIN commits c ON c.id = p.from_key "
-                "WHERE p.commit_key=?", (row.id,))]
+            parent = db.execute("SELECT cid FROM commits WHERE id=?", (row.parent,)).fetchone() if row.parent else None
+            kids = [r[0] for r in db.execute("SELECT cid FROM commits WHERE parent=? ORDER BY seq", (row.id,))]
+            prov = [
+                (self._repo_by_id(db, r), c)
+                for r, c in db.execute(
+                    "SELECT c.repo_id, c.cid FROM commit_provenance p JOIN commits c ON c.id = p.from_key "
+                    "WHERE p.commit_key=?",
+                    (row.id,),
+                )
+            ]
         return (parent[0] if parent else None), kids, prov
 
     def commit_set(self, cid: str) -> list[CommitRow]:
         """The commits of one commit set (one id, any repos), oldest first."""
-        rows = [CommitRow(*r) for r in self._conn().execute(
-            "SELECT * FROM commits WHERE cid=? ORDER BY seq", (cid,))]
+        rows = [CommitRow(*r) for r in self._conn().execute("SELECT * FROM commits WHERE cid=? ORDER BY seq", (cid,))]
         if not rows:
             raise NotFound(f"no commits found for commitset {cid}")
         return rows
 
     def _set_rows(self, db, cid: str) -> list[CommitRow]:
-        rows = [CommitRow(*r) for r in db.execute("SELECT * FROM commits WHERE cid=? ORDER BY seq",
-                                                  (cid,))]
+        rows = [CommitRow(*r) for r in db.execute("SELECT * FROM commits WHERE cid=? ORDER BY seq", (cid,))]
         if not rows:
             raise NotFound(f"no commits found for commitset {cid}")
         return rows
@@ -731,8 +790,7 @@ class Store:
             rows = self._set_rows(db, cid)
             for row in rows:
                 if db.execute("SELECT 1 FROM commits WHERE parent=?", (row.id,)).fetchone():
-                    raise FailedPrecondition(
-                        f"cannot drop a commit that has children: {self._commit_str(row)}")
+                    raise FailedPrecondition(f"cannot drop a commit that has children: {self._commit_str(row)}")
             for row in reversed(rows):
                 self._remove_commit(db, row)
 
@@ -742,23 +800,24 @@ class Store:
             rows = self._set_rows(db, cid)
             for row in rows:
                 if row.finished is None:
-                    raise FailedPrecondition(
-                        f"cannot squash commit {self._commit_str(row)}: it is not finished")
+                    raise FailedPrecondition(f"cannot squash commit {self._commit_str(row)}: it is not finished")
                 if not db.execute("SELECT 1 FROM commits WHERE parent=?", (row.id,)).fetchone():
                     raise FailedPrecondition(
                         "cannot squash a commit that has no children as that would cause data "
-                        f"loss, use the drop operation instead: {self._commit_str(row)}")
+                        f"loss, use the drop operation instead: {self._commit_str(row)}"
+                    )
             for row in reversed(rows):
                 for (kid,) in db.execute("SELECT id FROM commits WHERE parent=?", (row.id,)).fetchall():
-                    db.execute("INSERT OR IGNORE INTO deltas SELECT ?, path, hash, size FROM deltas "
-                               "WHERE commit_id=?", (kid, row.id))
+                    db.execute(
+                        "INSERT OR IGNORE INTO deltas SELECT ?, path, hash, size FROM deltas WHERE commit_id=?",
+                        (kid, row.id),
+                    )
                 self._remove_commit(db, row)
 
     def _remove_commit(self, db, row: CommitRow) -> None:
         db.execute("UPDATE commits SET parent=? WHERE parent=?", (row.parent, row.id))
         if row.parent:
-            db.execute("UPDATE branches SET head=?, updated=? WHERE head=?",
-                       (row.parent, now(), row.id))
+            db.execute("UPDATE branches SET head=?, updated=? WHERE head=?", (row.parent, now(), row.id))
         else:
             db.execute("DELETE FROM branches WHERE head=?", (row.id,))
         db.execute("DELETE FROM deltas WHERE commit_id=?", (row.id,))
@@ -775,7 +834,9 @@ class Store:
             rows = db.execute(
                 CHAIN + "SELECT d.path, d.hash, d.size, MIN(chain.depth) FROM deltas d JOIN chain "
                 "ON d.commit_id = chain.id WHERE d.path IN (SELECT value FROM json_each(:paths)) "
-                "GROUP BY d.path", {"commit": commit_id, "paths": json.dumps(paths[i:i + 20000])})
+                "GROUP BY d.path",
+                {"commit": commit_id, "paths": json.dumps(paths[i : i + 20000])},
+            )
             for path, digest, size, _ in rows:
                 if digest is not None:
                     out[path] = Entry(path, False, size, digest)
@@ -794,7 +855,9 @@ class Store:
         cursor = db.execute(
             CHAIN + "SELECT d.path, d.hash, d.size, MIN(chain.depth) FROM deltas d JOIN chain "
             "ON d.commit_id = chain.id WHERE d.path >= :lo AND d.path < :hi GROUP BY d.path "
-            "ORDER BY d.path", {"commit": commit_id, "lo": lo, "hi": hi})
+            "ORDER BY d.path",
+            {"commit": commit_id, "lo": lo, "hi": hi},
+        )
         try:
             while rows := cursor.fetchmany(5000):
                 for path, digest, size, _ in rows:
@@ -831,7 +894,7 @@ class Store:
         for e in self.files_under(commit_id, path):
             if e.path == path:
                 return [e]
-            rest = e.path[len(base):]
+            rest = e.path[len(base) :]
             if "/" in rest:
                 name = base + rest.split("/", 1)[0] + "/"
                 d = children.setdefault(name, Entry(name, True, 0))
@@ -866,11 +929,11 @@ class Store:
 
     def glob(self, commit_id: str, pattern: str) -> list[Entry]:
         regex = P.glob_to_regex(pattern)
-        return [e for e in self.walk(commit_id, "/")
-                if e.path != "/" and regex.match(e.path.rstrip("/"))]
+        return [e for e in self.walk(commit_id, "/") if e.path != "/" and regex.match(e.path.rstrip("/"))]
 
-    def diff(self, new_commit: str, old_commit: Optional[str], path: str = "/",
-             old_path: Optional[str] = None) -> list[Change]:
+    def diff(
+        self, new_commit: str, old_commit: Optional[str], path: str = "/", old_path: Optional[str] = None
+    ) -> list[Change]:
         """Files that differ between two commits: the new side below `path`, the old side below
         `old_path` (default: the same path), paired by path as pachd's differ does. When both sides
         use one path and the old commit is an ancestor of the new one only the deltas in between
@@ -881,18 +944,17 @@ class Store:
         with self._read():
             chain = self._ancestry(db, new_commit) if old_path == path else []
             if old_path == path and (old_commit is None or old_commit in chain):
-                between = chain[:chain.index(old_commit)] if old_commit else chain
-                candidates = sorted({r[0] for cid in between for r in db.execute(
-                    "SELECT path FROM deltas WHERE commit_id=?", (cid,))})
+                between = chain[: chain.index(old_commit)] if old_commit else chain
+                candidates = sorted(
+                    {r[0] for cid in between for r in db.execute("SELECT path FROM deltas WHERE commit_id=?", (cid,))}
+                )
                 if path != "/":
-                    candidates = [c for c in candidates
-                                  if c == path or c.startswith(path.rstrip("/") + "/")]
+                    candidates = [c for c in candidates if c == path or c.startswith(path.rstrip("/") + "/")]
                 new = self._lookup(db, new_commit, candidates)
                 old = self._lookup(db, old_commit, candidates) if old_commit else {}
             else:
                 new = {e.path: e for e in self.files_under(new_commit, path)}
-                old = {e.path: e for e in self.files_under(old_commit, old_path)} \
-                    if old_commit else {}
+                old = {e.path: e for e in self.files_under(old_commit, old_path)} if old_commit else {}
                 candidates = sorted(set(new) | set(old))
         changes = []
         for p in candidates:
@@ -928,8 +990,11 @@ class Store:
             if not branch:
                 raise InvalidArgument("set_commit needs a commit id or a branch")
             P.check_name("branch", branch)
-            b = self._conn().execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                                     (repo.id, branch)).fetchone()
+            b = (
+                self._conn()
+                .execute("SELECT head FROM branches WHERE repo_id=? AND name=?", (repo.id, branch))
+                .fetchone()
+            )
             batch.base = b[0] if b else None
         return batch
 
@@ -958,8 +1023,9 @@ class Store:
                 if row.finished is not None:
                     raise FailedPrecondition(f"commit {self._commit_str(row)} has already finished")
             else:
-                b = db.execute("SELECT head FROM branches WHERE repo_id=? AND name=?",
-                               (repo.id, batch.branch)).fetchone()
+                b = db.execute(
+                    "SELECT head FROM branches WHERE repo_id=? AND name=?", (repo.id, batch.branch)
+                ).fetchone()
                 head = self._commit_row(db, b[0]) if b else None
                 if head is not None and head.finished is None:
                     row = head

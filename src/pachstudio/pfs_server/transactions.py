@@ -7,6 +7,7 @@ header is not run: it is appended to that transaction after a dry run of the who
 list in one SQLite transaction: all or nothing, and every commit they make has the transaction's
 id as its commit set id (pachd's txnCtx.CommitSetID = transaction id).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -21,9 +22,15 @@ from .errors import InvalidArgument, PfsError
 HEADER = "pach-transaction"
 
 # TransactionRequest field -> the PFS method that runs it, in the order pachd's runTransaction checks
-REQUESTS = {"create_repo": "CreateRepo", "delete_repo": "DeleteRepo", "start_commit": "StartCommit",
-            "finish_commit": "FinishCommit", "squash_commit_set": "SquashCommitSet",
-            "create_branch": "CreateBranch", "delete_branch": "DeleteBranch"}
+REQUESTS = {
+    "create_repo": "CreateRepo",
+    "delete_repo": "DeleteRepo",
+    "start_commit": "StartCommit",
+    "finish_commit": "FinishCommit",
+    "squash_commit_set": "SquashCommitSet",
+    "create_branch": "CreateBranch",
+    "delete_branch": "DeleteBranch",
+}
 METHODS = {method: field for field, method in REQUESTS.items()}
 
 
@@ -63,8 +70,9 @@ class TransactionService:
                     result = getattr(self.pfs, method)(body, None)
                 except PfsError as e:
                     raise type(e)(f"error running request {i + 1} of {len(requests)}: {e}") from None
-                responses.append(transaction.TransactionResponse(
-                    commit=result if isinstance(result, pfs.Commit) else None))
+                responses.append(
+                    transaction.TransactionResponse(commit=result if isinstance(result, pfs.Commit) else None)
+                )
         return responses
 
     def append(self, txn_id: str, method: str, body):
@@ -81,8 +89,9 @@ class TransactionService:
             return pfs.DeleteRepoResponse(deleted=True)
         return Empty()
 
-    def _info(self, txn_id: str, started: float, requests: list,
-              responses: Optional[list] = None) -> transaction.TransactionInfo:
+    def _info(
+        self, txn_id: str, started: float, requests: list, responses: Optional[list] = None
+    ) -> transaction.TransactionInfo:
         if responses is None:  # what the stored requests answered when they were appended
             responses = []
             for r in requests:
@@ -92,9 +101,12 @@ class TransactionService:
                     commit = pfs.Commit(repo=body.branch.repo, id=txn_id)
                 responses.append(transaction.TransactionResponse(commit=commit))
         return transaction.TransactionInfo(
-            transaction=transaction.Transaction(id=txn_id), requests=requests,
-            responses=responses, started=datetime.fromtimestamp(started, timezone.utc),
-            version=len(requests))
+            transaction=transaction.Transaction(id=txn_id),
+            requests=requests,
+            responses=responses,
+            started=datetime.fromtimestamp(started, timezone.utc),
+            version=len(requests),
+        )
 
     def _stored(self, txn_id: str) -> tuple:
         txn_id, started, raw = self.store.get_transaction(txn_id)
@@ -115,9 +127,12 @@ class TransactionService:
         return self._info(*self._stored(self._id(req.transaction)))
 
     def ListTransaction(self, req, ctx):
-        return transaction.TransactionInfos(transaction_info=[
-            self._info(txn_id, started, [transaction.TransactionRequest().parse(r) for r in raw])
-            for txn_id, started, raw in self.store.list_transactions()])
+        return transaction.TransactionInfos(
+            transaction_info=[
+                self._info(txn_id, started, [transaction.TransactionRequest().parse(r) for r in raw])
+                for txn_id, started, raw in self.store.list_transactions()
+            ]
+        )
 
     def DeleteTransaction(self, req: transaction.DeleteTransactionRequest, ctx):
         self.store.delete_transaction(self._id(req.transaction))
