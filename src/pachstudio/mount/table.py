@@ -493,35 +493,25 @@ class MountTable:
                     behind = sum(1 for c in commits if c.commit.id != mount.commit_id)
             except MountError as e:
                 mount.status = e.message
+        return self._mount_info(spec, mount.commit_id, mount.state, mount.status, latest, behind)
+
+    def failed_info(self, spec: MountSpec, reason: str) -> MountInfo:
+        return self._mount_info(spec, spec.commit, "error", reason, None, 0)
+
+    def _mount_info(self, spec: MountSpec, commit, state, status, latest, behind) -> MountInfo:
         return MountInfo(
             name=spec.name,
             project=spec.project,
             repo=spec.repo,
             branch=spec.branch,
-            commit=mount.commit_id,
+            commit=commit,
             mode=spec.mode,
             paths=list(spec.paths),
-            state=mount.state,
-            status=mount.status,
+            state=state,
+            status=status,
             mountpoint=os.path.join(self.mount_dir, spec.name),
             latest_commit=latest,
             how_many_commits_behind=behind,
-        )
-
-    def failed_info(self, spec: MountSpec, reason: str) -> MountInfo:
-        return MountInfo(
-            name=spec.name,
-            project=spec.project,
-            repo=spec.repo,
-            branch=spec.branch,
-            commit=spec.commit,
-            mode=spec.mode,
-            paths=list(spec.paths),
-            state="error",
-            status=reason,
-            mountpoint=os.path.join(self.mount_dir, spec.name),
-            latest_commit=None,
-            how_many_commits_behind=0,
         )
 
     def staged(self, name: str) -> Staged:
