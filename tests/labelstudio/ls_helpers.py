@@ -1,6 +1,7 @@
 """Small helpers for the Label Studio storage tests: data in Pachyderm through the real SDK."""
 import uuid
 
+import grpc
 from pachyderm_sdk.api import pfs
 
 TEXT_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="choice" toName="text">'
@@ -32,8 +33,14 @@ def put(pach, repo, files: dict, branch='master', project='default') -> str:
 
 def commits(pach, repo, branch='master', project='default') -> list:
     """Commit infos of the branch, newest first."""
-    infos = pach.pfs.list_commit(repo=pfs.Repo.from_uri(f'{project}/{repo}'))
-    return [c for c in infos if c.commit.branch and c.commit.branch.name == branch]
+    # The branch's history from its head (pachd leaves Commit.branch empty in answers).
+    try:
+        return list(pach.pfs.list_commit(repo=pfs.Repo.from_uri(f'{project}/{repo}'),
+                                         to=pfs.Commit.from_uri(f'{project}/{repo}@{branch}')))
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return []
+        raise
 
 
 def read(pach, repo, path, ref='master', project='default') -> bytes:
