@@ -9,6 +9,9 @@ from concurrent import futures
 
 import grpc
 
+from .jobs import JobRunner
+from .pipelines import Pipelines
+from .pps_service import PpsService
 from .service import build_handlers
 from .store import Store
 
@@ -19,7 +22,9 @@ log = logging.getLogger("pachstudio.pfs_server")
 
 def build_server(data_dir: str, host: str, port: int, workers: int = 64):
     store = Store(data_dir)
-    handlers, _ = build_handlers(store)
+    pipelines = Pipelines(store, data_dir)
+    runner = JobRunner(store, pipelines)
+    handlers, _ = build_handlers(store, PpsService(pipelines, runner))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pfs"),
         handlers=handlers,
@@ -34,6 +39,7 @@ def build_server(data_dir: str, host: str, port: int, workers: int = 64):
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}: is another server using the port?")
+    runner.start()
     return server, store, bound
 
 

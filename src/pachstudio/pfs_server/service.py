@@ -8,7 +8,7 @@ from typing import Optional
 
 import grpc
 from betterproto.lib.google.protobuf import Empty
-from pachyderm_sdk.api import admin, auth, pfs, transaction, version
+from pachyderm_sdk.api import admin, auth, pfs, pps, transaction, version
 
 from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from . import paths as P
@@ -459,11 +459,15 @@ def _joinable(fn, name: str, txns: TransactionService):
     return call
 
 
-def build_handlers(store: Store):
+def build_handlers(store: Store, pps_service=None):
+    """`pps_service` (a PpsService) serves pps_v2.API; without it pipelines answer UNIMPLEMENTED."""
     service = PfsService(store)
     txns = TransactionService(service)
     impls: dict[str, dict] = {}
-    for module, target in ((pfs, service), (admin, service), (version, service), (auth, service), (transaction, txns)):
+    targets = [(pfs, service), (admin, service), (version, service), (auth, service), (transaction, txns)]
+    if pps_service is not None:
+        targets.append((pps, pps_service))
+    for module, target in targets:
         for name, method in sdk_methods(module.__name__).items():
             if name == "ModifyFile":
                 method.parse = parse_modify_file

@@ -1039,3 +1039,35 @@ class Store:
             if auto:
                 self._finish(db, row)
             return self._commit_row(db, row.id)
+
+    # -- pipeline output ----------------------------------------------------------------------
+    def finish_with_tree(self, commit_key: str, files: Optional[dict], inline=(), error: str = "") -> bool:
+        """A pipeline job's end, in one transaction: the open commit's whole tree becomes `files`
+        ({path: (hash, size)}; deltas against its parent are computed here) and it is finished,
+        with `error` for a failed job (then `files` is None and the commit adds nothing, so nothing
+        of the failed job reaches later commits). False when the commit was finished already (a
+        job re-run after a crash that happened after this call)."""
+        with self._write() as db:
+            row = self._commit_row(db, commit_key)
+            if row is None:
+                raise NotFound(f"commit {commit_key} not found")
+            if row.finished is not None:
+                return False
+            if files is not None:
+                self.save_inline(list(inline), db)
+                old = {e.path: e for e in self.files_under(row.parent)} if row.parent else {}
+                rows = [(row.id, p, None, 0) for p in old if p not in files]
+                rows += [(row.id, p, h, s) for p, (h, s) in files.items() if p not in old or old[p].hash != h]
+                db.execute("DELETE FROM deltas WHERE commit_id=?", (row.id,))
+                db.executemany("INSERT OR REPLACE INTO deltas VALUES(?,?,?,?)", rows)
+            else:
+                db.execute("DELETE FROM deltas WHERE commit_id=?", (row.id,))
+            self._finish(db, row, error=error)
+            return True
+
+    def open_commits(self, repo: RepoRow) -> list[CommitRow]:
+        """The unfinished commits of a repo, oldest first (a pipeline's pending jobs)."""
+        rows = self._conn().execute(
+            "SELECT * FROM commits WHERE repo_id=? AND finished IS NULL ORDER BY seq", (repo.id,)
+        )
+        return [CommitRow(*r) for r in rows]

@@ -1,0 +1,393 @@
+"""Pachyderm's `pps_v2.API` over the pipeline engine: messages in, engine calls, messages out."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Optional
+
+import betterproto
+from betterproto.lib.google.protobuf import Empty
+from pachyderm_sdk.api import pfs, pps
+
+from .. import datums as D
+from . import sandbox
+from .errors import InvalidArgument, NotFound
+from .jobs import JobRunner
+from .pipelines import TERMINAL, Job, Pipeline, Pipelines
+from .service import ts
+
+
+def _project(msg) -> str:
+    return (msg.project.name if msg is not None and msg.project else "") or "default"
+
+
+class PpsService:
+    def __init__(self, pipelines: Pipelines, runner: JobRunner):
+        self.pipelines, self.runner = pipelines, runner
+        self.store = pipelines.store
+
+    # -- references ---------------------------------------------------------------------------
+    def _pipeline(self, msg: Optional[pps.Pipeline]) -> Pipeline:
+        if msg is None or not msg.name:
+            raise InvalidArgument("pipeline must be specified")
+        return self.pipelines.get(_project(msg), msg.name)
+
+    def _job(self, msg: Optional[pps.Job]) -> Job:
+        if msg is None or not msg.id:
+            raise InvalidArgument("must specify a job")
+        self.runner.discover()
+        if msg.pipeline and msg.pipeline.name:
+            return self.pipelines.job(_project(msg.pipeline), msg.pipeline.name, msg.id)
+        found = self.pipelines.jobs(job_id=msg.id)
+        if not found:
+            raise NotFound(f"job {msg.id} not found")
+        return found[0]
+
+    # -- messages -----------------------------------------------------------------------------
+    @staticmethod
+    def _pipeline_msg(project: str, name: str) -> pps.Pipeline:
+        return pps.Pipeline(name=name, project=pfs.Project(name=project))
+
+    def pipeline_info(self, p: Pipeline) -> pps.PipelineInfo:
+        jobs = self.pipelines.jobs(p.project, p.name)
+        if p.stopped:
+            state = pps.PipelineState.PIPELINE_PAUSED
+        elif any(j.state not in TERMINAL for j in jobs):
+            state = pps.PipelineState.PIPELINE_RUNNING
+        else:
+            state = pps.PipelineState.PIPELINE_STANDBY
+        spec = p.spec
+        details = pps.PipelineInfoDetails(
+            transform=pps.Transform().from_dict(spec["transform"]),
+            input=pps.Input().from_dict(spec["input"]),
+            description=spec.get("description", ""),
+            output_branch=spec["output_branch"],
+            datum_tries=int(spec["datum_tries"]),
+            salt=p.salt,
+            reprocess_spec=spec.get("reprocess_spec") or "until_success",
+            created_at=ts(p.created),
+            updated_at=ts(p.updated),
+            # where pachd names the workers' replication controller: where this server runs them
+            worker_rc=f"none: pachstudio's embedded server runs no containers; {sandbox.describe()}",
+            parallelism_spec=pps.ParallelismSpec(constant=self.runner.workers),
+            workers_requested=self.runner.workers,
+            workers_available=self.runner.workers,
+        )
+        return pps.PipelineInfo(
+            pipeline=self._pipeline_msg(p.project, p.name),
+            version=p.version,
+            spec_commit=pfs.Commit(
+                repo=pfs.Repo(name=p.name, type="spec", project=pfs.Project(name=p.project)), id=p.spec_commit
+            ),
+            stopped=p.stopped,
+            state=state,
+            last_job_state=getattr(pps.JobState, jobs[0].state) if jobs else pps.JobState.JOB_STATE_UNKNOWN,
+            parallelism=self.runner.workers,
+            type=pps.PipelineInfoPipelineType.PIPELINE_TYPE_TRANSFORM,
+            details=details,
+            user_spec_json=json.dumps(spec),
+            effective_spec_json=json.dumps(spec),
+        )
+
+    def job_info(self, j: Job, details: bool = True) -> pps.JobInfo:
+        info = pps.JobInfo(
+            job=pps.Job(pipeline=self._pipeline_msg(j.project, j.pipeline), id=j.id),
+            pipeline_version=j.version,
+            output_commit=pfs.Commit(
+                repo=pfs.Repo(name=j.pipeline, type="user", project=pfs.Project(name=j.project)), id=j.id
+            ),
+            restart=j.restart,
+            data_processed=j.processed,
+            data_skipped=j.skipped,
+            data_total=j.total,
+            data_failed=j.failed,
+            state=getattr(pps.JobState, j.state),
+            reason=j.reason or "",
+            created=ts(j.created),
+            started=ts(j.started),
+            finished=ts(j.finished),
+        )
+        if details:
+            try:
+                p = self.pipelines.get(j.project, j.pipeline)
+                info.details = pps.JobInfoDetails(
+                    transform=pps.Transform().from_dict(p.spec["transform"]),
+                    input=pps.Input().from_dict(p.spec["input"]),
+                    datum_tries=int(p.spec["datum_tries"]),
+                    salt=p.salt,
+                )
+            except NotFound:
+                pass
+        return info
+
+    # -- pipelines ----------------------------------------------------------------------------
+    def CreatePipeline(self, req: pps.CreatePipelineRequest, ctx):
+        spec = req.to_dict(casing=betterproto.Casing.SNAKE)
+        for flag in ("update", "reprocess", "dry_run"):
+            spec.pop(flag, None)
+        if req.dry_run:
+            from .pipelines import check_spec, normalize
+
+            check_spec(normalize(spec))
+            return Empty()
+        self.pipelines.create(spec, update=req.update, reprocess=req.reprocess)
+        self.runner.discover()
+        return Empty()
+
+    def CreatePipelineV2(self, req: pps.CreatePipelineV2Request, ctx):
+        try:
+            spec = json.loads(req.create_pipeline_request_json or "{}")
+        except json.JSONDecodeError as e:
+            raise InvalidArgument(f"the pipeline spec is not valid JSON: {e}") from None
+        if not isinstance(spec, dict):
+            raise InvalidArgument("a pipeline spec must be a JSON object")
+        update = req.update or bool(spec.pop("update", False))
+        reprocess = req.reprocess or bool(spec.pop("reprocess", False))
+        from .pipelines import check_spec, normalize
+
+        if req.dry_run:
+            effective = check_spec(normalize(spec))
+        else:
+            effective = self.pipelines.create(spec, update=update, reprocess=reprocess).spec
+            self.runner.discover()
+        return pps.CreatePipelineV2Response(effective_create_pipeline_request_json=json.dumps(effective))
+
+    def InspectPipeline(self, req: pps.InspectPipelineRequest, ctx):
+        self.runner.discover()
+        return self.pipeline_info(self._pipeline(req.pipeline))
+
+    def ListPipeline(self, req: pps.ListPipelineRequest, ctx):
+        self.runner.discover()
+        if req.pipeline and req.pipeline.name:
+            yield self.pipeline_info(self._pipeline(req.pipeline))
+            return
+        projects = {p.name for p in req.projects or []}
+        for p in self.pipelines.list(projects):
+            yield self.pipeline_info(p)
+
+    def DeletePipeline(self, req: pps.DeletePipelineRequest, ctx):
+        if req.all:
+            for p in self.pipelines.list({"default"}):
+                self.pipelines.delete(p.project, p.name, keep_repo=req.keep_repo, force=req.force)
+            return Empty()
+        try:
+            p = self._pipeline(req.pipeline)
+        except NotFound:
+            if req.must_exist:
+                raise
+            return Empty()
+        self.pipelines.delete(p.project, p.name, keep_repo=req.keep_repo, force=req.force)
+        return Empty()
+
+    def DeletePipelines(self, req: pps.DeletePipelinesRequest, ctx):
+        projects = None if req.all else {p.name for p in req.projects or []}
+        deleted = []
+        for p in self.pipelines.list(projects or ()):
+            if projects is not None and not projects:
+                break
+            self.pipelines.delete(p.project, p.name, keep_repo=req.keep_repo, force=req.force)
+            deleted.append(self._pipeline_msg(p.project, p.name))
+        return pps.DeletePipelinesResponse(pipelines=deleted)
+
+    def DeleteAll(self, req, ctx):
+        for p in self.pipelines.list():
+            self.pipelines.delete(p.project, p.name, force=True)
+        return Empty()
+
+    def StopPipeline(self, req: pps.StopPipelineRequest, ctx):
+        p = self._pipeline(req.pipeline)
+        self.pipelines.set_stopped(p.project, p.name, True)
+        return Empty()
+
+    def StartPipeline(self, req: pps.StartPipelineRequest, ctx):
+        p = self._pipeline(req.pipeline)
+        self.pipelines.set_stopped(p.project, p.name, False)
+        self.runner.discover()
+        return Empty()
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def InspectJob(self, req: pps.InspectJobRequest, ctx):
+        job = self._job(req.job)
+        if req.wait:
+            self.runner.wait(lambda: self._fresh(job).state in TERMINAL, lambda: not ctx.is_active())
+        return self.job_info(self._fresh(job), details=True)
+
+    def _fresh(self, job: Job) -> Job:
+        return self.pipelines.job(job.project, job.pipeline, job.id)
+
+    def ListJob(self, req: pps.ListJobRequest, ctx):
+        self.runner.discover()
+        project = _project(req.pipeline) if req.pipeline and req.pipeline.name else ""
+        jobs = self.pipelines.jobs(project, req.pipeline.name if req.pipeline else "")
+        projects = {p.name for p in req.projects or []}
+        if projects:
+            jobs = [j for j in jobs if j.project in projects]
+        if req.input_commit:
+            ids = {c.id for c in req.input_commit}
+            jobs = [j for j in jobs if j.id in ids]
+        if req.reverse:
+            jobs = jobs[::-1]
+        if req.number:
+            jobs = jobs[: req.number]
+        for j in jobs:
+            yield self.job_info(j, details=req.details or bool(req.input_commit))
+
+    def SubscribeJob(self, req: pps.SubscribeJobRequest, ctx):
+        p = self._pipeline(req.pipeline)
+        seen: dict[str, tuple] = {}
+        while ctx.is_active():
+            self.runner.discover()
+            for j in reversed(self.pipelines.jobs(p.project, p.name)):
+                snap = (j.state, j.processed, j.skipped, j.failed, j.total)
+                if seen.get(j.id) != snap:
+                    seen[j.id] = snap
+                    yield self.job_info(j, details=req.details)
+            with self.pipelines.changed:
+                self.pipelines.changed.wait(0.5)
+
+    def InspectJobSet(self, req: pps.InspectJobSetRequest, ctx):
+        if req.job_set is None or not req.job_set.id:
+            raise InvalidArgument("must specify a job set")
+        self.runner.discover()
+        jobs = sorted(self.pipelines.jobs(job_id=req.job_set.id), key=lambda j: j.seq)
+        for j in jobs:
+            if req.wait:
+                self.runner.wait(lambda j=j: self._fresh(j).state in TERMINAL, lambda: not ctx.is_active())
+            yield self.job_info(self._fresh(j), details=req.details)
+
+    def ListJobSet(self, req: pps.ListJobSetRequest, ctx):
+        self.runner.discover()
+        order: list[str] = []
+        by_id: dict[str, list] = {}
+        for j in self.pipelines.jobs():
+            if j.id not in by_id:
+                order.append(j.id)
+            by_id.setdefault(j.id, []).append(j)
+        for jid in order[: req.number or None]:
+            yield pps.JobSetInfo(
+                job_set=pps.JobSet(id=jid), jobs=[self.job_info(j, details=req.details) for j in by_id[jid]]
+            )
+
+    # -- datums -------------------------------------------------------------------------------
+    def _datum_info(self, job: Job, row: dict) -> pps.DatumInfo:
+        data = [
+            pfs.FileInfo(
+                file=pfs.File(
+                    commit=pfs.Commit(repo=pfs.Repo(name=repo, project=pfs.Project(name=job.project))), path=path
+                ),
+                hash=bytes.fromhex(h) if h else b"",
+            )
+            for _, repo, path, h in row["files"]
+        ]
+        return pps.DatumInfo(
+            datum=pps.Datum(
+                job=pps.Job(pipeline=self._pipeline_msg(job.project, job.pipeline), id=job.id), id=row["id"]
+            ),
+            state=getattr(pps.DatumState, row["state"]),
+            data=data,
+        )
+
+    def ListDatum(self, req: pps.ListDatumRequest, ctx):
+        states = set(req.filter.state) if req.filter else set()
+        if req.input is not None and (req.input.pfs or req.input.cross or req.input.union or req.input.join):
+            if req.job and req.job.id:
+                raise InvalidArgument("cannot specify both job and input")
+            spec = req.input.to_dict(casing=betterproto.Casing.SNAKE)
+            try:
+                ds = D.datums(spec, self._head_files)
+            except D.DatumError as e:
+                raise InvalidArgument(str(e)) from None
+            for d in ds:
+                yield pps.DatumInfo(
+                    datum=pps.Datum(id=d.id),
+                    state=pps.DatumState.UNKNOWN,
+                    data=[
+                        pfs.FileInfo(
+                            file=pfs.File(
+                                commit=pfs.Commit(repo=pfs.Repo(name=i.repo, project=pfs.Project(name=i.project))),
+                                path=p,
+                            ),
+                            hash=bytes.fromhex(h) if h else b"",
+                        )
+                        for i in d.inputs
+                        for p, h in i.files
+                    ],
+                )
+            return
+        job = self._job(req.job)
+        for row in self.pipelines.datum_rows(job):
+            info = self._datum_info(job, row)
+            if not states or info.state in states:
+                yield info
+
+    def _head_files(self, project: str, repo: str, ref: str):
+        row = self.store.get_repo(project, repo)
+        c = self.store.resolve_commit(row, "", ref)
+        return ((e.path, e.hash) for e in self.store.files_under(c.id))
+
+    def InspectDatum(self, req: pps.InspectDatumRequest, ctx):
+        if req.datum is None or not req.datum.id:
+            raise InvalidArgument("must specify a datum")
+        job = self._job(req.datum.job)
+        for row in self.pipelines.datum_rows(job):
+            if row["id"] == req.datum.id:
+                return self._datum_info(job, row)
+        raise NotFound(f"datum {req.datum.id} not found in job {job.project}/{job.pipeline}@{job.id}")
+
+    # -- logs ---------------------------------------------------------------------------------
+    def GetLogs(self, req: pps.GetLogsRequest, ctx):
+        if req.job and req.job.id and req.job.pipeline and req.job.pipeline.name:
+            p = self._pipeline(req.job.pipeline)
+        elif req.pipeline and req.pipeline.name:
+            p = self._pipeline(req.pipeline)
+        elif req.datum and req.datum.job and req.datum.job.pipeline:
+            p = self._pipeline(req.datum.job.pipeline)
+        else:
+            raise InvalidArgument("must specify the Job or Pipeline that the datum is from to get logs for it")
+        job_id = (req.job.id if req.job else "") or (req.datum.job.id if req.datum and req.datum.job else "")
+        datum_id = req.datum.id if req.datum else ""
+        filters = list(req.data_filters or [])
+
+        def wanted(e: dict) -> bool:
+            if job_id and e["job"] != job_id:
+                return False
+            if datum_id and e["datum"] != datum_id:
+                return False
+            if req.master and not e["master"]:
+                return False
+            if filters and not all(any(f in (path, h) for path, h in e["data"]) for f in filters):
+                return False
+            return True
+
+        def msg(e: dict) -> pps.LogMessage:
+            return pps.LogMessage(
+                project_name=p.project,
+                pipeline_name=p.name,
+                job_id=e["job"],
+                datum_id=e["datum"],
+                master=e["master"],
+                user=e["user"],
+                data=[pps.InputFile(path=path, hash=bytes.fromhex(h) if h else b"") for path, h in e["data"]],
+                ts=datetime.fromisoformat(e["ts"]),
+                message=e["message"],
+                worker_id="pachstudio-embedded",
+            )
+
+        entries = [e for e in self.runner.read_logs(p.project, p.name) if wanted(e)]
+        if req.tail:
+            entries = entries[-req.tail :]
+        yield from (msg(e) for e in entries)
+        if not req.follow:
+            return
+        seen = len(self.runner.read_logs(p.project, p.name))
+        while ctx.is_active():
+            with self.pipelines.changed:
+                self.pipelines.changed.wait(0.5)
+            now = self.runner.read_logs(p.project, p.name)
+            for e in now[seen:]:
+                if wanted(e):
+                    yield msg(e)
+            seen = len(now)
+            time.sleep(0)
