@@ -250,12 +250,27 @@ class PpsService:
     def InspectJobSet(self, req: pps.InspectJobSetRequest, ctx):
         if req.job_set is None or not req.job_set.id:
             raise InvalidArgument("must specify a job set")
+        if req.wait:  # pachd waits for the whole commit set, then answers its jobs
+            try:
+                rows = self.store.commit_set(req.job_set.id)
+            except NotFound:
+                rows = []
+            for row in rows:
+                self.store.wait_finished(row.id, cancelled=lambda: not ctx.is_active())
         self.runner.discover()
-        jobs = sorted(self.pipelines.jobs(job_id=req.job_set.id), key=lambda j: j.seq)
-        for j in jobs:
-            if req.wait:
+        jobs = self.pipelines.jobs(job_id=req.job_set.id)
+        if req.wait:
+            for j in jobs:
                 self.runner.wait(lambda j=j: self._fresh(j).state in TERMINAL, lambda: not ctx.is_active())
+        for j in sorted(jobs, key=self._topological):
             yield self.job_info(self._fresh(j), details=req.details)
+
+    def _topological(self, j: Job) -> int:
+        """Upstream jobs first: their output commits were opened first."""
+        try:
+            return self.store.get_commit(j.output_key).seq
+        except NotFound:
+            return j.seq
 
     def ListJobSet(self, req: pps.ListJobSetRequest, ctx):
         self.runner.discover()
