@@ -54,3 +54,11 @@ def test_try_a_pipeline_counts_the_labels_and_follows_a_new_sync(pfs_server, pac
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)  # the README twice: an update
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.split("\n", 1)[1]) == {"cat": 2, "dog": 2, "car": 1}
+
+
+def test_the_benchmark_runs_and_prints_its_ratios():
+    """scripts/bench-pipelines as the README shows it, on 30 files instead of 1,000."""
+    cmd = [sys.executable, os.path.join("scripts", "bench-pipelines"), "30"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "ratio pipeline / SDK script:" in out.stdout and "ratio second job / first job:" in out.stdout
