@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
@@ -195,10 +196,19 @@ class JobRunner:
         self._save_datums(job, [(r["datum"], "SKIPPED", r["outputs"]) for r in results.values()])
         self._set(job, skipped=len(results))
         failed: Optional[str] = None
-        futures = {d.id: self.pool.submit(self._run_datum, p, job, d) for d in todo}
+        slots: queue.Queue = queue.Queue()
+        if todo and sandbox.mode() == "namespace":
+            for k in range(min(self.workers, len(todo))):
+                slots.put(sandbox.Slot(os.path.join(self.work_dir, f"{job.id}-slot{k}")))
+        try:
+            futures = {d.id: self.pool.submit(self._run_datum, p, job, d, slots) for d in todo}
+            outcomes = {d.id: futures[d.id].result() for d in todo}
+        finally:
+            while not slots.empty():
+                slots.get().close()
         processed = 0
         for d in todo:
-            state, outputs = futures[d.id].result()
+            state, outputs = outcomes[d.id]
             results[d.id] = {"state": state, "outputs": outputs, "datum": d}
             self._save_datums(job, [(d, state, outputs)])
             if state == "SUCCESS":
@@ -253,15 +263,19 @@ class JobRunner:
         self._log(job, "", f"job {job.id} finished: {state}{': ' + reason if reason else ''}")
 
     # -- one datum ----------------------------------------------------------------------------
-    def _run_datum(self, p: Pipeline, job: Job, d: D.Datum) -> tuple[str, dict]:
-        folder = os.path.join(self.work_dir, f"{job.id}-{d.id[:16]}")
+    def _run_datum(self, p: Pipeline, job: Job, d: D.Datum, slots: queue.Queue) -> tuple[str, dict]:
+        slot = None if slots.empty() and sandbox.mode() != "namespace" else slots.get()
+        folder = slot.folder if slot else os.path.join(self.work_dir, f"{job.id}-{d.id[:16]}")
         try:
             tries = max(1, int(p.spec.get("datum_tries") or 3))
             for attempt in range(1, tries + 1):
-                shutil.rmtree(folder, ignore_errors=True)
+                if slot:
+                    slot.clear()
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
                 pfs_dir = os.path.join(folder, "pfs")
-                names = self._materialize(pfs_dir, d)
-                os.makedirs(os.path.join(pfs_dir, "out"))
+                self._materialize(pfs_dir, d)
+                os.makedirs(os.path.join(pfs_dir, "out"), exist_ok=True)
                 t = p.spec["transform"]
                 env = dict(os.environ)
                 env.update({k: str(v) for k, v in (t.get("env") or {}).items()})
@@ -272,7 +286,7 @@ class JobRunner:
                     PPS_PIPELINE_NAME=p.name,
                     PPS_PROJECT_NAME=p.project,
                 )
-                code, out, err = sandbox.run(list(t["cmd"]), list(t.get("stdin") or []), env, pfs_dir, names)
+                code, out, err = sandbox.run(list(t["cmd"]), list(t.get("stdin") or []), env, pfs_dir, slot)
                 for stream in (out, err):
                     for line in stream.decode(errors="replace").splitlines():
                         self._log(job, d, line, user=True)
@@ -281,7 +295,11 @@ class JobRunner:
                 self._log(job, d, f"datum {d.id} exited with code {code} (try {attempt} of {tries})")
             return "FAILED", {}
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if slot:
+                slot.clear()
+                slots.put(slot)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _materialize(self, pfs_dir: str, d: D.Datum) -> list[str]:
         """The datum's input files under pfs_dir/<input name>/: hard links to the stored contents

@@ -15,12 +15,17 @@ image. Two ways, chosen once per process (`mode()`):
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import ctypes.util
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 from typing import Optional
 
 PFS = "/pfs"
@@ -39,9 +44,9 @@ def _mount(src: Optional[str], dst: str, flags: int) -> None:
         raise OSError(err, f"mount {src} on {dst}: {os.strerror(err)}")
 
 
-def _enter(pfs_dir: str, read_only: list[str]):
+def _enter(pfs_dir: str):
     """Returns the function the child runs between fork and exec: a private mount namespace with
-    `pfs_dir` on /pfs and each of `read_only` (inputs, relative to /pfs) made read-only."""
+    `pfs_dir` on /pfs, read-only but for /pfs/out."""
     uid, gid, root = os.geteuid(), os.getegid(), os.geteuid() == 0
 
     def child():
@@ -57,13 +62,102 @@ def _enter(pfs_dir: str, read_only: list[str]):
                 f.write(f"0 {gid} 1")
         _mount(None, "/", MS_REC | MS_PRIVATE)
         _mount(pfs_dir, PFS, MS_BIND | MS_REC)
-        for name in read_only:
-            target = os.path.join(PFS, name)
-            _mount(target, target, MS_BIND)
-            _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        _mount(None, PFS, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        _mount(os.path.join(pfs_dir, "out"), os.path.join(PFS, "out"), MS_BIND)
         os.chdir(PFS)
 
     return child
+
+
+# The slot's own loop: runs each datum's command it is sent, inside the slot's mount namespace
+# (a new namespace per datum costs ~20 ms to tear down; one per slot and job costs it once).
+_SLOT_LOOP = """
+import base64, json, subprocess, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    data = base64.b64decode(r["stdin"]) if r["stdin"] is not None else b""
+    try:
+        p = subprocess.run(r["cmd"], input=data, env=r["env"], cwd="/pfs", capture_output=True)
+        res = [p.returncode, p.stdout, p.stderr]
+    except OSError as e:
+        code = 127 if isinstance(e, FileNotFoundError) else 126
+        res = [code, b"", f"cannot run {r['cmd'][0]!r}: {e.strerror}\\n".encode()]
+    res[1:] = [base64.b64encode(b).decode() for b in res[1:]]
+    sys.stdout.write(json.dumps(res) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+class Slot:
+    """One worker of a job in "namespace" mode: a folder whose `pfs/` is /pfs inside a long-lived
+    helper process's private mount namespace; each datum's files are put in the folder from
+    outside, then the helper runs the command."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.pfs_dir = os.path.join(folder, "pfs")
+        os.makedirs(os.path.join(self.pfs_dir, "out"), exist_ok=True)
+        self.err_path = folder + ".err"
+        self._start()
+
+    def _start(self) -> None:
+        with open(self.err_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _SLOT_LOOP],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                preexec_fn=_enter(self.pfs_dir),
+                text=True,
+            )
+
+    def clear(self) -> None:
+        """Empties the folder for the next datum, keeping pfs/out itself (it is a mount point)."""
+        for name in os.listdir(self.pfs_dir):
+            path = os.path.join(self.pfs_dir, name)
+            if name == "out":
+                for child in os.listdir(path):
+                    c = os.path.join(path, child)
+                    shutil.rmtree(c) if os.path.isdir(c) and not os.path.islink(c) else os.unlink(c)
+            else:
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+
+    def run(self, cmd: list[str], stdin: Optional[bytes], env: dict):
+        request = {"cmd": cmd, "env": env, "stdin": base64.b64encode(stdin).decode() if stdin is not None else None}
+        for attempt in (1, 2):  # a helper that died (it should not) is replaced once
+            try:
+                self.proc.stdin.write(json.dumps(request) + "\n")
+                self.proc.stdin.flush()
+                line = self.proc.stdout.readline()
+            except OSError:
+                line = ""
+            if line:
+                code, out, err = json.loads(line)
+                return code, base64.b64decode(out), base64.b64decode(err)
+            self.proc.kill()
+            self.proc.wait()
+            if attempt == 1:
+                self._start()
+        with open(self.err_path, "rb") as f:
+            why = f.read()[-2000:]
+        return 126, b"", b"the datum's sandbox process ended: " + why + b"\n"
+
+    def close(self) -> None:
+        """Ends the helper; its namespace's teardown (~20 ms) and the folder's removal happen in
+        the background, so the job's end does not wait for them."""
+
+        def reap():
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if os.path.exists(self.err_path):
+                os.unlink(self.err_path)
+
+        threading.Thread(target=reap, name="slot-reaper", daemon=True).start()
 
 
 def mode() -> str:
@@ -75,11 +169,16 @@ def mode() -> str:
         else:
             with tempfile.TemporaryDirectory() as d:
                 os.makedirs(os.path.join(d, "in"))
+                os.makedirs(os.path.join(d, "out"))
                 open(os.path.join(d, "in", "probe"), "w").close()
                 try:
                     r = subprocess.run(
-                        ["sh", "-c", f"test -f {PFS}/in/probe && ! touch {PFS}/in/probe 2>/dev/null"],
-                        preexec_fn=_enter(d, ["in"]),
+                        [
+                            "sh",
+                            "-c",
+                            f"test -f {PFS}/in/probe && ! touch {PFS}/in/probe 2>/dev/null && touch {PFS}/out/x",
+                        ],
+                        preexec_fn=_enter(d),
                         capture_output=True,
                         timeout=30,
                     )
@@ -108,18 +207,16 @@ def rewrite(text: str, pfs_dir: str) -> str:
     return _PFS_WORD.sub(pfs_dir.replace("\\", "\\\\"), text)
 
 
-def run(cmd: list[str], stdin: list[str], env: dict, pfs_dir: str, inputs: list[str], timeout=None):
-    """Runs the command for one datum; returns (exit code, stdout bytes, stderr bytes)."""
-    data = ("\n".join(stdin) + "\n").encode() if stdin else None
-    if mode() == "namespace":
-        kwargs = dict(preexec_fn=_enter(pfs_dir, inputs), cwd=pfs_dir)
-    else:
-        cmd = [rewrite(a, pfs_dir) for a in cmd]
-        data = rewrite(data.decode(), pfs_dir).encode() if data else None
-        kwargs = dict(cwd=pfs_dir)
-    env = dict(env, PACHSTUDIO_PFS_DIR=PFS if mode() == "namespace" else pfs_dir)
+def run(cmd: list[str], stdin: list[str], env: dict, pfs_dir: str, slot: Optional[Slot] = None):
+    """Runs the command for one datum (in `slot` in "namespace" mode, else with rewritten paths);
+    returns (exit code, stdout bytes, stderr bytes)."""
+    data = ("\n".join(stdin) + "\n").encode() if stdin else b""  # no stdin: an empty one, never ours
+    if slot is not None:
+        return slot.run(cmd, data, dict(env, PACHSTUDIO_PFS_DIR=PFS))
+    cmd = [rewrite(a, pfs_dir) for a in cmd]
+    data = rewrite(data.decode(), pfs_dir).encode()
     try:
-        p = subprocess.run(cmd, input=data, env=env, capture_output=True, timeout=timeout, **kwargs)
+        p = subprocess.run(cmd, input=data, env=dict(env, PACHSTUDIO_PFS_DIR=pfs_dir), cwd=pfs_dir, capture_output=True)
     except FileNotFoundError as e:
         return 127, b"", f"cannot run {cmd[0]!r}: {e.strerror}\n".encode()
     except PermissionError as e:
