@@ -305,15 +305,15 @@ def test_delete_pipeline_removes_its_output_repo_unless_keep_repo(pach):
         ({"input": pfs_in("no-such-repo")}, grpc.StatusCode.NOT_FOUND, "repo default/no-such-repo not found"),
         (
             {"transform": {}},
-            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.UNKNOWN,
             "invalid transform: pipeline transform must contain an image",
         ),
-        ({"transform": None}, grpc.StatusCode.INVALID_ARGUMENT, "pipeline must specify a transform"),
+        ({"transform": None}, grpc.StatusCode.UNKNOWN, "pipeline must specify a transform"),
         ({"input": pfs_in("REPO", glob="/[a")}, grpc.StatusCode.INVALID_ARGUMENT, "invalid glob pattern '/[a'"),
-        ({"input": pfs_in("REPO", glob="")}, grpc.StatusCode.INVALID_ARGUMENT, "input must specify a glob"),
+        ({"input": pfs_in("REPO", glob="")}, grpc.StatusCode.UNKNOWN, "input must specify a glob"),
         (
             {"input": {"cross": [pfs_in("REPO"), pfs_in("REPO")]}},
-            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.UNKNOWN,
             'name "REPO" was used more than once',
         ),
     ],
@@ -330,6 +330,17 @@ def test_bad_specs_get_pachds_errors_and_create_nothing(pach, change, code, text
     assert text.replace("REPO", repo) in e.value.details()
     assert p not in {r.repo.name for r in pach.pfs.list_repo()}
     assert not pach.pps.pipeline_exists(pps.Pipeline(name=p))
+
+
+def test_a_pipeline_cannot_take_the_name_of_an_existing_repo(pach):
+    repo = make_repo(pach, {"/a": b"1"})
+    taken = make_repo(pach, {"/keep": b"k"})
+    with pytest.raises(grpc.RpcError) as e:
+        create(pach, taken, pfs_in(repo, name="in"), COPY)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN
+    assert e.value.details() == f'pipeline "{taken}" cannot be created because a repo with the same name already exists'
+    assert files_of(pach, f"{taken}@master") == {"/keep": b"k"}
+    assert not pach.pps.pipeline_exists(pps.Pipeline(name=taken))
 
 
 def test_chained_pipelines_share_the_commit_set_and_inspect_job_set_waits_for_both(pach):

@@ -20,8 +20,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import datums as D, rules
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import AlreadyExists, InvalidArgument, NotFound, PfsError
 from .store import Store
+
+
+class SpecError(PfsError):
+    """A spec pachd refuses with a plain error (gRPC UNKNOWN), in pachd's words."""
+
 
 DEFAULT_DATUM_TRIES = 3  # pachd's DefaultDatumTries
 TERMINAL = ("JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED", "JOB_UNRUNNABLE")
@@ -122,43 +127,43 @@ def check_spec(spec: dict) -> dict:
     datum tries)."""
     pipeline = spec.get("pipeline") or {}
     if not spec.get("pipeline"):
-        raise InvalidArgument("invalid pipeline spec: request.Pipeline cannot be nil")
+        raise SpecError("invalid pipeline spec: request.Pipeline cannot be nil")
     name = pipeline.get("name") or ""
     if not name:
-        raise InvalidArgument("invalid pipeline spec: request.Pipeline.Name cannot be empty")
+        raise SpecError("invalid pipeline spec: request.Pipeline.Name cannot be empty")
     if not rules.NAME_RE.match(name):
-        raise InvalidArgument(
+        raise SpecError(
             f"invalid pipeline name: name ({name}) invalid: only alphanumeric characters, underscores, and dashes "
             "are allowed"
         )
     if not (name[0].isalnum()):
-        raise InvalidArgument("pipeline names must start with an alphanumeric character")
+        raise SpecError("pipeline names must start with an alphanumeric character")
     if len(name) > 63:
-        raise InvalidArgument(f"pipeline name is {len(name)} characters long, but must have at most 63: {name!r}")
+        raise SpecError(f"pipeline name is {len(name)} characters long, but must have at most 63: {name!r}")
     project = (pipeline.get("project") or {}).get("name") or "default"
     spec["pipeline"] = {"name": name, "project": {"name": project}}
     transform = spec.get("transform")
     if transform is None:
-        raise InvalidArgument("pipeline must specify a transform")
+        raise SpecError("pipeline must specify a transform")
     if not transform.get("image"):
-        raise InvalidArgument("invalid transform: pipeline transform must contain an image")
+        raise SpecError("invalid transform: pipeline transform must contain an image")
     if not transform.get("cmd"):
         raise InvalidArgument("invalid transform: this server needs transform.cmd: the command each datum runs")
     for field in ("service", "spout", "tf_job", "egress"):
         if spec.get(field):
             raise InvalidArgument(f"'{field}' pipelines are not supported by this server")
     if not spec.get("input"):
-        raise InvalidArgument("no input set")
+        raise SpecError("no input set")
     _fill_inputs(spec["input"], project)
     try:
         D.pfs_inputs(spec["input"])
     except D.DatumError as e:
-        raise InvalidArgument(str(e)) from None
+        raise SpecError(str(e)) from None
     _check_names(spec["input"], set())
     spec["datum_tries"] = _int(spec, "datum_tries", DEFAULT_DATUM_TRIES)
     spec["output_branch"] = spec.get("output_branch") or "master"
     if spec.get("reprocess_spec") not in (None, "", "until_success", "every_job"):
-        raise InvalidArgument("invalid pipeline spec: ReprocessSpec must be one of 'until_success' or 'every_job'")
+        raise SpecError("invalid pipeline spec: ReprocessSpec must be one of 'until_success' or 'every_job'")
     return spec
 
 
@@ -169,20 +174,20 @@ def _fill_inputs(inp, project: str) -> None:
     pfs = inp.get("pfs")
     if pfs:
         if pfs.get("commit"):
-            raise InvalidArgument("input cannot come from a commit; use a branch with head pointing to the commit")
+            raise SpecError("input cannot come from a commit; use a branch with head pointing to the commit")
         if not pfs.get("repo"):
-            raise InvalidArgument("input must specify a repo")
+            raise SpecError("input must specify a repo")
         pfs["project"] = pfs.get("project") or project
         pfs["branch"] = pfs.get("branch") or "master"
         if not pfs.get("name"):
             if pfs["repo"] == "out":
-                raise InvalidArgument(
+                raise SpecError(
                     "inputs based on repos named \"out\" must have 'name' set, as pachyderm already creates /pfs/out "
                     "to collect job output"
                 )
             pfs["name"] = pfs["repo"]
         if not pfs.get("glob"):
-            raise InvalidArgument("input must specify a glob")
+            raise SpecError("input must specify a glob")
         pfs["glob"] = D.clean_glob(pfs["glob"])
         try:
             D.compile_glob(pfs["glob"])
@@ -198,7 +203,7 @@ def _check_names(inp: dict, names: set) -> set:
     if inp.get("pfs"):
         n = inp["pfs"]["name"]
         if n in names:
-            raise InvalidArgument(f'name "{n}" was used more than once')
+            raise SpecError(f'name "{n}" was used more than once')
         names.add(n)
     elif inp.get("union"):
         seen = set()
@@ -333,7 +338,7 @@ class Pipelines:
                     try:
                         store.create_repo(project, name, description=f"Output repo for pipeline {project}/{name}.")
                     except AlreadyExists:
-                        raise FailedPrecondition(
+                        raise SpecError(
                             f'pipeline "{name}" cannot be created because a repo with the same name already exists'
                         ) from None
                     store.create_repo(
