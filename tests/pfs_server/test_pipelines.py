@@ -455,3 +455,42 @@ def test_with_a_pfs_folder_literal_pfs_paths_work_inside_scripts_and_inputs_are_
         assert os.listdir(pfs_root) == []  # nobody else saw the datum's /pfs
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_stop_job_kills_it_and_its_output_commit_carries_the_reason(pach):
+    repo = make_repo(pach, {"/a": b"1"})
+    p = name()
+    create(pach, p, pfs_in(repo, name="in"), COPY)
+    wait_last(pach, p)
+    before = files_of(pach, f"{p}@master")
+    pach.pps.stop_pipeline(pipeline=pps.Pipeline(name=p))
+    pach.pps.create_pipeline_v2(
+        create_pipeline_request_json=json.dumps(
+            {
+                "pipeline": {"name": p},
+                "transform": {"image": "x", "cmd": ["sh", "-c", "sleep 3; cp /pfs/in/* /pfs/out/"]},
+                "input": pfs_in(repo, name="in"),
+            }
+        ),
+        update=True,
+    )
+    pach.pps.start_pipeline(pipeline=pps.Pipeline(name=p))
+    c = put(pach, f"{repo}@master", {f"/n{i}": b"x" for i in range(4)})
+    job = pps.Job(pipeline=pps.Pipeline(name=p), id=c.id)
+    pach.pps.stop_job(job=job, reason="enough")
+    done = pach.pps.inspect_job(job=job, wait=True)
+    assert (done.state, done.reason) == (pps.JobState.JOB_KILLED, "enough")
+    out = pach.pfs.inspect_commit(commit=pfs.Commit(repo=pfs.Repo.from_uri(p), id=c.id))
+    assert is_finished(out) and out.error == "enough"
+    assert files_of(pach, f"{p}@master") == before
+    pach.pps.delete_job(job=job)
+    assert not pach.pps.job_exists(job)
+
+
+def test_generate_datums_hands_them_out_in_the_batches_asked_for(pach):
+    repo = make_repo(pach, {f"/f{i:02d}": b"d" for i in range(23)})
+    stream = pach.pps.generate_datums(input_spec=pps.Input(pfs=pps.PfsInput(repo=repo, glob="/*")), batch_size=10)
+    sizes = [len(next(stream)), len(stream.send(5)), len(next(stream))]
+    assert sizes == [10, 5, 8]
+    with pytest.raises(StopIteration):
+        next(stream)

@@ -45,6 +45,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="datum")
+        self.killed: set[str] = set()  # output commit keys of jobs stopped while they ran
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -256,14 +257,39 @@ class JobRunner:
 
     def _finish(self, job: Job, tree: Optional[dict], inline: list, state: str, reason: str) -> None:
         try:
-            self.store.finish_with_tree(job.output_key, tree, inline, error=reason if state != "JOB_SUCCESS" else "")
+            if not self.store.finish_with_tree(
+                job.output_key, tree, inline, error=reason if state != "JOB_SUCCESS" else ""
+            ):
+                return  # stopped meanwhile (StopJob finished the commit and set the state)
         except NotFound:
             state, reason = "JOB_KILLED", "the output commit was deleted"
         self._set(job, state=state, reason=reason, finished=time.time())
         self._log(job, "", f"job {job.id} finished: {state}{': ' + reason if reason else ''}")
 
     # -- one datum ----------------------------------------------------------------------------
+    def kill(self, job: Job, reason: str, delete: bool = False) -> None:
+        """pachd's stopJob: the output commit is finished with `reason` as its error, the job is
+        JOB_KILLED (a finished job keeps its state); datums not yet started are not run."""
+        self.killed.add(job.output_key)
+        try:
+            self.store.finish_with_tree(job.output_key, None, error=reason)
+        except NotFound:
+            pass
+        with self.pipelines.write() as db:
+            key = (job.project, job.pipeline, job.id)
+            if delete:
+                db.execute("DELETE FROM jobs WHERE project=? AND pipeline=? AND id=?", key)
+                db.execute("DELETE FROM datums WHERE project=? AND pipeline=? AND job=?", key)
+            elif job.state not in TERMINAL:
+                db.execute(
+                    "UPDATE jobs SET state='JOB_KILLED', reason=?, finished=? WHERE project=? AND pipeline=? AND id=?",
+                    (reason, time.time(), *key),
+                )
+        self._log(job, "", f"job {job.id} stopped: {reason}")
+
     def _run_datum(self, p: Pipeline, job: Job, d: D.Datum, slots: queue.Queue) -> tuple[str, dict]:
+        if job.output_key in self.killed:
+            return "FAILED", {}
         slot = None if slots.empty() and sandbox.mode() != "namespace" else slots.get()
         folder = slot.folder if slot else os.path.join(self.work_dir, f"{job.id}-{d.id[:16]}")
         try:

@@ -13,7 +13,7 @@ from pachyderm_sdk.api import pfs, pps
 
 from .. import datums as D
 from . import sandbox
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, PfsError
 from .jobs import JobRunner
 from .pipelines import TERMINAL, Job, Pipeline, Pipelines
 from .service import ts
@@ -214,6 +214,56 @@ class PpsService:
             self.runner.wait(lambda: self._fresh(job).state in TERMINAL, lambda: not ctx.is_active())
         return self.job_info(self._fresh(job), details=True)
 
+    def StopJob(self, req: pps.StopJobRequest, ctx):
+        if req.job is None:
+            raise PfsError("Job must be specified")
+        self.runner.kill(self._job(req.job), req.reason or "job stopped")
+        return Empty()
+
+    def DeleteJob(self, req: pps.DeleteJobRequest, ctx):
+        if req.job is None:
+            raise PfsError("job cannot be nil")
+        self.runner.kill(self._job(req.job), "job deleted", delete=True)
+        return Empty()
+
+    def RestartDatum(self, req: pps.RestartDatumRequest, ctx):
+        """pachd cancels a running datum matching the filters (it is then retried); this server
+        runs each datum to its end, so none is ever found to restart."""
+        job = self._job(req.job)
+        filters = "[" + " ".join(req.data_filters or []) + "]"
+        raise PfsError(f"datum matching filter {filters} could not be found for job ID {job.id}")
+
+    def RunCron(self, req: pps.RunCronRequest, ctx):
+        self._pipeline(req.pipeline)
+        raise PfsError("pipeline doesn't have a cron input")
+
+    def CreateDatum(self, requests, ctx):
+        """Datums of an input in batches the client asks for (pachd's CreateDatum stream)."""
+        first = next(requests, None)
+        kind, start = betterproto.which_one_of(first, "body") if first is not None else ("", None)
+        if kind != "start":
+            raise PfsError("first message must be a StartCreateDatumRequest message")
+        if start.input is None:
+            raise PfsError("first message must specify an input")
+        try:
+            ds = D.datums(start.input.to_dict(casing=betterproto.Casing.SNAKE), self._head_files)
+        except D.DatumError as e:
+            raise InvalidArgument(str(e)) from None
+        infos = [self._input_datum_info(d) for d in ds]
+        number = start.number or 100
+        while True:
+            batch, infos = infos[:number], infos[number:]
+            yield from batch
+            if not infos:
+                return
+            nxt = next(requests, None)
+            if nxt is None:
+                return
+            kind, more = betterproto.which_one_of(nxt, "body")
+            if kind != "continue_":
+                raise PfsError("subsequent messages must be a ContinueCreateDatumRequest message")
+            number = more.number or 100
+
     def _fresh(self, job: Job) -> Job:
         return self.pipelines.job(job.project, job.pipeline, job.id)
 
@@ -315,27 +365,30 @@ class PpsService:
             except D.DatumError as e:
                 raise InvalidArgument(str(e)) from None
             for d in ds:
-                yield pps.DatumInfo(
-                    datum=pps.Datum(id=d.id),
-                    state=pps.DatumState.UNKNOWN,
-                    data=[
-                        pfs.FileInfo(
-                            file=pfs.File(
-                                commit=pfs.Commit(repo=pfs.Repo(name=i.repo, project=pfs.Project(name=i.project))),
-                                path=p,
-                            ),
-                            hash=bytes.fromhex(h) if h else b"",
-                        )
-                        for i in d.inputs
-                        for p, h in i.files
-                    ],
-                )
+                yield self._input_datum_info(d)
             return
         job = self._job(req.job)
         for row in self.pipelines.datum_rows(job):
             info = self._datum_info(job, row)
             if not states or info.state in states:
                 yield info
+
+    @staticmethod
+    def _input_datum_info(d: D.Datum) -> pps.DatumInfo:
+        return pps.DatumInfo(
+            datum=pps.Datum(id=d.id),
+            state=pps.DatumState.UNKNOWN,
+            data=[
+                pfs.FileInfo(
+                    file=pfs.File(
+                        commit=pfs.Commit(repo=pfs.Repo(name=i.repo, project=pfs.Project(name=i.project))), path=p
+                    ),
+                    hash=bytes.fromhex(h) if h else b"",
+                )
+                for i in d.inputs
+                for p, h in i.files
+            ],
+        )
 
     def _head_files(self, project: str, repo: str, ref: str):
         row = self.store.get_repo(project, repo)
