@@ -18,7 +18,7 @@ import queue
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
@@ -201,22 +201,22 @@ class JobRunner:
         if todo and sandbox.mode() == "namespace":
             for k in range(min(self.workers, len(todo))):
                 slots.put(sandbox.Slot(os.path.join(self.work_dir, f"{job.id}-slot{k}")))
+        processed = 0
         try:
-            futures = {d.id: self.pool.submit(self._run_datum, p, job, d, slots) for d in todo}
-            outcomes = {d.id: futures[d.id].result() for d in todo}
+            futures = {self.pool.submit(self._run_datum, p, job, d, slots): d for d in todo}
+            for fut in as_completed(futures):  # progress is saved as each datum ends
+                d = futures[fut]
+                state, outputs = fut.result()
+                results[d.id] = {"state": state, "outputs": outputs, "datum": d}
+                self._save_datums(job, [(d, state, outputs)])
+                if state == "SUCCESS":
+                    processed += 1
+                    self._set(job, processed=processed)
+                elif failed is None or d.id < failed:
+                    failed = d.id  # the same datum named whatever order they end in
         finally:
             while not slots.empty():
                 slots.get().close()
-        processed = 0
-        for d in todo:
-            state, outputs = outcomes[d.id]
-            results[d.id] = {"state": state, "outputs": outputs, "datum": d}
-            self._save_datums(job, [(d, state, outputs)])
-            if state == "SUCCESS":
-                processed += 1
-                self._set(job, processed=processed)
-            elif failed is None:
-                failed = d.id
         if failed is not None:
             n_failed = sum(1 for r in results.values() if r["state"] == "FAILED")
             self._set(job, failed=n_failed)
