@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from typing import Optional
@@ -170,7 +171,7 @@ class PpsService:
     def DeletePipeline(self, req: pps.DeletePipelineRequest, ctx):
         if req.all:
             for p in self.pipelines.list({"default"}):
-                self.pipelines.delete(p.project, p.name, keep_repo=req.keep_repo, force=req.force)
+                self._delete(p, keep_repo=req.keep_repo, force=req.force)
             return Empty()
         try:
             p = self._pipeline(req.pipeline)
@@ -178,8 +179,16 @@ class PpsService:
             if req.must_exist:
                 raise
             return Empty()
-        self.pipelines.delete(p.project, p.name, keep_repo=req.keep_repo, force=req.force)
+        self._delete(p, keep_repo=req.keep_repo, force=req.force)
         return Empty()
+
+    def _delete(self, p: Pipeline, keep_repo: bool = False, force: bool = False) -> None:
+        """The pipeline, its jobs and its logs (and its output repo unless keep_repo)."""
+        self.pipelines.delete(p.project, p.name, keep_repo=keep_repo, force=force)
+        try:
+            os.unlink(self.runner.log_path(p.project, p.name))
+        except FileNotFoundError:
+            pass
 
     def DeletePipelines(self, req: pps.DeletePipelinesRequest, ctx):
         projects = None if req.all else {p.name for p in req.projects or []}
@@ -187,13 +196,13 @@ class PpsService:
         for p in self.pipelines.list(projects or ()):
             if projects is not None and not projects:
                 break
-            self.pipelines.delete(p.project, p.name, keep_repo=req.keep_repo, force=req.force)
+            self._delete(p, keep_repo=req.keep_repo, force=req.force)
             deleted.append(self._pipeline_msg(p.project, p.name))
         return pps.DeletePipelinesResponse(pipelines=deleted)
 
     def DeleteAll(self, req, ctx):
         for p in self.pipelines.list():
-            self.pipelines.delete(p.project, p.name, force=True)
+            self._delete(p, force=True)
         return Empty()
 
     def StopPipeline(self, req: pps.StopPipelineRequest, ctx):
