@@ -378,3 +378,38 @@ def test_datum_mode_keeps_other_mounts_and_unmount_all_leaves_it(mount_server, p
 
     assert drive(mount_server, leave)["num_datums"] == 0
     assert os.listdir(mount_server.mount_dir) == []
+
+
+def test_the_frontends_datum_round_trip(mount_server, pach, images):
+    """The extension's datum browser: its input spec is made from the mounted repos (their mount
+    names, glob "/"), the user narrows the glob, steps, then leaves with _unmount_all and mounts
+    the repos again from that spec."""
+    pach.pfs.create_repo(repo=pfs.Repo.from_uri("models"))
+    put(pach, "models@master", {"/m.bin": b"m"})
+
+    async def steps(c):
+        await c.mount(frontend_mount("default", "images"))
+        await c.mount(frontend_mount("default", "models"))
+        mounted = answer(await c.list_mounts())["mounted"]
+        # saveMountedReposList: one pfs input per mounted repo, crossed
+        spec = {"cross": [{"pfs": {"name": f"{m['project']}_{m['repo']}", "repo": m["repo"], "glob": "/"}}
+                          for m in mounted]}
+        whole = answer(await c.mount_datums({"input": spec}))
+        spec["cross"][0]["pfs"]["glob"] = "/*.txt"
+        narrowed = answer(await c.mount_datums({"input": spec}))
+        views = [(shown(mount_server, "default_images"), shown(mount_server, "default_models"))]
+        await c.next_datum()
+        views.append((shown(mount_server, "default_images"), shown(mount_server, "default_models")))
+        await c.unmount_all()
+        # restoreMountedReposList
+        for p in spec["cross"]:
+            await c.mount({"mounts": [{"name": p["pfs"]["name"], "repo": p["pfs"]["repo"], "project": "default",
+                                       "branch": "master", "mode": "ro"}]})
+        return whole, narrowed, views, answer(await c.get_datums())
+
+    whole, narrowed, views, after = drive(mount_server, steps)
+    assert whole["num_datums"] == 1 and narrowed["num_datums"] == 2
+    assert views == [({"/a.txt": b"a"}, {"/m.bin": b"m"}), ({"/b.txt": b"bb"}, {"/m.bin": b"m"})]
+    assert after["num_datums"] == 0
+    assert shown(mount_server, "default_images") == tree(pach, "images@master")
+    assert shown(mount_server, "default_models") == {"/m.bin": b"m"}
