@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import types
 
 import pytest
@@ -98,7 +99,9 @@ def test_health_config_projects_and_repos(mount_server, pfs_server, pach, images
     assert config["cluster_status"] == "AUTH_DISABLED" and config["pachd_address"] == pfs_server.address
     # the frontend lists projects by `project.name`
     assert sorted(p["project"]["name"] for p in projects) == ["default", "lab"]
-    assert next(p for p in projects if p["project"]["name"] == "lab")["description"] == "the lab"
+    lab = next(p for p in projects if p["project"]["name"] == "lab")
+    assert lab["description"] == "the lab"
+    assert abs(lab["created_at"]["seconds"] - time.time()) < 600  # Go's encoding/json of a Timestamp
     # and offers each repo's branches, unless `authorization` is "none"
     assert repos == [{"project": "default", "repo": "images", "branches": ["dev", "master"], "authorization": "off"}]
 

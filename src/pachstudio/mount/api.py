@@ -90,7 +90,9 @@ class ProjectAnswer(BaseModel):
 
     project: ProjectName
     description: str = ""
-    created_at: Optional[str] = Field(None, description="RFC 3339 time")
+    created_at: Optional[dict[str, int]] = Field(
+        None, description='{"seconds", "nanos"}: pachctl marshals the protobuf Timestamp with encoding/json'
+    )
 
 
 class RepoAnswer(BaseModel):
@@ -257,7 +259,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             ProjectAnswer(
                 project=ProjectName(name=p.project.name),
                 description=p.description or "",
-                created_at=_rfc3339(p.created_at),
+                created_at=_timestamp(p.created_at),
             )
             for p in remote().projects()
         ]
@@ -356,10 +358,11 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     return app
 
 
-def _rfc3339(when) -> Optional[str]:
+def _timestamp(when) -> Optional[dict]:
     if when is None or when.timestamp() <= 0:  # betterproto reads an unset time as 1970
         return None
-    return when.isoformat().replace("+00:00", "Z")
+    seconds = int(when.timestamp())
+    return {"seconds": seconds, "nanos": when.microsecond * 1000}
 
 
 def _mount_paths(paths: Optional[list[str]]) -> tuple:
