@@ -18,7 +18,7 @@ from pachyderm_sdk.api import pfs
 
 from .. import datums as datum_rules
 from ..rules import MAX_NAME, clean_path, is_name
-from .errors import BadRequest, Conflict
+from .errors import BadRequest, Conflict, MountError
 from .table import MountSpec, MountTable
 
 
@@ -107,7 +107,12 @@ class DatumMounts:
         if not found:
             raise BadRequest("spec produces zero datums; nothing to mount")
         with self.lock:
-            self._show(found[0], heads)
+            try:
+                self._show(found[0], heads)
+            except MountError as e:
+                if not isinstance(e, Conflict):  # a Conflict is raised before anything changed
+                    self.input, self.datums, self.idx, self.heads = None, [], -1, {}
+                raise
             self.input, self.datums, self.idx, self.heads = spec, found, 0, heads
             return self._position()
 
@@ -120,7 +125,7 @@ class DatumMounts:
                 raise BadRequest("already at first datum")
             if idx >= len(self.datums):
                 raise BadRequest("already at last datum")
-            self._show(self.datums[idx], self.heads)
+            self._show(self.datums[idx], self.heads)  # failed: `idx` stays, and the same step can be retried
             self.idx = idx
             return self._position()
 
