@@ -53,7 +53,7 @@ def summary(api: str, answers: dict) -> str:
     ]
     mounted = mounts.get("mounted", [])
     # remembered mounts that could not mount again: "failed" (pachctl's shape, where "unmounted"
-    # lists the repos no mount shows), or the MountStates of "unmounted" in the older shape
+    # lists every repo), or the MountStates of "unmounted" in the older shape
     failed = mounts["failed"] if "failed" in mounts else [m for m in mounts.get("unmounted", []) if "state" in m]
     lines.append(f"mounts         {len(mounted)} mounted, {len(failed)} failed")
     for m in mounted + failed:

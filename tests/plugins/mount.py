@@ -13,13 +13,14 @@ from plugins.pfs import ServerProcess, free_port
 class MountServer(ServerProcess):
     """A `pachstudio mount-server` process; restartable on the same state folder."""
 
-    def __init__(self, root, pachd_address: str, env=None):
+    def __init__(self, root, pachd_address: str, env=None, socket: str = None):
         self.root = str(root)
         self.mount_dir = os.path.join(self.root, "pfs")
         self.state_dir = os.path.join(self.root, "state")
         self.log_path = os.path.join(self.root, "mount-server.log")
         self.pachd_address = pachd_address
         self.port = free_port()
+        self.socket = socket  # serve HTTP on this unix socket instead of the port
         self.env = {**os.environ, "HOME": self.root, **(env or {})}
         self.env.pop("PACH_CONFIG", None)
         self.proc = None
@@ -32,7 +33,8 @@ class MountServer(ServerProcess):
         os.makedirs(self.root, exist_ok=True)
         log = open(self.log_path, "ab")
         cmd = [sys.executable, "-m", "pachstudio.cli", "mount-server", "--mount-dir",
-               self.mount_dir, "--state", self.state_dir, "--port", str(self.port)]
+               self.mount_dir, "--state", self.state_dir]
+        cmd += ["--socket", self.socket] if self.socket else ["--port", str(self.port)]
         if self.pachd_address:
             cmd += ["--pachd-address", self.pachd_address]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
@@ -41,7 +43,7 @@ class MountServer(ServerProcess):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mount server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.api + "/health", timeout=1).status_code == 200 and \
+                if self.call("GET", "/health", timeout=1).status_code == 200 and \
                         os.path.ismount(self.mount_dir):
                     return self
             except httpx.HTTPError:
@@ -57,6 +59,9 @@ class MountServer(ServerProcess):
             subprocess.run(["fusermount", "-u", "-z", self.mount_dir], capture_output=True)
 
     def call(self, method: str, path: str, json=None, timeout: float = 120, **kw) -> httpx.Response:
+        if self.socket:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=self.socket), timeout=timeout) as c:
+                return c.request(method, "http://mount-server" + path, json=json, **kw)
         return httpx.request(method, self.api + path, json=json, timeout=timeout, **kw)
 
 

@@ -4,7 +4,7 @@ that validate requests and translate them onto the mount table. docs/INTERFACES.
 
 import json
 from dataclasses import asdict, fields
-from typing import Iterator, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
+from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
 
@@ -58,6 +59,12 @@ class RefreshRequest(BaseModel):
     mount: str
 
 
+class DatumMountRequest(BaseModel):
+    """A pipeline spec, or just its `input` (pachctl reads the body as a pipeline manifest)."""
+
+    input: Any = Field(description="the input spec: pfs (repo, glob, branch?, project?, name?), cross, union, join")
+
+
 class ConfigRequest(BaseModel):
     pachd_address: str = Field(min_length=1)
     server_cas: Optional[str] = None
@@ -83,7 +90,9 @@ class ProjectAnswer(BaseModel):
 
     project: ProjectName
     description: str = ""
-    created_at: Optional[str] = Field(None, description="RFC 3339 time")
+    created_at: Optional[dict[str, int]] = Field(
+        None, description='{"seconds", "nanos"}: pachctl marshals the protobuf Timestamp with encoding/json'
+    )
 
 
 class RepoAnswer(BaseModel):
@@ -106,7 +115,7 @@ MountState = create_model("MountState", __base__=_MountState, **{f.name: (f.type
 class Mounts(BaseModel):
     mounted: list[MountState]
     unmounted: list[RepoAnswer] = Field(
-        description="every repo no mount shows (as pachctl's; empty when the cluster cannot be reached)"
+        description="every repo, mounted or not (as pachctl's; empty when the cluster cannot be reached)"
     )
     failed: list[MountState] = Field(
         description='remembered mounts that could not mount again (state "error", status says why)'
@@ -121,6 +130,24 @@ class CommitAnswer(Mounts):
     changed: int
     deleted: int
     message: str
+
+
+class DatumPositionAnswer(BaseModel):
+    """pachctl's MountDatumResponse; `id` is pachd's datum ID (pachctl answers "")."""
+
+    id: str
+    idx: int
+    num_datums: int
+    all_datums_received: bool
+
+
+class DatumsAnswer(BaseModel):
+    """pachctl's DatumsResponse: zero values when no datums are mounted."""
+
+    num_datums: int
+    input: Optional[dict] = Field(description="the input spec being shown, with pachctl's defaults filled in")
+    idx: int
+    all_datums_received: bool
 
 
 class StagedAnswer(BaseModel):
@@ -185,6 +212,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         "mounts stage changes locally and commit them as one commit.",
     )
     app.add_middleware(JsonBodies)
+    datum_mounts = DatumMounts(table)
 
     @app.exception_handler(MountError)
     async def mount_error(request: Request, exc: MountError):
@@ -231,7 +259,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             ProjectAnswer(
                 project=ProjectName(name=p.project.name),
                 description=p.description or "",
-                created_at=_rfc3339(p.created_at),
+                created_at=_timestamp(p.created_at),
             )
             for p in remote().projects()
         ]
@@ -279,7 +307,24 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     def unmount_all(req: Optional[UnmountAllRequest] = None):
         req = req or UnmountAllRequest()
         table.unmount_all(discard=req.discard, commit=req.commit)
+        datum_mounts.reset()
         return mounts()
+
+    @app.put("/datums/_mount", response_model=DatumPositionAnswer)
+    def mount_datums(req: DatumMountRequest):
+        return DatumPositionAnswer(**asdict(datum_mounts.mount(req.input)))
+
+    @app.put("/datums/_next", response_model=DatumPositionAnswer)
+    def next_datum():
+        return DatumPositionAnswer(**asdict(datum_mounts.step(1)))
+
+    @app.put("/datums/_prev", response_model=DatumPositionAnswer)
+    def prev_datum():
+        return DatumPositionAnswer(**asdict(datum_mounts.step(-1)))
+
+    @app.get("/datums", response_model=DatumsAnswer)
+    def datums():
+        return DatumsAnswer(**asdict(datum_mounts.state()))
 
     @app.put("/_refresh", response_model=MountState)
     def refresh(req: RefreshRequest):
@@ -313,10 +358,11 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     return app
 
 
-def _rfc3339(when) -> Optional[str]:
+def _timestamp(when) -> Optional[dict]:
     if when is None or when.timestamp() <= 0:  # betterproto reads an unset time as 1970
         return None
-    return when.isoformat().replace("+00:00", "Z")
+    seconds = int(when.timestamp())
+    return {"seconds": seconds, "nanos": when.microsecond * 1000}
 
 
 def _mount_paths(paths: Optional[list[str]]) -> tuple:

@@ -93,7 +93,7 @@ class RepoInfo:
 @dataclass
 class Listing:
     mounted: list  # MountInfo
-    unmounted: list  # RepoInfo of every repo no mount shows (empty when the cluster is down)
+    unmounted: list  # RepoInfo of every repo, as pachctl (empty when the cluster is down)
     failed: list  # MountInfo (state "error") of remembered mounts that could not mount again
 
 
@@ -450,9 +450,8 @@ class MountTable:
         with self.lock:
             current = list(self.mounts.values())
             failed = list(self.failed.values())
-        shown = {(m.spec.project, m.spec.repo) for m in current}
         try:
-            unmounted = [r for r in self.repos() if (r.project, r.repo) not in shown]
+            unmounted = self.repos()  # every repo, mounted or not, as pachctl: another branch may be mounted
         except MountError as e:
             log.warning("listing repos for /mounts: %s", e.message)
             unmounted = []
