@@ -213,3 +213,20 @@ def test_env_root_token_turns_auth_on(tmp_path, monkeypatch):
         assert e.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         server.kill()
+
+
+def test_a_role_bound_to_a_group_reaches_its_members(labels):
+    root = labels.root()
+    member, _ = robot(labels, "member")
+    root.auth.modify_role_binding(resource=repo_resource("labels"), principal="group:team", roles=["repoReader"])
+    e = refusal(lambda: read(member, "labels@master:/a.json"))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    root.auth.set_groups_for_user(username="robot:member", groups=["group:team"])
+    assert member.auth.get_groups().groups == ["group:team"]
+    assert root.auth.get_users(group="group:team").usernames == ["robot:member"]
+    assert read(member, "labels@master:/a.json") == b"{}"
+    root.auth.modify_members(group="group:team", remove=["robot:member"])
+    assert member.auth.get_groups().groups == [] and root.auth.get_users(group="group:team").usernames == []
+    assert refusal(lambda: read(member, "labels@master:/a.json")).code() == grpc.StatusCode.PERMISSION_DENIED
+    e = refusal(lambda: member.auth.set_groups_for_user(username="robot:member", groups=["group:admins"]))
+    assert e.details() == denied("robot:member", "CLUSTER_AUTH_MODIFY_GROUP_MEMBERS", "CLUSTER", "")

@@ -17,8 +17,10 @@ import threading
 import time
 from typing import Iterable, Optional
 
-from .errors import PfsError
+from .errors import NotFound, PfsError
 from .roles import ROLES
+
+ALL_PERMISSIONS = sorted({p for r in ROLES.values() for p in r.permissions})
 
 ROOT = "pach:root"
 INTERNAL = "internal:auth-server"
@@ -75,8 +77,9 @@ class Evaluation:
     """One authorization request as pachd's authorizeRequest: the roles met so far and the
     permissions still missing."""
 
-    def __init__(self, subject: str, wanted: Iterable[str]):
+    def __init__(self, subject: str, wanted: Iterable[str], groups: Iterable[str] = ()):
         self.subject = subject
+        self.groups = tuple(groups)
         self.missing = list(dict.fromkeys(wanted))
         self.satisfied: list[str] = []
         self.roles: dict[str, object] = {}
@@ -85,7 +88,7 @@ class Evaluation:
         return not self.missing
 
     def add(self, binding: dict) -> None:
-        for who in (self.subject, ALL_USERS):
+        for who in (self.subject, ALL_USERS, *self.groups):
             for role in binding.get(who, ()):
                 if role in self.roles or role not in ROLES:
                     continue
@@ -210,8 +213,8 @@ class Auth:
     def evaluate(self, subject: str, rtype: str, name: str, wanted: Iterable[str], all_levels=False) -> Evaluation:
         """pachd's evaluateRoleBinding: the cluster binding, then (repos) the project's, then the
         resource's own; a missing project or repo binding is an error as in pachd."""
-        ev = Evaluation(subject, wanted)
         with self.lock:
+            ev = Evaluation(subject, wanted, self.state.get("members", {}).get(subject, ()))
             ev.add(self.state["bindings"].get("CLUSTER:", {}))
             if (ev.done() and not all_levels) or rtype == "CLUSTER":
                 return ev
@@ -246,10 +249,7 @@ class Auth:
 
     def permissions(self, subject: str, rtype: str, name: str) -> tuple[list[str], list[str]]:
         """(permissions, roles) of `subject` on a resource, as GetPermissions answers them."""
-        from .roles import CLUSTER_ADMIN, PROJECT_OWNER, SECRET_ADMIN
-
-        every = set(CLUSTER_ADMIN) | set(PROJECT_OWNER) | set(SECRET_ADMIN)
-        ev = self.evaluate(subject, rtype, name, sorted(every), all_levels=True)
+        ev = self.evaluate(subject, rtype, name, ALL_PERMISSIONS, all_levels=True)
         return ev.permissions_for(rtype), ev.roles_for(rtype)
 
     # -- role bindings -------------------------------------------------------------------------
@@ -310,6 +310,48 @@ class Auth:
         self.require_active()
         with self.lock:
             return {k: list(v) for k, v in (self._binding(rtype, name) or {}).items()}
+
+    # -- groups (pachd's members and groups collections) ---------------------------------------
+    def groups_of(self, subject: str) -> list[str]:
+        with self.lock:
+            return sorted(self.state.get("members", {}).get(subject, ()))
+
+    def users_of(self, group: str) -> list[str]:
+        with self.lock:
+            if group not in self.state.get("groups", {}):
+                raise NotFound(f"{group} not found in groups")
+            return sorted(self.state["groups"][group])
+
+    def set_groups(self, user: str, groups: Iterable[str]) -> None:
+        self.check_principal(user)
+        with self.lock:
+            members, by_group = self.state.setdefault("members", {}), self.state.setdefault("groups", {})
+            for g in members.get(user, ()):
+                if user in by_group.get(g, []):
+                    by_group[g].remove(user)
+            members[user] = sorted(set(groups))
+            for g in members[user]:
+                by_group.setdefault(g, [])
+                if user not in by_group[g]:
+                    by_group[g].append(user)
+            self._save()
+
+    def modify_members(self, group: str, add: Iterable[str], remove: Iterable[str]) -> None:
+        add, remove = list(add), list(remove)
+        for user in add + remove:
+            self.check_principal(user)
+        with self.lock:
+            members, by_group = self.state.setdefault("members", {}), self.state.setdefault("groups", {})
+            users = by_group.setdefault(group, [])
+            for user in add:
+                members[user] = sorted(set(members.get(user, [])) | {group})
+                if user not in users:
+                    users.append(user)
+            for user in remove:
+                members[user] = [g for g in members.get(user, []) if g != group]
+                if user in users:
+                    users.remove(user)
+            self._save()
 
     def roles_for_permission(self, permission: str) -> list:
         return [r for r in ROLES.values() if permission in r.permissions]

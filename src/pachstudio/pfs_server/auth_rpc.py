@@ -29,6 +29,10 @@ POLICY = {
     "Deactivate": "CLUSTER_AUTH_DEACTIVATE",
     "GetConfiguration": "CLUSTER_AUTH_GET_CONFIG",
     "GetPermissionsForPrincipal": "CLUSTER_AUTH_GET_PERMISSIONS_FOR_PRINCIPAL",
+    "GetGroupsForPrincipal": "CLUSTER_AUTH_GET_GROUPS",
+    "SetGroupsForUser": "CLUSTER_AUTH_MODIFY_GROUP_MEMBERS",
+    "ModifyMembers": "CLUSTER_AUTH_MODIFY_GROUP_MEMBERS",
+    "GetUsers": "CLUSTER_AUTH_GET_GROUP_USERS",
     "RevokeAuthTokensForUser": "CLUSTER_AUTH_REVOKE_USER_TOKENS",
     "RotateRootToken": "CLUSTER_AUTH_ROTATE_ROOT_TOKEN",
     "CreateProject": "PROJECT_CREATE",
@@ -142,6 +146,29 @@ class AuthService:
             satisfied=[api.Permission[p] for p in ev.satisfied],
             principal=subject,
         )
+
+    def GetConfiguration(self, req, ctx):
+        """No OIDC here: pachd's answer when none is configured, an empty OIDC config."""
+        return api.GetConfigurationResponse(configuration=api.OidcConfig())
+
+    def GetGroups(self, req, ctx):
+        return api.GetGroupsResponse(groups=self.auth.groups_of(caller()))
+
+    def GetGroupsForPrincipal(self, req: api.GetGroupsForPrincipalRequest, ctx):
+        return api.GetGroupsResponse(groups=self.auth.groups_of(req.principal))
+
+    def SetGroupsForUser(self, req: api.SetGroupsForUserRequest, ctx):
+        self.auth.set_groups(req.username, req.groups)
+        return api.SetGroupsForUserResponse()
+
+    def ModifyMembers(self, req: api.ModifyMembersRequest, ctx):
+        self.auth.modify_members(req.group, req.add, req.remove)
+        return api.ModifyMembersResponse()
+
+    def GetUsers(self, req: api.GetUsersRequest, ctx):
+        if not req.group:  # pachd: every user with a group membership record
+            return api.GetUsersResponse(usernames=sorted(self.auth.state.get("members", {})))
+        return api.GetUsersResponse(usernames=self.auth.users_of(req.group))
 
     def GetRolesForPermission(self, req: api.GetRolesForPermissionRequest, ctx):
         return api.GetRolesForPermissionResponse(
