@@ -38,7 +38,8 @@ def test_repos_and_mounts_report_authorization(cluster, tmp_path):
     server, token = cluster
     ms, _ = with_config(tmp_path, server.address, token)
     try:
-        assert ms.call("GET", "/config").json()["cluster_status"] == "AUTH_ENABLED"
+        status = ms.call("GET", "/config").json()["cluster_status"]
+        assert status == "AUTH_ENABLED", ms.log()[-3000:]
         repos = {r["repo"]: r for r in ms.call("GET", "/repos").json()}
         assert {k: v["authorization"] for k, v in repos.items()} == {"rw": "write", "ro": "read", "hidden": "none"}
         assert repos["rw"]["branches"] == ["master"] and repos["hidden"]["branches"] == []
@@ -76,7 +77,8 @@ def test_login_token_and_logout(cluster, tmp_path):
     server, token = cluster
     ms, config = with_config(tmp_path, server.address)
     try:
-        assert ms.call("GET", "/config").json()["cluster_status"] == "AUTH_ENABLED"
+        status = ms.call("GET", "/config").json()["cluster_status"]
+        assert status == "AUTH_ENABLED", ms.log()[-3000:]
         for method, path in (("GET", "/repos"), ("GET", "/mounts"), ("GET", "/projects"),
                              ("PUT", "/_unmount_all"), ("PUT", "/auth/_logout")):
             r = ms.call(method, path)

@@ -13,6 +13,7 @@ when they deliver nothing for a while, an upload when it can send nothing for a 
 import collections
 import contextvars
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,7 @@ from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavail
 # Waiting for a commit to finish, and for the answer to an upload once all of it is sent, is the
 # cluster's own work on the data: allowed much longer. Set from PACHSTUDIO_CLUSTER_TIMEOUT when a
 # Remote is made (the mount server's start), not at import.
+log = logging.getLogger("pachstudio.mount")
 DEFAULT_CALL_TIMEOUT = 30.0
 CALL_TIMEOUT = DEFAULT_CALL_TIMEOUT
 STREAM_IDLE = 2 * CALL_TIMEOUT
@@ -279,7 +281,8 @@ class Remote:
             return "INVALID"
         try:
             self.call("inspect_cluster", "checking the cluster", lambda c: c.admin.inspect_cluster())
-        except MountError:
+        except MountError as e:
+            log.info("cluster status INVALID: %s", e.message)
             return "INVALID"
         try:
             self.client().auth.who_am_i()
