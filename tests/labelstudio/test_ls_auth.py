@@ -84,3 +84,15 @@ def test_repos_the_token_may_use_work(auth_ls, robot_token):
     files = [f.file.path for f in server.root().pfs.walk_file(file=pfs.File.from_uri("writable@labels:/"))]
     assert any(p.endswith(".json") for p in files), files
     assert token not in ls.log() and token not in ms.log()
+
+
+def test_without_a_token_the_form_says_to_log_in(auth_ls):
+    """Runs last in this module: the mount server logs out (pachctl's /auth/_logout), so it holds
+    no token while the cluster has auth on; the form says what to do."""
+    ls, ms, token = auth_ls
+    assert ms.call("PUT", "/auth/_logout").status_code == 200
+    r = post(ls, "pachyderm", repo="readable")
+    assert r.status_code == 400, r.text
+    text = error_text(r)
+    assert "user unauthenticated" in text and "pachctl auth login" in text and "session_token" in text, text
+    assert token not in r.text

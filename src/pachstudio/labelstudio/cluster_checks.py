@@ -29,6 +29,12 @@ def explain(exc: MountServerError) -> str:
             "or expired: run `pachctl auth login` (or put a valid token in session_token) and restart "
             "the container."
         )
+    elif "user unauthenticated" in lowered:
+        message += (
+            ". The Pachyderm cluster has auth on and the mounted Pachyderm config.json holds no "
+            "session_token: run `pachctl auth login` (or put a valid token in session_token) and restart "
+            "the container."
+        )
     elif "refused" in lowered and "not authorized" in lowered:
         message += ". Ask a cluster admin for access to this repo (pachctl auth set repo ...)."
     return message
