@@ -230,3 +230,13 @@ def test_a_role_bound_to_a_group_reaches_its_members(labels):
     assert refusal(lambda: read(member, "labels@master:/a.json")).code() == grpc.StatusCode.PERMISSION_DENIED
     e = refusal(lambda: member.auth.set_groups_for_user(username="robot:member", groups=["group:admins"]))
     assert e.details() == denied("robot:member", "CLUSTER_AUTH_MODIFY_GROUP_MEMBERS", "CLUSTER", "")
+
+
+def test_a_damaged_auth_state_stops_the_start_naming_the_file(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "auth.json").write_text("{not json")
+    p = subprocess.run([sys.executable, "-m", "pachstudio.cli", "pfs-server", "--data", str(data), "--port", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and str(data / "auth.json") in p.stderr and "damaged" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr

@@ -115,8 +115,15 @@ class Auth:
         self.lock = threading.RLock()
         self.state: dict = {"tokens": {}, "bindings": {}}
         if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.state = json.load(f)
+            try:
+                with open(self.path) as f:
+                    self.state = json.load(f)
+                self.state["tokens"], self.state["bindings"]  # noqa: B018 - both must be there
+            except (ValueError, KeyError, TypeError) as e:
+                raise RuntimeError(
+                    f"{self.path}: the auth state is damaged ({type(e).__name__}: {e}); restore it from a backup "
+                    "(deleting it turns auth off until a root token is given again)"
+                ) from None
 
     # -- state ---------------------------------------------------------------------------------
     @property
