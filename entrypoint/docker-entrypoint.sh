@@ -20,6 +20,11 @@ MARKER="$DATA/.pachstudio-initialized"
 RUN_DIR=/run/pachstudio
 LIB=/usr/local/lib/pachstudio
 CONF=/etc/pachstudio
+SETUP_PENDING="$RUN_DIR/setup-pending"  # the first set-up runs (holds the marker's content)
+FIRST_SECRETS=/dev/shm/pachstudio-first-user  # its password and token, in memory, until read
+
+# Label Studio and the PFS server run as this user; only the mount server stays root.
+APP_USER=pachstudio
 
 log() { printf 'pachstudio: %s\n' "$*"; }
 die() { printf '\npachstudio: error: %s\n\n' "$*" >&2; exit 1; }
@@ -39,6 +44,24 @@ file_env() {
 	fi
 	export "$var"="$val"
 	unset "$fileVar"
+}
+
+# "${AS_APP_USER[@]}" CMD...: CMD as $APP_USER, with no capability and no way to gain one.
+AS_APP_USER=()
+if [ "$(id -u)" = 0 ]; then
+	AS_APP_USER=(setpriv "--reuid=$APP_USER" "--regid=$APP_USER" --init-groups --inh-caps=-all --bounding-set=-all
+		--no-new-privs env "HOME=/home/$APP_USER" "USER=$APP_USER" "LOGNAME=$APP_USER")
+fi
+
+# What the user's programs write is theirs, also on a volume an older image filled as root
+# (docker-library style: only what is not theirs yet, so a restart touches nothing).
+own_data() {
+	[ "$(id -u)" = 0 ] || return 0
+	local dir
+	for dir in "$@"; do
+		mkdir -p "$dir"
+		find "$dir" \! -user "$APP_USER" -exec chown "$APP_USER:$APP_USER" {} +
+	done
 }
 
 site_packages() { python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
@@ -107,9 +130,40 @@ init_label_studio() {
 	local first=0
 	[ -f "$MARKER" ] || first=1
 	if [ "$first" = 1 ]; then log "first start on this $DATA: setting up Label Studio"; else log "new image: applying Label Studio migrations"; fi
-	python "$LIB/ls_init.py"
-	if [ "$first" = 1 ]; then run_init_scripts; fi
+	local seeded=0
+	"${AS_APP_USER[@]}" python "$LIB/ls_init.py" --seed || seeded=$?
+	if [ "$first" = 1 ] && [ "$seeded" = 0 ] && ! compgen -G '/docker-entrypoint-init.d/*' >/dev/null; then
+		# A new database that now holds the image's migrated schema: `migrate` has nothing to do,
+		# so it and the first user run beside the programs' start (the first-setup program), and
+		# the container is healthy once they are done. The password and token go there in a file
+		# in memory, read and deleted by ls_init.py; the programs never see them.
+		(umask 077 && printf '%s\0%s\0' "${LABEL_STUDIO_PASSWORD:-}" "${LABEL_STUDIO_USER_TOKEN:-}" > "$FIRST_SECRETS")
+		[ "$(id -u)" != 0 ] || chown "$APP_USER:$APP_USER" "$FIRST_SECRETS"
+		printf '%s\n' "$fingerprint" > "$SETUP_PENDING"
+		return
+	fi
+	[ "$seeded" = 0 ] || [ "$seeded" = 3 ] || exit "$seeded"
+	"${AS_APP_USER[@]}" python "$LIB/ls_init.py"
+	if [ "$first" = 1 ]; then
+		run_init_scripts
+		own_data "$DATA/label-studio" "$DATA/pfs"  # what the init scripts (root) wrote there
+	fi
 	printf '%s\n' "$fingerprint" > "$MARKER.tmp" && mv "$MARKER.tmp" "$MARKER"
+}
+
+# The first-setup program (config/supervisord-first-setup.conf): migrations (none left to apply)
+# and the first user while the programs start; then the marker. If it fails, the container stops.
+first_setup() {
+	if "${AS_APP_USER[@]}" python "$LIB/ls_init.py" --secrets "$FIRST_SECRETS"; then
+		cp "$SETUP_PENDING" "$MARKER.tmp" && mv "$MARKER.tmp" "$MARKER"
+		rm -f "$SETUP_PENDING"
+		log "Label Studio is set up"
+	else
+		rm -f "$FIRST_SECRETS"
+		printf '\npachstudio: error: %s\n\n' "the first set-up of Label Studio failed (above): stopping the container" >&2
+		kill -TERM 1
+		exit 1
+	fi
 }
 
 run_init_scripts() {
@@ -131,12 +185,14 @@ write_supervisord_conf() {
 	{
 		cat "$CONF/supervisord.conf"
 		if [ "$CLUSTER_MODE" = embedded ]; then cat "$CONF/supervisord-pfs-server.conf"; fi
+		if [ -f "$SETUP_PENDING" ]; then cat "$CONF/supervisord-first-setup.conf"; fi
 	} > "$conf.tmp"
 	mv "$conf.tmp" "$conf"
 	echo "$CLUSTER_MODE" > "$RUN_DIR/mode"
 }
 
 appliance() {
+	rm -f "$SETUP_PENDING" "$FIRST_SECRETS"  # left by an earlier start of this container
 	check_fuse
 	file_env LABEL_STUDIO_USERNAME admin@localhost
 	file_env LABEL_STUDIO_PASSWORD
@@ -149,9 +205,10 @@ appliance() {
 	export LABEL_STUDIO_PATH
 
 	find_cluster
-	mkdir -p "$DATA/label-studio" "$DATA/mount" /pfs
+	mkdir -p "$DATA/mount" /pfs
+	own_data "$DATA/label-studio"
 	if [ "$CLUSTER_MODE" = embedded ]; then
-		mkdir -p "$DATA/pfs"
+		own_data "$DATA/pfs"
 		export PACHSTUDIO_MOUNT_ARGS="--pachd-address $CLUSTER_ADDRESS"
 	else
 		export PACHSTUDIO_MOUNT_ARGS=""
@@ -180,12 +237,15 @@ main() {
 			shift
 			appliance "$@"
 			;;
+		first-setup)  # internal: the first-setup program of supervisord
+			first_setup
+			;;
 		pfs-server)
 			shift
-			mkdir -p "$DATA/pfs"
+			own_data "$DATA/pfs"
 			echo pfs-server > "$RUN_DIR/mode"
-			log "embedded PFS server only: port 30650, data in $DATA/pfs"
-			exec pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" "$@"
+			log "embedded PFS server only: port 30650, data in $DATA/pfs, as user $APP_USER"
+			exec "${AS_APP_USER[@]}" pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" "$@"
 			;;
 		*)
 			exec "$@"
