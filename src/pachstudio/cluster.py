@@ -196,3 +196,30 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def save_session_token(token: Optional[str], env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """Writes `token` (None: removes it) as `session_token` of the active context of the config
+    file pachctl would read, as `pachctl auth login` does; the path written, or None when there is
+    no such file or context. The file is rewritten in place (it may be a bind-mounted file) and
+    keeps every other key. An OSError (e.g. a read-only file) is the caller's to report."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    if path is None:
+        return None
+    ctx = _context(path, env)
+    if ctx is None:
+        return None
+    with open(path, "r+") as f:
+        doc = json.load(f)
+        context = doc["v2"]["contexts"][ctx["name"]]
+        if token:
+            context["session_token"] = token
+        else:
+            context.pop("session_token", None)
+        f.seek(0)
+        json.dump(doc, f, indent=2)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
+    return path

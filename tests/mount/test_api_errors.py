@@ -7,12 +7,13 @@ import sys
 
 import httpx
 import pytest
+from pachyderm_sdk.api import pfs
 
 from conftest import mount, put
-from plugins.fake_pachd import REFUSAL, REFUSING_PACHD
 from plugins.mount import MountServer, free_port
 
 TOKEN = "tok-0123456789abcdef-secret"
+REFUSAL = "provided auth token is corrupted or has expired (try logging in again)"  # pachd's ErrBadToken
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +137,6 @@ def test_put_config_connects_a_server_started_without_cluster(tmp_path, pfs_serv
 
 
 def test_only_loopback_binding_is_allowed(tmp_path):
-    import subprocess
-    import sys
     r = subprocess.run([sys.executable, "-m", "pachstudio.cli", "mount-server", "--mount-dir",
                         str(tmp_path / "p"), "--state", str(tmp_path / "s"), "--host", "0.0.0.0"],
                        capture_output=True, text=True, timeout=60)
@@ -146,8 +145,6 @@ def test_only_loopback_binding_is_allowed(tmp_path):
 
 
 def test_unix_socket_serves_the_api_and_sigterm_unmounts(tmp_path):
-    import subprocess
-    import sys
     import time
     sock, mount_dir = str(tmp_path / "ms.sock"), str(tmp_path / "pfs")
     proc = subprocess.Popen([sys.executable, "-m", "pachstudio.cli", "mount-server", "--mount-dir",
@@ -170,29 +167,29 @@ def test_unix_socket_serves_the_api_and_sigterm_unmounts(tmp_path):
         subprocess.run(["fusermount", "-u", "-z", mount_dir], capture_output=True)
 
 
-def test_a_refused_token_is_403_saying_log_in_again(tmp_path):
-    """The cluster's refusal (a fake pachd: the embedded server has no auth) is a 403 that says
-    what to do, not a conflict; the token is in neither the answers nor the log."""
-    port = free_port()
-    fake = subprocess.Popen([sys.executable, "-c", REFUSING_PACHD, f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("revoked", [False, True], ids=["wrong token", "revoked token"])
+def test_a_refused_token_is_403_saying_log_in_again(auth_pfs_server, tmp_path, revoked):
+    """The cluster's refusal (the embedded server with auth on, given a wrong or a revoked
+    token) is a 403 that says what to do, not a conflict; the token is in neither the answers nor
+    the log."""
+    root = auth_pfs_server.root()
+    root.pfs.create_repo(repo=pfs.Repo.from_uri("images"))
+    token = TOKEN
+    if revoked:
+        token = root.auth.get_robot_token(robot="gone").token
+        root.auth.revoke_auth_token(token=token)
+    config = tmp_path / ".pachyderm" / "config.json"  # the mount server's HOME is tmp_path
+    config.parent.mkdir()
+    config.write_text(json.dumps({"v2": {"active_context": "c", "contexts": {"c": {
+        "pachd_address": auth_pfs_server.address, "session_token": token}}}}))
+    ms = MountServer(tmp_path, "").start()
     try:
-        assert "refusing every token" in fake.stdout.readline()
-        config = tmp_path / ".pachyderm" / "config.json"  # the mount server's HOME is tmp_path
-        config.parent.mkdir()
-        config.write_text(json.dumps({"v2": {"active_context": "c", "contexts": {"c": {
-            "pachd_address": f"grpc://127.0.0.1:{port}", "session_token": TOKEN}}}}))
-        ms = MountServer(tmp_path, "").start()
-        try:
-            answers = [ms.call("GET", "/repos"), ms.call("GET", "/projects"),
-                       ms.call("PUT", "/_mount", {"mounts": [{"name": "x", "repo": "images"}]})]
-            for r in answers:
-                assert r.status_code == 403, r.text
-                assert REFUSAL in r.json()["detail"] and "log in again" in r.json()["detail"]
-                assert TOKEN not in r.text
-        finally:
-            ms.stop()
-        assert TOKEN not in ms.log()
+        answers = [ms.call("GET", "/repos"), ms.call("GET", "/projects"),
+                   ms.call("PUT", "/_mount", {"mounts": [{"name": "x", "repo": "images"}]})]
+        for r in answers:
+            assert r.status_code == 403, r.text
+            assert REFUSAL in r.json()["detail"] and "log in again" in r.json()["detail"]
+            assert token not in r.text
     finally:
-        fake.kill()
-        fake.wait()
+        ms.stop()
+    assert token not in ms.log()

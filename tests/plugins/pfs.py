@@ -84,11 +84,12 @@ class ServerProcess:
 class PfsServer(ServerProcess):
     """A `pachstudio pfs-server` process; restartable on the same data directory."""
 
-    def __init__(self, data_dir, port=None, log_path=None):
+    def __init__(self, data_dir, port=None, log_path=None, root_token=None):
         self.data_dir = str(data_dir)
         self.port = port or free_port()
         self.log_path = log_path or os.path.join(self.data_dir + ".log")
         self.proc = None
+        self.root_token = root_token  # auth on, with this root token (given in a file)
 
     @property
     def address(self) -> str:
@@ -96,16 +97,22 @@ class PfsServer(ServerProcess):
 
     def start(self):
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pachstudio.cli", "pfs-server", "--data", self.data_dir,
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        args = [sys.executable, "-m", "pachstudio.cli", "pfs-server", "--data", self.data_dir,
+                "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.root_token:
+            token_file = self.data_dir + ".root-token"
+            with open(token_file, "w") as f:
+                f.write(self.root_token + "\n")
+            args += ["--root-token-file", token_file]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, self.proc)
         return self
 
-    def client(self) -> Client:
-        return Client.from_pachd_address(self.address)
+    def client(self, token=None) -> Client:
+        return Client.from_pachd_address(self.address, auth_token=token)
+
+    def root(self) -> Client:
+        return self.client(self.root_token)
 
 
 
@@ -113,6 +120,17 @@ class PfsServer(ServerProcess):
 def pfs_server(tmp_path):
     """A fresh server for one test, stopped afterwards."""
     server = PfsServer(tmp_path / "pfs").start()
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+ROOT_TOKEN = "root-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def auth_pfs_server(tmp_path):
+    """A fresh server with auth on (root token ROOT_TOKEN), stopped afterwards."""
+    server = PfsServer(tmp_path / "pfs", root_token=ROOT_TOKEN).start()
     yield server
     server.stop(signal.SIGKILL)
 

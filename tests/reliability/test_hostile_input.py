@@ -12,7 +12,6 @@ import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from plugins.fake_pachd import REFUSING_PACHD
 from plugins.image import sdk_client
 
 from .appliance_steps import (
@@ -426,16 +425,17 @@ def test_config_json_variants(env, module_appliances, module_network, outcome, c
     assert CANARY not in logs
 
 
-@pytest.mark.reliability("Hostile input", "a wrong session token (a cluster with auth that refuses it; a fake "
-                                          "pachd, since the embedded server has no auth)")
+@pytest.mark.reliability("Hostile input", "a wrong session token (a cluster with auth that refuses it: the "
+                                          "image's own `pfs-server` with a root token)")
 def test_wrong_token_says_so(module_appliances, module_network, outcome):
-    fake = module_appliances(command=["python", "-c", REFUSING_PACHD], network=module_network, fuse=False, ports=())
+    cluster = module_appliances(command=["pfs-server"], env={"PACHSTUDIO_ROOT_TOKEN": "root-of-the-test-cluster"},
+                                network=module_network, fuse=False, ports=())
     deadline = time.monotonic() + 60
-    while "refusing every token" not in fake.logs():
-        assert time.monotonic() < deadline, fake.logs()
+    while "auth is on" not in cluster.logs():
+        assert time.monotonic() < deadline, cluster.logs()
         time.sleep(0.5)
     app = module_appliances(network=module_network, ports=("8080/tcp",), config_json=_ctx(
-        pachd_address=f"grpc://{fake.name}:30650")).wait_healthy()
+        pachd_address=f"grpc://{cluster.name}:30650")).wait_healthy()
     api = app.api()
     project = create_project(api, "wrong token")
     r = api.http.post(api.url + SOURCE, json={"project": project["id"], "title": "x", "repo": "images"}, timeout=120)

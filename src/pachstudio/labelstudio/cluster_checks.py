@@ -44,7 +44,22 @@ def check_cluster():
         _fail(f"Pachyderm cluster unreachable at {cfg.get('pachd_address') or '(no address configured)'}")
 
 
-def check_repo(storage, branch_must_exist: bool):
+def check_access(found: dict, project: str, repo: str, write: bool) -> None:
+    """The cluster token's access to the repo, as the mount server reports it (pachctl's
+    `authorization`: off, none, read, write): a Source needs read, a Target write."""
+    access = found.get("authorization") or "off"
+    if access == "off" or access == "write" or (access == "read" and not write):
+        return
+    needed = "write permission (REPO_WRITE)" if write else "read permission (REPO_READ)"
+    have = "may only read it" if access == "read" else "has no access to it"
+    _fail(
+        f"repo {project}/{repo}: the cluster token {have}; a {'Target' if write else 'Source'} needs {needed}. "
+        f"Ask a cluster admin for the {'repoWriter' if write else 'repoReader'} role on it "
+        f"(pachctl auth set repo {repo} {'repoWriter' if write else 'repoReader'} <user>)."
+    )
+
+
+def check_repo(storage, branch_must_exist: bool, write: bool = False):
     project, repo, branch = storage.project_name, storage.repo, storage.branch or "master"
     if not repo:
         _fail("repo is required")
@@ -59,6 +74,7 @@ def check_repo(storage, branch_must_exist: bool):
         _fail(explain(exc))
     if not found:
         _fail(f'repo "{repo}" not found in Pachyderm project "{project}"')
+    check_access(found[0], project, repo, write)
     branches = found[0].get("branches") or []
     if branch_must_exist and branch not in branches:
         _fail(f'branch "{branch}" not found in repo {project}/{repo} (branches: {", ".join(branches) or "none"})')
@@ -113,5 +129,5 @@ def check_target(storage):
     if storage.file_format not in ("annotation", "task"):
         _fail(f'file_format must be "annotation" or "task", not "{storage.file_format}"')
     check_cluster()
-    check_repo(storage, branch_must_exist=False)
+    check_repo(storage, branch_must_exist=False, write=True)
     ensure_mount(storage)

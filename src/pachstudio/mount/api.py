@@ -3,15 +3,16 @@ that validate requests and translate them onto the mount table. docs/INTERFACES.
 """
 
 import json
+import logging
 from dataclasses import asdict, fields
 from typing import Iterator, Literal, Optional
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, create_model
 
-from ..cluster import ConfigError, normalize_address
+from ..cluster import ConfigError, normalize_address, save_session_token
 from ..rules import (
     COMMIT_REF_PATTERN as COMMIT_ID,
     MAX_COMMIT_REF,
@@ -20,7 +21,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
-from .errors import BadRequest, MountError
+from .errors import BadRequest, MountError, Unauthenticated, Unavailable
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
 
 
@@ -61,6 +62,9 @@ class RefreshRequest(BaseModel):
 class ConfigRequest(BaseModel):
     pachd_address: str = Field(min_length=1)
     server_cas: Optional[str] = None
+
+
+log = logging.getLogger("pachstudio.mount")
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -127,6 +131,20 @@ class StagedAnswer(BaseModel):
     added: list[str]
     changed: list[str]
     deleted: list[str]
+
+
+class LoginTokenRequest(BaseModel):
+    token: Optional[str] = Field(None, min_length=1, description="a Pachyderm token (robot or session)")
+    oidc: Optional[str] = Field(None, min_length=1, description="the oidc_state of PUT /auth/_login")
+
+
+class LoginAnswer(BaseModel):
+    auth_url: str
+    oidc_state: str
+
+
+class LoginTokenAnswer(Config):
+    username: str  # who the cluster says the token is; the token itself is never answered
 
 
 class Stats(BaseModel):
@@ -204,6 +222,16 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     def remote():
         return table.remote
 
+    def require_login():
+        """pachctl's initialChecks(authCheck): auth on and no token held is 401."""
+        if remote().needs_login():
+            raise Unauthenticated(
+                "user unauthenticated: the cluster has auth on and no token is set; "
+                'log in with PUT /auth/_login_token {"token": ...}'
+            )
+
+    login = [Depends(require_login)]
+
     @app.get("/health", response_model=Health)
     def health():
         return Health(status="running")
@@ -225,7 +253,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         reconfigure(address, req.server_cas)
         return config_answer()
 
-    @app.get("/projects", response_model=list[ProjectAnswer])
+    @app.get("/projects", response_model=list[ProjectAnswer], dependencies=login)
     def projects():
         return [
             ProjectAnswer(
@@ -236,11 +264,11 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             for p in remote().projects()
         ]
 
-    @app.get("/repos", response_model=list[RepoAnswer])
+    @app.get("/repos", response_model=list[RepoAnswer], dependencies=login)
     def repos():
         return [RepoAnswer(**asdict(r)) for r in table.repos()]
 
-    @app.get("/mounts", response_model=Mounts)
+    @app.get("/mounts", response_model=Mounts, dependencies=login)
     def mounts():
         listing = table.listing()
         return Mounts(
@@ -249,7 +277,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             failed=[MountState.of(m) for m in listing.failed],
         )
 
-    @app.put("/_mount", response_model=Mounts)
+    @app.put("/_mount", response_model=Mounts, dependencies=login)
     def mount(req: MountRequest):
         names = [m.name for m in req.mounts]
         if len(set(names)) != len(names):
@@ -267,7 +295,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             table.mount(spec)
         return mounts()
 
-    @app.put("/_unmount", response_model=Mounts)
+    @app.put("/_unmount", response_model=Mounts, dependencies=login)
     def unmount(req: UnmountRequest):
         for name in req.mounts:
             table.get(name)
@@ -275,28 +303,86 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
             table.unmount(name, discard=req.discard, commit=req.commit)
         return mounts()
 
-    @app.put("/_unmount_all", response_model=Mounts)
+    @app.put("/_unmount_all", response_model=Mounts, dependencies=login)
     def unmount_all(req: Optional[UnmountAllRequest] = None):
         req = req or UnmountAllRequest()
         table.unmount_all(discard=req.discard, commit=req.commit)
         return mounts()
 
-    @app.put("/_refresh", response_model=MountState)
+    @app.put("/_refresh", response_model=MountState, dependencies=login)
     def refresh(req: RefreshRequest):
         return MountState.of(table.refresh(req.mount))
 
-    @app.put("/_commit", response_model=CommitAnswer)
+    @app.put("/_commit", response_model=CommitAnswer, dependencies=login)
     def commit(req: CommitRequest):
         result = table.commit(req.mount, req.description)
         return CommitAnswer(**dict(mounts()), **asdict(result))
 
-    @app.get("/mounts/{name}/files")
+    # -- the session token, as pachctl mount-server's /auth calls -------------------------------
+    @app.put("/auth/_login", response_model=LoginAnswer)
+    def auth_login():
+        """OIDC login: the cluster's login URL and state. The embedded server has no OIDC, so it
+        answers 500 as pachctl's does, saying to log in with a token instead."""
+        r = remote()
+        if r.config is None:
+            raise Unavailable("not connected to a cluster")
+        if r.status() != "AUTH_ENABLED":
+            raise MountError("auth isn't activated on the cluster")
+        try:
+            url, state = r.oidc_login()
+        except MountError:
+            raise MountError(
+                "no authentication providers configured: OIDC login is not available on this cluster; "
+                'log in with PUT /auth/_login_token {"token": ...} (a token from `pachctl auth get-robot-token`)'
+            ) from None
+        return LoginAnswer(auth_url=url, oidc_state=state)
+
+    @app.put("/auth/_login_token", response_model=LoginTokenAnswer)
+    def auth_login_token(req: LoginTokenRequest):
+        """Sets the session token (a token, or the OIDC state of /auth/_login) once the cluster
+        accepts it, and keeps it as pachctl does: in the config file's active context."""
+        r = remote()
+        if r.config is None:
+            raise Unavailable("not connected to a cluster")
+        if bool(req.token) == bool(req.oidc):
+            raise BadRequest('send either {"token": "<Pachyderm token>"} or {"oidc": "<oidc_state of /auth/_login>"}')
+        old = r.config.token
+        token = req.token or r.authenticate(req.oidc)
+        r.set_token(token)
+        try:
+            username = r.who_am_i()
+        except Exception as e:
+            r.set_token(old)
+            if isinstance(e, MountError):
+                raise
+            raise MountError("auth isn't activated on the cluster") from None
+        try:
+            save_session_token(token)
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("session token kept in memory only: cannot write the config file (%s)", type(e).__name__)
+        return LoginTokenAnswer(**dict(config_answer()), username=username)
+
+    @app.put("/auth/_logout", dependencies=login)
+    def auth_logout():
+        """Unmounts everything (committing what is staged, as pachctl), then drops the token."""
+        r = remote()
+        if r.config is None:
+            raise Unavailable("not connected to a cluster")
+        table.unmount_all()
+        r.set_token(None)
+        try:
+            save_session_token(None)
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("cannot remove the session token from the config file (%s)", type(e).__name__)
+        return {}
+
+    @app.get("/mounts/{name}/files", dependencies=login)
     def files(name: str, prefix: str = "", recursive: bool = True):
         _check_prefix(prefix)
         rows = _first_then_rest(table.files(name, prefix, recursive))
         return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson")
 
-    @app.get("/mounts/{name}/diff")
+    @app.get("/mounts/{name}/diff", dependencies=login)
     def diff(name: str, since: str = Query(..., min_length=1, pattern=COMMIT_ID)):
         rows = _first_then_rest(table.diff(name, since))
         return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson")

@@ -31,3 +31,9 @@ class Unavailable(MountError):
     """The cluster cannot be reached (or is not configured)."""
 
     status = 503
+
+
+class Unauthenticated(MountError):
+    """Auth is on and no token is held: log in (PUT /auth/_login_token), as pachctl's 401."""
+
+    status = 401

@@ -12,6 +12,7 @@ when they deliver nothing for a while, an upload when it can send nothing for a 
 
 import collections
 import contextvars
+import dataclasses
 import os
 import threading
 import time
@@ -34,6 +35,7 @@ DEFAULT_CALL_TIMEOUT = 30.0
 CALL_TIMEOUT = DEFAULT_CALL_TIMEOUT
 STREAM_IDLE = 2 * CALL_TIMEOUT
 FINISH_TIMEOUT = 20 * CALL_TIMEOUT
+LOGIN_CHECK_TTL = 5.0  # seconds a "no token, is a login needed?" answer is reused
 
 
 def set_timeouts(call_timeout: Optional[float] = None) -> None:
@@ -184,6 +186,7 @@ class Remote:
         self._client = None
         self._lock = threading.Lock()
         self.calls = collections.Counter()
+        self._login_check = None  # (config, when, needed)
 
     @property
     def address(self) -> str:
@@ -285,6 +288,59 @@ class Remote:
             return "AUTH_DISABLED"
         except Exception:  # noqa: BLE001 - any other answer means auth is there
             return "AUTH_ENABLED"
+
+    # -- the session token (pachctl mount-server's /auth calls) ---------------------------------
+    def who_am_i(self) -> str:
+        """The username the cluster sees for our token; AuthServiceNotActivated when auth is off."""
+        try:
+            return self.client().auth.who_am_i().username
+        except AuthServiceNotActivated:
+            raise
+        except Exception as e:  # noqa: BLE001 - translated for the caller
+            raise self.translate(e, "checking the session token") from None
+
+    def needs_login(self) -> bool:
+        """True when the cluster has auth on and we hold no token (pachctl answers 401 then). A
+        held token the cluster refuses is the calls' own 403. Cached a few seconds: Label Studio
+        polls, and this costs a call."""
+        if self.config is None or self.config.token:
+            return False
+        now = time.monotonic()
+        cached = self._login_check
+        if cached and cached[0] is self.config and now - cached[1] < LOGIN_CHECK_TTL:
+            return cached[2]
+        try:
+            self.client().auth.who_am_i()
+            needed = False
+        except AuthServiceNotActivated:
+            needed = False
+        except grpc.RpcError as e:
+            needed = e.code() == grpc.StatusCode.UNAUTHENTICATED
+        except Exception:  # noqa: BLE001 - an unreachable cluster is the calls' own 503
+            needed = False
+        self._login_check = (self.config, now, needed)
+        return needed
+
+    def set_token(self, token: Optional[str]) -> None:
+        """Use `token` from now on (None: none); the channel is rebuilt to carry it."""
+        with self._lock:
+            if self.config is None:
+                raise Unavailable(NOT_CONFIGURED)
+            self.config = dataclasses.replace(self.config, token=token or None)
+            client, self._client = self._client, None
+            self._login_check = None
+        if client is not None:
+            try:
+                client._channel.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def oidc_login(self) -> tuple[str, str]:
+        info = self.call("get_oidc_login", "asking for the OIDC login", lambda c: c.auth.get_oidc_login())
+        return info.login_url, info.state
+
+    def authenticate(self, oidc_state: str) -> str:
+        return self.call("authenticate", "logging in", lambda c: c.auth.authenticate(oidc_state=oidc_state)).pach_token
 
     def projects(self) -> list:
         return list(self.stream("list_project", "listing projects", lambda c: c.pfs.list_project()))

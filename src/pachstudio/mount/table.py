@@ -15,12 +15,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterator, Optional
 
-from pachyderm_sdk.api import pfs
+import betterproto
+from pachyderm_sdk.api import auth as pfs_auth, pfs
 
 from .. import pfswire
 from ..rules import clean_path
 from .cache import ContentCache
-from .errors import BadRequest, Conflict, MountError, NotFound, Unavailable
+from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavailable
 from .readonly import CommitTree
 from .remote import Remote
 from .staging import Plan, StagingArea, _write_json
@@ -30,6 +31,21 @@ log = logging.getLogger("pachstudio.mount")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
 UPLOAD_CHUNK = 4 << 20
+
+
+READ_PERMISSIONS = ("REPO_READ", "REPO_LIST_COMMIT", "REPO_LIST_BRANCH", "REPO_LIST_FILE")
+
+
+def authorization(info) -> str:
+    """pachctl mount-server's reading of RepoInfo.auth_info: `off` when the cluster sent none
+    (auth off), else `write` (REPO_WRITE), `read` (its four read permissions) or `none`."""
+    auth_info = info.auth_info
+    if auth_info is None or not betterproto.serialized_on_wire(auth_info):
+        return "off"
+    have = {pfs_auth.Permission(p).name for p in auth_info.permissions}
+    if not all(p in have for p in READ_PERMISSIONS):
+        return "none"
+    return "write" if "REPO_WRITE" in have else "read"
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,7 @@ class RepoInfo:
     project: str
     repo: str
     branches: list
-    authorization: str = "off"  # the embedded server has no auth; pachctl's "off" too
+    authorization: str = "off"  # off | none | read | write, as pachctl mount-server derives it
 
 
 @dataclass
@@ -178,9 +194,17 @@ class MountTable:
     def _repo(self, spec: MountSpec) -> pfs.Repo:
         repo = pfs.Repo(name=spec.repo, type="user", project=pfs.Project(name=spec.project))
         try:
-            self.remote.inspect_repo(repo)
+            info = self.remote.inspect_repo(repo)
         except NotFound:
             raise NotFound(f"repo {spec.project}/{spec.repo} not found") from None
+        access = authorization(info)
+        name = f"{spec.project}/{spec.repo}"
+        if access == "none":  # pachctl's words, with the project
+            raise Refused(f"user doesn't have read permission on repo {name} (it needs REPO_READ)")
+        if spec.mode == "rw" and access == "read":
+            raise Refused(
+                f"can't create writable mount since user doesn't have write access on repo {name} (it needs REPO_WRITE)"
+            )
         return repo
 
     def _finished_head(self, repo: pfs.Repo, branch: str, create: bool = False):
@@ -468,11 +492,13 @@ class MountTable:
         for info in self.remote.repos():
             if info.repo.type and info.repo.type != "user":
                 continue
+            access = authorization(info)
             out.append(
                 RepoInfo(
                     project=info.repo.project.name if info.repo.project else "default",
                     repo=info.repo.name,
-                    branches=sorted(b.name for b in info.branches or []),
+                    branches=[] if access == "none" else sorted(b.name for b in info.branches or []),
+                    authorization=access,
                 )
             )
         return out

@@ -12,6 +12,8 @@ from pachyderm_sdk.api import admin, auth, pfs, transaction, version
 
 from ..pfswire import FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from . import paths as P
+from .auth import Auth
+from .auth_rpc import AuthService, caller, gate, unsupported
 from .errors import InvalidArgument
 from .rpc import generic_handlers, sdk_methods
 from .store import CommitRow, Entry, RepoRow, Store
@@ -26,8 +28,25 @@ def ts(t: Optional[float]) -> Optional[datetime]:
 
 
 class PfsService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, auth: Optional[Auth] = None):
         self.store = store
+        self.auth = auth
+
+    # -- permissions (pachd's checks per call; none when auth is off) ---------------------------
+    def _needs(self, repo: RepoRow, *permissions: str) -> None:
+        if self.auth is not None:
+            self.auth.check(caller(), "REPO", f"{repo.project}/{repo.name}", *permissions)
+
+    def _may(self, repo: RepoRow, *permissions: str) -> bool:
+        return self.auth is None or self.auth.allows(caller(), "REPO", f"{repo.project}/{repo.name}", *permissions)
+
+    def _auth_info(self, r: RepoRow) -> Optional[pfs.AuthInfo]:
+        """The caller's permissions and roles on a repo, as pachd puts them in RepoInfo."""
+        subject = caller()
+        if self.auth is None or subject is None:
+            return None
+        perms, roles = self.auth.permissions(subject, "REPO", f"{r.project}/{r.name}")
+        return pfs.AuthInfo(permissions=[auth.Permission[p] for p in perms], roles=roles)
 
     # -- translating references ---------------------------------------------------------------
     def _repo(self, repo: Optional[pfs.Repo]) -> RepoRow:
@@ -121,11 +140,15 @@ class PfsService:
             size_bytes_upper_bound=size,
             details=pfs.RepoInfoDetails(size_bytes=size),
             branches=[pfs.Branch(repo=repo, name=b[0]) for b in self.store.list_branches(r)],
+            auth_info=self._auth_info(r),
         )
 
     # -- projects -----------------------------------------------------------------------------
     def CreateProject(self, req: pfs.CreateProjectRequest, ctx):
-        self.store.create_project(req.project.name if req.project else "", req.description, req.update)
+        name = req.project.name if req.project else ""
+        self.store.create_project(name, req.description, req.update)
+        if self.auth is not None and caller() and not req.update:
+            self.auth.create_binding("PROJECT", name, caller(), ["projectOwner"])
         return Empty()
 
     def _project_info(self, row) -> pfs.ProjectInfo:
@@ -140,20 +163,30 @@ class PfsService:
             yield self._project_info(row)
 
     def DeleteProject(self, req: pfs.DeleteProjectRequest, ctx):
-        self.store.delete_project(req.project.name if req.project else "", req.force)
+        name = (req.project.name if req.project else "") or "default"
+        if self.auth is not None:
+            self.auth.check(caller(), "PROJECT", name, "PROJECT_DELETE", "PROJECT_MODIFY_BINDINGS")
+        self.store.delete_project(name, req.force)
+        if self.auth is not None:
+            self.auth.delete_binding("PROJECT", name)
         return Empty()
 
     # -- repos --------------------------------------------------------------------------------
     def CreateRepo(self, req: pfs.CreateRepoRequest, ctx):
         if req.repo is None or not req.repo.name:
             raise InvalidArgument("a repo name is needed")
-        self.store.create_repo(
-            req.repo.project.name if req.repo.project else "",
-            req.repo.name,
-            req.repo.type or "user",
-            req.description,
-            req.update,
-        )
+        project = (req.repo.project.name if req.repo.project else "") or "default"
+        type_ = req.repo.type or "user"
+        existing = None
+        if self.auth is not None and caller():
+            self.store.get_project(project)  # a missing project is NOT_FOUND before any permission
+            self.auth.check(caller(), "PROJECT", project, "PROJECT_CREATE_REPO")
+            existing = next((r for r in self.store.list_repos(type_, [project]) if r.name == req.repo.name), None)
+            if existing is not None and req.update and existing.description != req.description:
+                self._needs(existing, "REPO_WRITE")
+        self.store.create_repo(project, req.repo.name, type_, req.description, req.update)
+        if self.auth is not None and caller() and existing is None and type_ == "user":
+            self.auth.create_binding("REPO", f"{project}/{req.repo.name}", caller(), ["repoOwner"])
         return Empty()
 
     def InspectRepo(self, req: pfs.InspectRepoRequest, ctx):
@@ -162,13 +195,23 @@ class PfsService:
     def ListRepo(self, req: pfs.ListRepoRequest, ctx):
         projects = [p.name or "default" for p in req.projects]
         for r in self.store.list_repos(req.type, projects):
+            if caller() and not (
+                self.auth.allows(caller(), "PROJECT", r.project, "PROJECT_LIST_REPO") or self._may(r, "REPO_READ")
+            ):
+                continue  # pachd lists only the repos the caller may see
             yield self.repo_info(r)
 
     def DeleteRepo(self, req: pfs.DeleteRepoRequest, ctx):
         if req.repo is None or not req.repo.name:
             raise InvalidArgument("no repo specified")
-        project = req.repo.project.name if req.repo.project else ""
+        project = (req.repo.project.name if req.repo.project else "") or "default"
+        if self.auth is not None and caller():
+            existing = [r for r in self.store.list_repos("", [project]) if r.name == req.repo.name]
+            if existing and not self._may(existing[0], "REPO_DELETE"):
+                return pfs.DeleteRepoResponse(deleted=False)  # pachd: not deleted, no error
         deleted = self.store.delete_repo(project, req.repo.name, req.repo.type or "user", req.force)
+        if deleted and self.auth is not None and (req.repo.type or "user") == "user":
+            self.auth.delete_binding("REPO", f"{project}/{req.repo.name}")
         return pfs.DeleteRepoResponse(deleted=deleted)
 
     def DeleteRepos(self, req: pfs.DeleteReposRequest, ctx):
@@ -186,6 +229,7 @@ class PfsService:
         if req.branch is None or req.branch.repo is None:
             raise InvalidArgument("a branch with its repo is needed")
         repo = self._repo(req.branch.repo)
+        self._needs(repo, "REPO_CREATE_BRANCH")
         head = None
         if self._is_set(req.head):
             head_repo, head = self._commit(req.head)
@@ -201,11 +245,13 @@ class PfsService:
 
     def ListBranch(self, req: pfs.ListBranchRequest, ctx):
         repo = self._repo(req.repo)
+        self._needs(repo, "REPO_LIST_BRANCH")
         for b in self.store.list_branches(repo, req.reverse):
             yield self.branch_info(repo, b)
 
     def DeleteBranch(self, req: pfs.DeleteBranchRequest, ctx):
         repo = self._repo(req.branch.repo if req.branch else None)
+        self._needs(repo, "REPO_DELETE_BRANCH")
         self.store.delete_branch(repo, req.branch.name, req.force)
         return Empty()
 
@@ -221,6 +267,7 @@ class PfsService:
         if self._is_set(req.parent):
             parent_repo, parent = self._commit(req.parent)
         branch = req.branch.name if req.branch else ""
+        self._needs(repo, "REPO_WRITE")
         return self.commit_msg(repo, self.store.start_commit(repo, branch, parent, req.description))
 
     def FinishCommit(self, req: pfs.FinishCommitRequest, ctx):
@@ -230,12 +277,14 @@ class PfsService:
 
     def InspectCommit(self, req: pfs.InspectCommitRequest, ctx):
         repo, c = self._commit(req.commit)
+        self._needs(repo, "REPO_INSPECT_COMMIT")
         if req.wait >= pfs.CommitState.READY and c.finished is None:
             c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
         return self.commit_info(repo, c)
 
     def ListCommit(self, req: pfs.ListCommitRequest, ctx):
         repo = self._repo(req.repo)
+        self._needs(repo, "REPO_LIST_COMMIT")
         to = self._commit(req.to)[1] if self._is_set(req.to) else None
         from_ = self._commit(req.from_)[1] if self._is_set(req.from_) else None
         for c in self.store.list_commits(repo, to, from_, req.number, req.reverse):
@@ -243,6 +292,7 @@ class PfsService:
 
     def SubscribeCommit(self, req: pfs.SubscribeCommitRequest, ctx):
         repo = self._repo(req.repo)
+        self._needs(repo, "REPO_LIST_COMMIT")
         seen = set()
         if self._is_set(req.from_):
             _, start = self._commit(req.from_)
@@ -299,6 +349,7 @@ class PfsService:
                     if batch is not None:
                         raise InvalidArgument("set_commit must come first and only once")
                     repo = self._commit_repo(body)
+                    self._needs(repo, "REPO_WRITE")
                     batch = self.store.begin_batch(repo, body.id, body.branch.name if body.branch else "")
                 elif batch is None:
                     raise InvalidArgument("the first ModifyFile message must be set_commit")
@@ -328,6 +379,7 @@ class PfsService:
         if file is None or file.commit is None:
             raise InvalidArgument("a file with its commit is needed")
         repo, c = self._commit(file.commit)
+        self._needs(repo, "REPO_READ")
         return self.commit_msg(repo, c), c, P.clean(file.path or "/")
 
     def _single_file(self, c: CommitRow, path: str) -> Entry:
@@ -405,6 +457,7 @@ class PfsService:
 
     def GlobFile(self, req: pfs.GlobFileRequest, ctx):
         repo, c = self._commit(req.commit)
+        self._needs(repo, "REPO_READ")
         enc = self._encoder(self.commit_msg(repo, c), c)
         lo = req.path_range.lower if req.path_range else ""
         hi = req.path_range.upper if req.path_range else ""
@@ -418,6 +471,7 @@ class PfsService:
         old_commit, old_c, old_path = None, None, path
         if req.old_file is not None and req.old_file.commit is not None and (self._is_set(req.old_file.commit)):
             old_repo, old_c = self._commit(req.old_file.commit)
+            self._needs(old_repo, "REPO_READ")
             old_commit = self.commit_msg(old_repo, old_c)
             old_path = P.clean(req.old_file.path or "/")
         elif new_c.parent:
@@ -441,9 +495,6 @@ class PfsService:
     def GetVersion(self, req, ctx):
         return VERSION
 
-    def WhoAmI(self, req, ctx):
-        ctx.abort(grpc.StatusCode.UNIMPLEMENTED, "the auth service is not activated")
-
 
 def _health_check(raw: bytes, ctx) -> bytes:
     return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
@@ -459,19 +510,42 @@ def _joinable(fn, name: str, txns: TransactionService):
     return call
 
 
-def build_handlers(store: Store):
-    service = PfsService(store)
+def _gated(fn, method, auth_: Auth):
+    """Every call passes the auth gate first (pachd's interceptor): the caller is known before
+    the engine runs, and a refused token never reaches it."""
+    if method.kind.endswith("_stream"):
+
+        def stream(req, ctx):
+            gate(auth_, method.service, method.name, ctx)
+            yield from fn(req, ctx)
+
+        return stream
+
+    def unary(req, ctx):
+        gate(auth_, method.service, method.name, ctx)
+        return fn(req, ctx)
+
+    return unary
+
+
+def build_handlers(store: Store, auth_: Optional[Auth] = None):
+    auth_ = auth_ if auth_ is not None else Auth(store.data_dir)
+    service = PfsService(store, auth_)
+    auth_service = AuthService(auth_, store)
     txns = TransactionService(service)
     impls: dict[str, dict] = {}
-    for module, target in ((pfs, service), (admin, service), (version, service), (auth, service), (transaction, txns)):
+    targets = ((pfs, service), (admin, service), (version, service), (auth, auth_service), (transaction, txns))
+    for module, target in targets:
         for name, method in sdk_methods(module.__name__).items():
             if name == "ModifyFile":
                 method.parse = parse_modify_file
             fn = getattr(target, name, None)
+            if fn is None and target is auth_service:
+                fn = unsupported(name)
             if fn is not None and name[0].isupper():
                 if target is service and name in TXN_METHODS:
                     fn = _joinable(fn, name, txns)
-                impls.setdefault(method.service, {})[name] = (method, fn)
+                impls.setdefault(method.service, {})[name] = (method, _gated(fn, method, auth_))
     handlers = generic_handlers(impls)
     handlers.append(
         grpc.method_handlers_generic_handler(
