@@ -64,6 +64,47 @@ own_data() {
 	done
 }
 
+# Auth of the embedded PFS server: on when PACHSTUDIO_PFS_AUTH is true (scripts/run sets it when
+# it publishes port 30650 beyond loopback), and at every later start on a /data that has a root
+# token (the server keeps auth on once on). The root token is made once, kept in ROOT_TOKEN (mode
+# 600, the server's user's) and printed once; the server reads it from that file, the mount server
+# from a config made here for it alone (root's, mode 600): never on a command line, never logged
+# again. Sets PACHSTUDIO_PFS_ARGS (the server's extra flags) and, for the mount server, PACH_CONFIG.
+ROOT_TOKEN="$DATA/pfs/root-token"
+MOUNT_CONFIG="$RUN_DIR/pachyderm-config.json"
+pfs_auth() {
+	export PACHSTUDIO_PFS_ARGS=""
+	case "${PACHSTUDIO_PFS_AUTH:-}" in
+		1|true|yes|on) ;;
+		''|0|false|no|off) [ -s "$ROOT_TOKEN" ] || return 0 ;;
+		*) die "PACHSTUDIO_PFS_AUTH=$PACHSTUDIO_PFS_AUTH: use 1 (auth on) or 0" ;;
+	esac
+	local made=0
+	if [ ! -s "$ROOT_TOKEN" ]; then
+		rm -f "$ROOT_TOKEN"
+		"${AS_APP_USER[@]}" python -c 'import os, secrets, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, secrets.token_hex(16).encode() + b"\n")' "$ROOT_TOKEN"
+		made=1
+	fi
+	if [ "$(id -u)" = 0 ]; then chown "$APP_USER:$APP_USER" "$ROOT_TOKEN"; fi
+	chmod 600 "$ROOT_TOKEN"
+	export PACHSTUDIO_PFS_ARGS="--root-token-file $ROOT_TOKEN"
+	if [ "${1:-}" = appliance ]; then
+		local token
+		token="$(< "$ROOT_TOKEN")"
+		(umask 077 && printf '{"v2": {"active_context": "embedded", "contexts": {"embedded": {"pachd_address": "%s", "session_token": "%s"}}}}\n' \
+			"$CLUSTER_ADDRESS" "$token" > "$MOUNT_CONFIG")
+		export PACH_CONFIG="$MOUNT_CONFIG"
+	fi
+	log "the embedded PFS server has auth on: every call needs a token (root token in $ROOT_TOKEN)"
+	if [ "$made" = 1 ]; then
+		local line="========================================================================"
+		printf '\n%s\n  The embedded PFS server has auth on. Its root token (pach:root) is shown ONCE:\n\n    root token: %s\n\n  Give it to the Pachyderm SDK (Client.from_pachd_address(..., auth_token=...)) or\n  pachctl (session_token of the context). It stays in the volume, at %s.\n%s\n\n' \
+			"$line" "$(< "$ROOT_TOKEN")" "$ROOT_TOKEN" "$line"
+	fi
+}
+
 site_packages() { python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 
 # FUSE is not optional: without it the mount server cannot show Pachyderm under /pfs.
@@ -120,6 +161,7 @@ find_cluster() {
 
 # Label Studio's migrations and first user. Skipped when the marker says this /data was set up by
 # an image with the same migrations and database: a restart goes straight to the programs.
+DB_CHECKED=0
 init_label_studio() {
 	local fingerprint
 	fingerprint="$(cat "$LIB/migrations.fingerprint" 2>/dev/null || echo unknown) ${DJANGO_DB:-sqlite} ${POSTGRE_HOST:-} ${POSTGRE_NAME:-} $DJANGO_SETTINGS_MODULE"
@@ -131,7 +173,9 @@ init_label_studio() {
 	[ -f "$MARKER" ] || first=1
 	if [ "$first" = 1 ]; then log "first start on this $DATA: setting up Label Studio"; else log "new image: applying Label Studio migrations"; fi
 	local seeded=0
+	# (with PostgreSQL, this first waits for the database as db_check.py does)
 	"${AS_APP_USER[@]}" python "$LIB/ls_init.py" --seed || seeded=$?
+	DB_CHECKED=1
 	if [ "$first" = 1 ] && [ "$seeded" = 0 ] && ! compgen -G '/docker-entrypoint-init.d/*' >/dev/null; then
 		# A new database that now holds the image's migrated schema: `migrate` has nothing to do,
 		# so it and the first user run beside the programs' start (the first-setup program), and
@@ -210,14 +254,15 @@ appliance() {
 	if [ "$CLUSTER_MODE" = embedded ]; then
 		own_data "$DATA/pfs"
 		export PACHSTUDIO_MOUNT_ARGS="--pachd-address $CLUSTER_ADDRESS"
+		pfs_auth appliance
 	else
 		export PACHSTUDIO_MOUNT_ARGS=""
 	fi
 
-	if [ "${LABEL_STUDIO_DJANGO_DB:-${DJANGO_DB:-}}" = postgresql ]; then
-		python "$LIB/db_check.py"
-	fi
 	init_label_studio
+	if [ "${LABEL_STUDIO_DJANGO_DB:-${DJANGO_DB:-}}" = postgresql ] && [ "$DB_CHECKED" = 0 ]; then
+		python "$LIB/db_check.py"  # a restart: the set-up (ls_init.py --seed) did not wait for it
+	fi
 	# Only the first start needs these; the programs never see them.
 	unset LABEL_STUDIO_PASSWORD LABEL_STUDIO_USER_TOKEN
 
@@ -243,9 +288,12 @@ main() {
 		pfs-server)
 			shift
 			own_data "$DATA/pfs"
+			pfs_auth pfs-server
 			echo pfs-server > "$RUN_DIR/mode"
 			log "embedded PFS server only: port 30650, data in $DATA/pfs, as user $APP_USER"
-			exec "${AS_APP_USER[@]}" pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" "$@"
+			# shellcheck disable=SC2086 # PACHSTUDIO_PFS_ARGS: flags, split on purpose
+			exec "${AS_APP_USER[@]}" pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" \
+				$PACHSTUDIO_PFS_ARGS "$@"
 			;;
 		*)
 			exec "$@"

@@ -16,9 +16,6 @@ import secrets
 import shutil
 import sys
 
-import label_studio
-
-LS_PATH = str(pathlib.Path(label_studio.__file__).parent)
 # The migrations (Label Studio's and ours), applied at image build time by ls_template.py: a first
 # start copies the SQLite file, or loads the PostgreSQL dump, instead of spending most of a minute
 # migrating from nothing. `migrate` then finds nothing to do (or only what a newer image brings).
@@ -58,12 +55,13 @@ def seed_postgresql() -> bool:
     """A PostgreSQL database without Django's tables starts from the build-time dump, in one
     transaction: if it does not load (an old server, tables of another program), nothing of it
     stays and `migrate` builds the schema the slow way. Plain psycopg: no Django start-up."""
+    import db_check
     import psycopg
-    from db_check import connect_args
 
+    db_check.main()  # waits for the database, or stops the start saying why
     if not PG_TEMPLATE.exists():
         return False
-    with psycopg.connect(**connect_args()) as conn:
+    with psycopg.connect(**db_check.connect_args()) as conn:
         found = conn.execute(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
             " AND table_name = 'django_migrations'"
@@ -128,7 +126,9 @@ def main() -> None:
     username, password, token = first_user_settings()
     legacy_tokens = truthy(os.environ.get("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "true"))
     seed()
-    sys.path.insert(0, LS_PATH)
+    import label_studio
+
+    sys.path.insert(0, str(pathlib.Path(label_studio.__file__).parent))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pachstudio.labelstudio.settings")
     import django
 

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from image.test_compose import compose, compose_tools  # noqa: F401 - fixtures
-from image.test_image_appliance import TEXTS, import_and_label, put_source_files, target_sync_makes_one_commit
+from image.test_image_appliance import (
+    TEXTS,
+    commits,
+    import_and_label,
+    put_source_files,
+    target_sync_makes_one_commit,
+    wait_storage,
+)
 from plugins.image import ADMIN, IMAGE, files_at, sdk_client
 
 pytestmark = pytest.mark.image
@@ -135,3 +142,56 @@ def test_a_first_start_on_postgresql_loads_the_pre_migrated_schema(compose, appl
     put_source_files(client)
     project, target, annotations = import_and_label(app.api(), client)
     target_sync_makes_one_commit(app.api(), client, target, annotations)
+
+
+# The processes whose command line or environment holds the root token (read here from its file).
+TOKEN_IN_PROCESSES = r"""
+import os
+token = open("/data/pfs/root-token").read().strip().encode()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    for part in ("cmdline", "environ"):
+        try:
+            if token in open(f"/proc/{pid}/{part}", "rb").read():
+                print(pid, part, open(f"/proc/{pid}/cmdline", "rb").read()[:80])
+        except OSError:
+            pass
+"""
+
+
+def test_pfs_auth_makes_a_root_token_prints_it_once_and_the_appliance_uses_it(appliance_factory, data_volume):
+    import re
+
+    from pachyderm_sdk import Client
+
+    app = appliance_factory(volume=data_volume, env={"PACHSTUDIO_PFS_AUTH": "1"}).wait_healthy()
+    [token] = re.findall(r"root token: ([0-9a-f]{32})", app.logs())
+    with pytest.raises(Exception, match="no authentication token"):
+        list(Client.from_pachd_address(app.pachd_address).pfs.list_repo())
+    client = Client.from_pachd_address(app.pachd_address, auth_token=token)
+    assert client.auth.who_am_i().username == "pach:root"
+    rc, out = app.exec("stat", "-c", "%U %a", "/data/pfs/root-token")
+    assert (rc, out.strip()) == (0, "pachstudio 600")
+    rc, out = app.exec("python", "-c", TOKEN_IN_PROCESSES)
+    assert rc == 0 and out.strip() == "", f"the token is on a command line or in an environment: {out}"
+
+    # The mount server holds the token (its own config): Source sync and Target Sync work.
+    put_source_files(client)
+    api = app.api()
+    project, target, annotations = import_and_label(api, client, annotate=2)
+    target_sync_makes_one_commit(api, client, target, annotations)
+
+    # A restart keeps auth on with the same token, never printed again.
+    app.container.restart(timeout=30)
+    app.wait_healthy()
+    assert app.logs().count(token) == 1
+    with pytest.raises(Exception, match="no authentication token"):
+        list(Client.from_pachd_address(app.pachd_address).pfs.list_repo())
+    api = app.api()  # the published ports may change on a restart
+    [task] = [t for t in api.tasks(project["id"]) if not t["total_annotations"]]
+    new = api.annotate(task["id"], "dog")
+    client = Client.from_pachd_address(app.pachd_address, auth_token=token)
+    before = {c.commit.id for c in commits(client, "labels")}
+    api.call("POST", f"/api/storages/export/pachyderm/{target['id']}/sync")
+    wait_storage(api, f"/api/storages/export/pachyderm/{target['id']}")
+    [head] = [c for c in commits(client, "labels") if c.commit.id not in before]
+    assert f"/annotations/{new['id']}.json" in files_at(client, f"labels@{head.commit.id}:/")
