@@ -74,6 +74,12 @@ ROOT_TOKEN="$DATA/pfs/root-token"
 MOUNT_CONFIG="$RUN_DIR/pachyderm-config.json"
 pfs_auth() {
 	export PACHSTUDIO_PFS_ARGS=""
+	if [ "${1:-}" = appliance ] && [ -n "${PACHSTUDIO_ROOT_TOKEN:-}" ]; then
+		# A root token of the user's own: kept like a made one (the mount server needs it too), not printed.
+		(umask 077 && printf '%s\n' "$PACHSTUDIO_ROOT_TOKEN" > "$ROOT_TOKEN")
+		unset PACHSTUDIO_ROOT_TOKEN
+		PACHSTUDIO_PFS_AUTH=1
+	fi
 	case "${PACHSTUDIO_PFS_AUTH:-}" in
 		1|true|yes|on) ;;
 		''|0|false|no|off) [ -s "$ROOT_TOKEN" ] || return 0 ;;
@@ -254,6 +260,7 @@ appliance() {
 	if [ "$CLUSTER_MODE" = embedded ]; then
 		own_data "$DATA/pfs"
 		export PACHSTUDIO_MOUNT_ARGS="--pachd-address $CLUSTER_ADDRESS"
+		file_env PACHSTUDIO_ROOT_TOKEN
 		pfs_auth appliance
 	else
 		export PACHSTUDIO_MOUNT_ARGS=""
