@@ -29,17 +29,22 @@ FINAL = ("password authentication failed", "does not exist", "no pg_hba.conf ent
          "permission denied")
 
 
+def connect_args() -> dict:
+    """psycopg.connect's arguments for Label Studio's database, read as Label Studio reads them."""
+    return {"host": setting("POSTGRE_HOST", "localhost"), "port": setting("POSTGRE_PORT", "5432"),
+            "dbname": setting("POSTGRE_NAME", "postgres"), "user": setting("POSTGRE_USER", "postgres"),
+            "password": setting("POSTGRE_PASSWORD", "postgres")}
+
+
 def main() -> None:
-    host, port = setting("POSTGRE_HOST", "localhost"), setting("POSTGRE_PORT", "5432")
-    name, user = setting("POSTGRE_NAME", "postgres"), setting("POSTGRE_USER", "postgres")
-    password = setting("POSTGRE_PASSWORD", "postgres")
+    args = connect_args()
+    host, port, name, user, password = (args[k] for k in ("host", "port", "dbname", "user", "password"))
     wait = float(os.environ.get("PACHSTUDIO_DB_WAIT") or 60)
     where = f"PostgreSQL at {host}:{port} (database {name!r}, user {user!r})"
     deadline, said = time.monotonic() + wait, False
     while True:
         try:
-            psycopg.connect(host=host, port=port, dbname=name, user=user, password=password,
-                            connect_timeout=5).close()
+            psycopg.connect(**args, connect_timeout=5).close()
             return
         except psycopg.Error as e:
             reason = " ".join(str(e).replace(password, "***").split()) if password else " ".join(str(e).split())

@@ -20,6 +20,11 @@ MARKER="$DATA/.pachstudio-initialized"
 RUN_DIR=/run/pachstudio
 LIB=/usr/local/lib/pachstudio
 CONF=/etc/pachstudio
+SETUP_PENDING="$RUN_DIR/setup-pending"  # the first set-up runs (holds the marker's content)
+FIRST_SECRETS=/dev/shm/pachstudio-first-user  # its password and token, in memory, until read
+
+# Label Studio and the PFS server run as this user; only the mount server stays root.
+APP_USER=pachstudio
 
 log() { printf 'pachstudio: %s\n' "$*"; }
 die() { printf '\npachstudio: error: %s\n\n' "$*" >&2; exit 1; }
@@ -39,6 +44,71 @@ file_env() {
 	fi
 	export "$var"="$val"
 	unset "$fileVar"
+}
+
+# "${AS_APP_USER[@]}" CMD...: CMD as $APP_USER, with no capability and no way to gain one.
+AS_APP_USER=()
+if [ "$(id -u)" = 0 ]; then
+	AS_APP_USER=(setpriv "--reuid=$APP_USER" "--regid=$APP_USER" --init-groups --inh-caps=-all --bounding-set=-all
+		--no-new-privs env "HOME=/home/$APP_USER" "USER=$APP_USER" "LOGNAME=$APP_USER")
+fi
+
+# What the user's programs write is theirs, also on a volume an older image filled as root
+# (docker-library style: only what is not theirs yet, so a restart touches nothing).
+own_data() {
+	[ "$(id -u)" = 0 ] || return 0
+	local dir
+	for dir in "$@"; do
+		mkdir -p "$dir"
+		find "$dir" \! -user "$APP_USER" -exec chown "$APP_USER:$APP_USER" {} +
+	done
+}
+
+# Auth of the embedded PFS server: on when PACHSTUDIO_PFS_AUTH is true (scripts/run sets it when
+# it publishes port 30650 beyond loopback), and at every later start on a /data that has a root
+# token (the server keeps auth on once on). The root token is made once, kept in ROOT_TOKEN (mode
+# 600, the server's user's) and printed once; the server reads it from that file, the mount server
+# from a config made here for it alone (root's, mode 600): never on a command line, never logged
+# again. Sets PACHSTUDIO_PFS_ARGS (the server's extra flags) and, for the mount server, PACH_CONFIG.
+ROOT_TOKEN="$DATA/pfs/root-token"
+MOUNT_CONFIG="$RUN_DIR/pachyderm-config.json"
+pfs_auth() {
+	export PACHSTUDIO_PFS_ARGS=""
+	if [ "${1:-}" = appliance ] && [ -n "${PACHSTUDIO_ROOT_TOKEN:-}" ]; then
+		# A root token of the user's own: kept like a made one (the mount server needs it too), not printed.
+		(umask 077 && printf '%s\n' "$PACHSTUDIO_ROOT_TOKEN" > "$ROOT_TOKEN")
+		unset PACHSTUDIO_ROOT_TOKEN
+		PACHSTUDIO_PFS_AUTH=1
+	fi
+	case "${PACHSTUDIO_PFS_AUTH:-}" in
+		1|true|yes|on) ;;
+		''|0|false|no|off) [ -s "$ROOT_TOKEN" ] || return 0 ;;
+		*) die "PACHSTUDIO_PFS_AUTH=$PACHSTUDIO_PFS_AUTH: use 1 (auth on) or 0" ;;
+	esac
+	local made=0
+	if [ ! -s "$ROOT_TOKEN" ]; then
+		rm -f "$ROOT_TOKEN"
+		"${AS_APP_USER[@]}" python -c 'import os, secrets, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, secrets.token_hex(16).encode() + b"\n")' "$ROOT_TOKEN"
+		made=1
+	fi
+	if [ "$(id -u)" = 0 ]; then chown "$APP_USER:$APP_USER" "$ROOT_TOKEN"; fi
+	chmod 600 "$ROOT_TOKEN"
+	export PACHSTUDIO_PFS_ARGS="--root-token-file $ROOT_TOKEN"
+	if [ "${1:-}" = appliance ]; then
+		local token
+		token="$(< "$ROOT_TOKEN")"
+		(umask 077 && printf '{"v2": {"active_context": "embedded", "contexts": {"embedded": {"pachd_address": "%s", "session_token": "%s"}}}}\n' \
+			"$CLUSTER_ADDRESS" "$token" > "$MOUNT_CONFIG")
+		export PACH_CONFIG="$MOUNT_CONFIG"
+	fi
+	log "the embedded PFS server has auth on: every call needs a token (root token in $ROOT_TOKEN)"
+	if [ "$made" = 1 ]; then
+		local line="========================================================================"
+		printf '\n%s\n  The embedded PFS server has auth on. Its root token (pach:root) is shown ONCE:\n\n    root token: %s\n\n  Give it to the Pachyderm SDK (Client.from_pachd_address(..., auth_token=...)) or\n  pachctl (session_token of the context). It stays in the volume, at %s.\n%s\n\n' \
+			"$line" "$(< "$ROOT_TOKEN")" "$ROOT_TOKEN" "$line"
+	fi
 }
 
 site_packages() { python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
@@ -97,6 +167,7 @@ find_cluster() {
 
 # Label Studio's migrations and first user. Skipped when the marker says this /data was set up by
 # an image with the same migrations and database: a restart goes straight to the programs.
+DB_CHECKED=0
 init_label_studio() {
 	local fingerprint
 	fingerprint="$(cat "$LIB/migrations.fingerprint" 2>/dev/null || echo unknown) ${DJANGO_DB:-sqlite} ${POSTGRE_HOST:-} ${POSTGRE_NAME:-} $DJANGO_SETTINGS_MODULE"
@@ -107,9 +178,42 @@ init_label_studio() {
 	local first=0
 	[ -f "$MARKER" ] || first=1
 	if [ "$first" = 1 ]; then log "first start on this $DATA: setting up Label Studio"; else log "new image: applying Label Studio migrations"; fi
-	python "$LIB/ls_init.py"
-	if [ "$first" = 1 ]; then run_init_scripts; fi
+	local seeded=0
+	# (with PostgreSQL, this first waits for the database as db_check.py does)
+	"${AS_APP_USER[@]}" python "$LIB/ls_init.py" --seed || seeded=$?
+	DB_CHECKED=1
+	if [ "$first" = 1 ] && [ "$seeded" = 0 ] && ! compgen -G '/docker-entrypoint-init.d/*' >/dev/null; then
+		# A new database that now holds the image's migrated schema: `migrate` has nothing to do,
+		# so it and the first user run beside the programs' start (the first-setup program), and
+		# the container is healthy once they are done. The password and token go there in a file
+		# in memory, read and deleted by ls_init.py; the programs never see them.
+		(umask 077 && printf '%s\0%s\0' "${LABEL_STUDIO_PASSWORD:-}" "${LABEL_STUDIO_USER_TOKEN:-}" > "$FIRST_SECRETS")
+		[ "$(id -u)" != 0 ] || chown "$APP_USER:$APP_USER" "$FIRST_SECRETS"
+		printf '%s\n' "$fingerprint" > "$SETUP_PENDING"
+		return
+	fi
+	[ "$seeded" = 0 ] || [ "$seeded" = 3 ] || exit "$seeded"
+	"${AS_APP_USER[@]}" python "$LIB/ls_init.py"
+	if [ "$first" = 1 ]; then
+		run_init_scripts
+		own_data "$DATA/label-studio" "$DATA/pfs"  # what the init scripts (root) wrote there
+	fi
 	printf '%s\n' "$fingerprint" > "$MARKER.tmp" && mv "$MARKER.tmp" "$MARKER"
+}
+
+# The first-setup program (config/supervisord-first-setup.conf): migrations (none left to apply)
+# and the first user while the programs start; then the marker. If it fails, the container stops.
+first_setup() {
+	if "${AS_APP_USER[@]}" python "$LIB/ls_init.py" --secrets "$FIRST_SECRETS"; then
+		cp "$SETUP_PENDING" "$MARKER.tmp" && mv "$MARKER.tmp" "$MARKER"
+		rm -f "$SETUP_PENDING"
+		log "Label Studio is set up"
+	else
+		rm -f "$FIRST_SECRETS"
+		printf '\npachstudio: error: %s\n\n' "the first set-up of Label Studio failed (above): stopping the container" >&2
+		kill -TERM 1
+		exit 1
+	fi
 }
 
 run_init_scripts() {
@@ -131,12 +235,14 @@ write_supervisord_conf() {
 	{
 		cat "$CONF/supervisord.conf"
 		if [ "$CLUSTER_MODE" = embedded ]; then cat "$CONF/supervisord-pfs-server.conf"; fi
+		if [ -f "$SETUP_PENDING" ]; then cat "$CONF/supervisord-first-setup.conf"; fi
 	} > "$conf.tmp"
 	mv "$conf.tmp" "$conf"
 	echo "$CLUSTER_MODE" > "$RUN_DIR/mode"
 }
 
 appliance() {
+	rm -f "$SETUP_PENDING" "$FIRST_SECRETS"  # left by an earlier start of this container
 	check_fuse
 	file_env LABEL_STUDIO_USERNAME admin@localhost
 	file_env LABEL_STUDIO_PASSWORD
@@ -149,18 +255,21 @@ appliance() {
 	export LABEL_STUDIO_PATH
 
 	find_cluster
-	mkdir -p "$DATA/label-studio" "$DATA/mount" /pfs
+	mkdir -p "$DATA/mount" /pfs
+	own_data "$DATA/label-studio"
 	if [ "$CLUSTER_MODE" = embedded ]; then
-		mkdir -p "$DATA/pfs"
+		own_data "$DATA/pfs"
 		export PACHSTUDIO_MOUNT_ARGS="--pachd-address $CLUSTER_ADDRESS"
+		file_env PACHSTUDIO_ROOT_TOKEN
+		pfs_auth appliance
 	else
 		export PACHSTUDIO_MOUNT_ARGS=""
 	fi
 
-	if [ "${LABEL_STUDIO_DJANGO_DB:-${DJANGO_DB:-}}" = postgresql ]; then
-		python "$LIB/db_check.py"
-	fi
 	init_label_studio
+	if [ "${LABEL_STUDIO_DJANGO_DB:-${DJANGO_DB:-}}" = postgresql ] && [ "$DB_CHECKED" = 0 ]; then
+		python "$LIB/db_check.py"  # a restart: the set-up (ls_init.py --seed) did not wait for it
+	fi
 	# Only the first start needs these; the programs never see them.
 	unset LABEL_STUDIO_PASSWORD LABEL_STUDIO_USER_TOKEN
 
@@ -180,12 +289,18 @@ main() {
 			shift
 			appliance "$@"
 			;;
+		first-setup)  # internal: the first-setup program of supervisord
+			first_setup
+			;;
 		pfs-server)
 			shift
-			mkdir -p "$DATA/pfs"
+			own_data "$DATA/pfs"
+			pfs_auth pfs-server
 			echo pfs-server > "$RUN_DIR/mode"
-			log "embedded PFS server only: port 30650, data in $DATA/pfs"
-			exec pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" "$@"
+			log "embedded PFS server only: port 30650, data in $DATA/pfs, as user $APP_USER"
+			# shellcheck disable=SC2086 # PACHSTUDIO_PFS_ARGS: flags, split on purpose
+			exec "${AS_APP_USER[@]}" pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" \
+				$PACHSTUDIO_PFS_ARGS "$@"
 			;;
 		*)
 			exec "$@"

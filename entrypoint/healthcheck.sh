@@ -22,6 +22,10 @@ http_ok() { # port path
 }
 
 mode="$(cat /run/pachstudio/mode 2>/dev/null)" || { echo "not started yet" >&2; exit 1; }
+if [ -e /run/pachstudio/setup-pending ]; then
+	echo "first start: Label Studio's migrations and first user are being set up" >&2
+	exit 1
+fi
 case "$mode" in
 	pfs-server) tcp_ok 30650 ;;
 	embedded) tcp_ok 30650 && http_ok 9002 /health && http_ok 8080 /health ;;

@@ -1,6 +1,6 @@
 """`scripts/run`, the README's first command, run as a user runs it: it starts the appliance, prints
-the URL and the login, and publishes the embedded server's port on loopback only (that server has no
-authentication), unless PACHSTUDIO_PFS_BIND asks for more."""
+the URL and the login, and publishes the embedded server's port on loopback only (that server runs
+without authentication there), unless PACHSTUDIO_PFS_BIND asks for more, which turns its auth on."""
 import os
 import socket
 import subprocess
@@ -58,11 +58,23 @@ def test_scripts_run_starts_the_appliance_with_the_sdk_port_on_loopback_only(run
     assert password in again.stdout
 
 
-def test_scripts_run_publishes_the_sdk_port_wider_only_when_asked_and_warns(run_env, docker_client):
+def test_scripts_run_publishes_the_sdk_port_wider_only_when_asked_and_turns_auth_on(run_env, docker_client):
+    import re
+
+    from pachyderm_sdk import Client
+
     run_env["PACHSTUDIO_PFS_BIND"] = "0.0.0.0"
     done = run(run_env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "WARNING: the embedded PFS server has no authentication" in done.stderr
+    assert "WARNING: publishing the embedded PFS server on 0.0.0.0: its auth is turned on" in done.stderr
     container = docker_client.containers.get(run_env["PACHSTUDIO_NAME"])
     bindings = container.attrs["HostConfig"]["PortBindings"]["30650/tcp"]
     assert [b["HostIp"] for b in bindings] == ["0.0.0.0"]
+    # The root token is printed once in the log; the SDK needs it.
+    logs = container.logs().decode()
+    [token] = re.findall(r"root token: ([0-9a-f]{32})", logs)
+    address = f"grpc://localhost:{run_env['PACHSTUDIO_PFS_PORT']}"
+    with pytest.raises(Exception, match="no authentication token"):
+        list(Client.from_pachd_address(address).pfs.list_repo())
+    assert list(Client.from_pachd_address(address, auth_token=token).pfs.list_repo()) == []
+    assert f"docker exec {run_env['PACHSTUDIO_NAME']} cat /data/pfs/root-token" in done.stdout
