@@ -25,6 +25,7 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 from .. import pfswire
 from ..cluster import ClusterConfig
 from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavailable
+from .tls_probe import diagnose
 
 # Seconds a unary call may take, and a stream may go without a message (an upload without sending).
 # Waiting for a commit to finish, and for the answer to an upload once all of it is sent, is the
@@ -184,6 +185,7 @@ class Remote:
         self._client = None
         self._lock = threading.Lock()
         self.calls = collections.Counter()
+        self.last_error: Optional[str] = None  # why the last status check found the cluster INVALID
 
     @property
     def address(self) -> str:
@@ -195,7 +197,7 @@ class Remote:
 
     def reconfigure(self, config: Optional[ClusterConfig]) -> None:
         with self._lock:
-            self.config, self._client = config, None
+            self.config, self._client, self.last_error = config, None, None
 
     def client(self):
         with self._lock:
@@ -223,6 +225,8 @@ class Remote:
                 self._drop_channel()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     details = f"no answer within {_deadline.get() or CALL_TIMEOUT:g} s"
+                elif code == grpc.StatusCode.UNAVAILABLE and self.config is not None:
+                    details = diagnose(self.address, self.config.server_cas, self.config.source) or details
                 return Unavailable(
                     f"Pachyderm cluster at {self.address} unreachable while {what}: {details or code.name}"
                 )
@@ -236,8 +240,10 @@ class Remote:
                 return Refused(f"the cluster refused {what}: {details} (log in again with pachctl)")
             return MountError(f"cluster error while {what}: {code.name} {details}")
         if isinstance(error, ConnectionError) and not isinstance(error, AuthServiceNotActivated):
-            self._drop_channel()
-            return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}")
+            self._drop_channel()  # the SDK's word for UNAVAILABLE on a unary call
+            why = diagnose(self.address, self.config.server_cas, self.config.source) if self.config else None
+            suffix = f": {why}" if why else ""
+            return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}{suffix}")
         return MountError(f"cluster error while {what}: {error.__class__.__name__}")
 
     def _drop_channel(self):
@@ -273,11 +279,14 @@ class Remote:
     def status(self) -> str:
         """INVALID, AUTH_ENABLED or AUTH_DISABLED, as pachctl mount-server reports it."""
         if self.config is None:
+            self.last_error = NOT_CONFIGURED
             return "INVALID"
         try:
             self.call("inspect_cluster", "checking the cluster", lambda c: c.admin.inspect_cluster())
-        except MountError:
+        except MountError as e:
+            self.last_error = str(e)
             return "INVALID"
+        self.last_error = None
         try:
             self.client().auth.who_am_i()
             return "AUTH_ENABLED"

@@ -428,9 +428,9 @@ class PfsService:
         for ch in self.store.diff(new_c.id, old_c.id if old_c else None, path, old_path):
             msg = b""
             if ch.new:
-                msg += field_bytes(1, new_enc.encode(ch.new.path, False, ch.new.size, ch.new.hash))
+                msg += field_bytes(1, new_enc.encode(ch.new.path, ch.new.is_dir, ch.new.size, ch.new.hash))
             if ch.old:
-                msg += field_bytes(2, old_enc.encode(ch.old.path, False, ch.old.size, ch.old.hash))
+                msg += field_bytes(2, old_enc.encode(ch.old.path, ch.old.is_dir, ch.old.size, ch.old.hash))
             yield msg
 
     # -- the few non-PFS calls tools make -----------------------------------------------------
