@@ -913,25 +913,71 @@ class Store:
 
     def walk(self, commit_id: str, path: str) -> Iterator[Entry]:
         """The directory itself, then every directory and file below it, in path order."""
+        for p, is_dir, size, digest in self.walk_rows(commit_id, path):
+            yield Entry(p, is_dir, size, digest)
+
+    def _file_rows(self, commit_id: str, prefix: str) -> list[tuple]:
+        """(path, hash, size) of every file at or below `prefix`, in path order (files_under's rows)."""
+        exact = self._lookup(self._conn(), commit_id, [prefix]).get(prefix)
+        if exact:
+            return [(exact.path, exact.hash, exact.size)]
+        lo = prefix.rstrip("/") + "/"
+        cursor = self._conn().execute(
+            CHAIN + "SELECT d.path, d.hash, d.size FROM (SELECT d.path AS path, d.hash AS hash, d.size AS size, "
+            "MIN(chain.depth) FROM deltas d JOIN chain ON d.commit_id = chain.id WHERE d.path >= :lo "
+            "AND d.path < :hi GROUP BY d.path) d WHERE d.hash IS NOT NULL ORDER BY d.path",
+            {"commit": commit_id, "lo": lo, "hi": lo[:-1] + "0"},
+        )
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def walk_rows(self, commit_id: str, path: str) -> list[tuple]:
+        """walk() as plain (path, is_dir, size, hash) tuples: the listing of 100,000 files is made in
+        two passes over the rows SQLite returns in path order, without sorting again. A directory
+        sorts just before its first descendant (every path it prefixes follows it, and nothing
+        else falls between), so each is emitted when its first file comes by."""
         path = P.clean(path)
-        entries = list(self.files_under(commit_id, path))
-        if not entries:
+        files = self._file_rows(commit_id, path)
+        if not files:
             if path == "/":
-                yield Entry("/", True, 0)
-                return
+                return [("/", True, 0, "")]
             raise self.file_not_found(commit_id, path)
-        if len(entries) == 1 and entries[0].path == path:
-            yield entries[0]
-            return
-        dirs: dict[str, Entry] = {}
+        if len(files) == 1 and files[0][0] == path:
+            return [(path, False, files[0][2], files[0][1])]
         root = "/" if path == "/" else path + "/"
-        dirs[root] = Entry(root, True, 0)
-        for e in entries:
-            dirs[root].size += e.size
-            for d in P.parent_dirs(e.path):
-                if len(d) > len(root):
-                    dirs.setdefault(d, Entry(d, True, 0)).size += e.size
-        yield from sorted(list(dirs.values()) + entries, key=lambda e: e.path)
+        # sizes: each file's size to its own folder, then each folder's total to its parent
+        sizes: dict[str, int] = {}
+        for p, _, size in files:
+            d = p[: p.rindex("/") + 1]
+            sizes[d] = sizes.get(d, 0) + size
+        for d in list(sizes):  # make sure every folder between a file's folder and the root is there
+            while d != root:
+                d = d[: d[:-1].rindex("/") + 1]
+                if d in sizes:
+                    break
+                sizes[d] = 0
+        for d in sorted(sizes, key=len, reverse=True):  # deepest first: children before their parent
+            if d != root:
+                parent = d[: d[:-1].rindex("/") + 1]
+                sizes[parent] += sizes[d]
+        out = [(root, True, sizes[root], "")]
+        emitted = {root}
+        last = root
+        for p, digest, size in files:
+            d = p[: p.rindex("/") + 1]
+            if d != last:
+                if d not in emitted:
+                    missing = []
+                    while d not in emitted:
+                        missing.append(d)
+                        emitted.add(d)
+                        d = d[: d[:-1].rindex("/") + 1]
+                    out.extend((m, True, sizes[m], "") for m in reversed(missing))
+                last = p[: p.rindex("/") + 1]
+            out.append((p, False, size, digest))
+        return out
 
     def glob(self, commit_id: str, pattern: str) -> list[Entry]:
         regex = P.glob_to_regex(pattern)
