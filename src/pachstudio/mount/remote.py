@@ -172,6 +172,19 @@ class _Pulled:
         return item
 
 
+# what gRPC's UNAVAILABLE details say when TLS is the problem (BoringSSL's codes, or the socket a
+# TLS server closes on a plaintext client)
+TLS_HINTS = (
+    "ssl",
+    "tls",
+    "handshake",
+    "certificate",
+    "verification",
+    "socket closed",
+    "connection reset",
+    "end of tcp stream",
+)
+
 NOT_CONFIGURED = (
     "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, "
     "mount a Pachyderm config, or PUT /config)"
@@ -225,8 +238,8 @@ class Remote:
                 self._drop_channel()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     details = f"no answer within {_deadline.get() or CALL_TIMEOUT:g} s"
-                elif code == grpc.StatusCode.UNAVAILABLE and self.config is not None:
-                    details = diagnose(self.address, self.config.server_cas, self.config.source) or details
+                elif code == grpc.StatusCode.UNAVAILABLE:
+                    details = self._tls_problem(details) or details
                 return Unavailable(
                     f"Pachyderm cluster at {self.address} unreachable while {what}: {details or code.name}"
                 )
@@ -241,10 +254,18 @@ class Remote:
             return MountError(f"cluster error while {what}: {code.name} {details}")
         if isinstance(error, ConnectionError) and not isinstance(error, AuthServiceNotActivated):
             self._drop_channel()  # the SDK's word for UNAVAILABLE on a unary call
-            why = diagnose(self.address, self.config.server_cas, self.config.source) if self.config else None
+            cause = error.__cause__
+            why = self._tls_problem(cause.details() or "") if isinstance(cause, grpc.RpcError) else None
             suffix = f": {why}" if why else ""
             return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}{suffix}")
         return MountError(f"cluster error while {what}: {error.__class__.__name__}")
+
+    def _tls_problem(self, details: str) -> Optional[str]:
+        """OpenSSL's words for a failure gRPC reports as a broken handshake or a closed socket (a
+        refused certificate, TLS on one side only); None for anything else, which needs no probe."""
+        if self.config is None or not any(hint in details.lower() for hint in TLS_HINTS):
+            return None
+        return diagnose(self.address, self.config.server_cas, self.config.source)
 
     def _drop_channel(self):
         with self._lock:

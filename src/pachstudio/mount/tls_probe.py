@@ -12,7 +12,7 @@ import ssl
 from typing import Optional
 from urllib.parse import urlparse
 
-TIMEOUT = 5.0
+TIMEOUT = 3.0
 
 
 def _default_cas() -> Optional[bytes]:
