@@ -49,8 +49,10 @@ def summary(api: str, answers: dict) -> str:
     lines = [
         f"mount server   {api}: {answers['health'].get('status', '?')}",
         f"cluster        {config.get('pachd_address') or '(none configured)'}: {CLUSTER.get(status, status)}",
-        f"project        {config.get('project', '')}",
     ]
+    if config.get("cluster_error"):
+        lines.append(f"               {config['cluster_error']}")
+    lines.append(f"project        {config.get('project', '')}")
     mounted = mounts.get("mounted", [])
     # remembered mounts that could not mount again: "failed" (pachctl's shape, where "unmounted"
     # lists every repo), or the MountStates of "unmounted" in the older shape

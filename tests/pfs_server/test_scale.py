@@ -31,7 +31,9 @@ def test_hundred_thousand_files_in_one_commit(pach, pfs_server, repo):
     assert read(pach, "images@master:/d7/f99907") == b"99907"
     put(pach, "images@master", {"/d7/f99907": None, "/new": b"n"})
     diff = list(pach.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/")))
-    assert len(diff) == 2
+    # the two files, and the folders above them (as pachd's differ), sized from the commit's total
+    assert [(d.new_file or d.old_file).file.path for d in diff] == ["/", "/d7/", "/d7/f99907", "/new"]
+    assert diff[0].old_file.size_bytes - diff[0].new_file.size_bytes == len(b"99907") - len(b"n")
 
 
 def test_thousand_commits_on_a_branch(pach, repo):

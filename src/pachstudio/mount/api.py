@@ -83,6 +83,7 @@ class Config(BaseModel):
     cluster_status: Literal["INVALID", "AUTH_ENABLED", "AUTH_DISABLED"]
     pachd_address: str
     project: str  # the context's project, else "default"
+    cluster_error: Optional[str] = None  # why cluster_status is INVALID (e.g. a refused TLS certificate)
 
 
 class ProjectName(BaseModel):
@@ -266,7 +267,8 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
 
     def config_answer() -> Config:
         r = remote()
-        return Config(cluster_status=r.status(), pachd_address=r.address, project=r.project)
+        status = r.status()
+        return Config(cluster_status=status, pachd_address=r.address, project=r.project, cluster_error=r.last_error)
 
     @app.get("/config", response_model=Config)
     def get_config():

@@ -88,6 +88,16 @@ def keep_large_buffers() -> None:
         pass
 
 
+def check_cluster(remote) -> None:
+    """One look at the cluster at start-up, so a wrong address or a refused TLS certificate is in
+    the log at once (the server keeps running: GET /config and `pachstudio status` show it too)."""
+    status = remote.status()
+    if status == "INVALID":
+        log.error("cluster check at start: %s", remote.last_error)
+    else:
+        log.info("cluster %s answers (%s)", remote.address, status)
+
+
 def main(argv=None) -> int:
     keep_large_buffers()
     args = parse_args(argv)
@@ -114,6 +124,7 @@ def main(argv=None) -> int:
         log.warning("no cluster configured: mounts answer 503 until PUT /config")
     else:
         log.info("cluster %s (from %s), default project %s", config.address, config.source, config.project)
+        threading.Thread(target=check_cluster, args=(remote,), name="cluster-check", daemon=True).start()
     cache = ContentCache(os.path.join(args.state, "cache"), args.cache_size << 20)
     table = MountTable(remote, args.state, args.mount_dir, cache)
     table.restore()

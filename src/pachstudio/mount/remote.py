@@ -27,6 +27,7 @@ from pachyderm_sdk.errors import AuthServiceNotActivated
 from .. import pfswire
 from ..cluster import ClusterConfig
 from .errors import BadRequest, Conflict, MountError, NotFound, Refused, Unavailable
+from .tls_probe import diagnose
 
 # Seconds a unary call may take, and a stream may go without a message (an upload without sending).
 # Waiting for a commit to finish, and for the answer to an upload once all of it is sent, is the
@@ -175,6 +176,19 @@ class _Pulled:
         return item
 
 
+# what gRPC's UNAVAILABLE details say when TLS is the problem (BoringSSL's codes, or the socket a
+# TLS server closes on a plaintext client)
+TLS_HINTS = (
+    "ssl",
+    "tls",
+    "handshake",
+    "certificate",
+    "verification",
+    "socket closed",
+    "connection reset",
+    "end of tcp stream",
+)
+
 NOT_CONFIGURED = (
     "not connected to a cluster: no pachd address configured (set PACHD_ADDRESS, "
     "mount a Pachyderm config, or PUT /config)"
@@ -189,6 +203,7 @@ class Remote:
         self._lock = threading.Lock()
         self.calls = collections.Counter()
         self._login_check = None  # (config, when, needed)
+        self.last_error: Optional[str] = None  # why the last status check found the cluster INVALID
 
     @property
     def address(self) -> str:
@@ -200,7 +215,7 @@ class Remote:
 
     def reconfigure(self, config: Optional[ClusterConfig]) -> None:
         with self._lock:
-            self.config, self._client = config, None
+            self.config, self._client, self.last_error = config, None, None
 
     def client(self):
         with self._lock:
@@ -228,6 +243,8 @@ class Remote:
                 self._drop_channel()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     details = f"no answer within {_deadline.get() or CALL_TIMEOUT:g} s"
+                elif code == grpc.StatusCode.UNAVAILABLE:
+                    details = self._tls_problem(details) or details
                 return Unavailable(
                     f"Pachyderm cluster at {self.address} unreachable while {what}: {details or code.name}"
                 )
@@ -241,9 +258,19 @@ class Remote:
                 return Refused(f"the cluster refused {what}: {details} (log in again with pachctl)")
             return MountError(f"cluster error while {what}: {code.name} {details}")
         if isinstance(error, ConnectionError) and not isinstance(error, AuthServiceNotActivated):
-            self._drop_channel()
-            return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}")
+            self._drop_channel()  # the SDK's word for UNAVAILABLE on a unary call
+            cause = error.__cause__
+            why = self._tls_problem(cause.details() or "") if isinstance(cause, grpc.RpcError) else None
+            suffix = f": {why}" if why else ""
+            return Unavailable(f"Pachyderm cluster at {self.address} unreachable while {what}{suffix}")
         return MountError(f"cluster error while {what}: {error.__class__.__name__}")
+
+    def _tls_problem(self, details: str) -> Optional[str]:
+        """OpenSSL's words for a failure gRPC reports as a broken handshake or a closed socket (a
+        refused certificate, TLS on one side only); None for anything else, which needs no probe."""
+        if self.config is None or not any(hint in details.lower() for hint in TLS_HINTS):
+            return None
+        return diagnose(self.address, self.config.server_cas, self.config.source)
 
     def _drop_channel(self):
         with self._lock:
@@ -278,12 +305,15 @@ class Remote:
     def status(self) -> str:
         """INVALID, AUTH_ENABLED or AUTH_DISABLED, as pachctl mount-server reports it."""
         if self.config is None:
+            self.last_error = NOT_CONFIGURED
             return "INVALID"
         try:
             self.call("inspect_cluster", "checking the cluster", lambda c: c.admin.inspect_cluster())
         except MountError as e:
-            log.info("cluster status INVALID: %s", e.message)
+            log.debug("cluster status INVALID: %s", e.message)
+            self.last_error = str(e)
             return "INVALID"
+        self.last_error = None
         try:
             self.client().auth.who_am_i()
             return "AUTH_ENABLED"

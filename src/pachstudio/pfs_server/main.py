@@ -1,9 +1,14 @@
-"""`pachstudio pfs-server`: serve the embedded PFS engine over Pachyderm's gRPC protocol."""
+"""`pachstudio pfs-server`: serve the embedded PFS engine over Pachyderm's gRPC protocol.
+
+With `--tls-cert` and `--tls-key` it serves TLS (clients use `grpcs://` and the CA that signed the
+certificate, pachctl's `server_cas`); without them, plaintext `grpc://`.
+"""
 
 import argparse
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 from concurrent import futures
@@ -42,7 +47,46 @@ def read_root_token(path: Optional[str]) -> Optional[str]:
     return token or None
 
 
-def build_server(data_dir: str, host: str, port: int, workers: int = 64, root_token: Optional[str] = None):
+class TlsError(Exception):
+    """The certificate or key cannot be used; the message names the file and the problem."""
+
+
+def load_tls(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
+    """(certificate chain PEM, private key PEM), checked with Python's ssl so a wrong file is named
+    here, not found later as a failed handshake."""
+    pems = []
+    for flag, path in (("--tls-cert", cert_path), ("--tls-key", key_path)):
+        try:
+            with open(path, "rb") as f:
+                pems.append(f.read())
+        except OSError as e:
+            raise TlsError(f"{flag} {path}: cannot be read: {e.strerror}") from None
+    cert, key = pems
+    if b"-----BEGIN CERTIFICATE-----" not in cert:
+        raise TlsError(f"--tls-cert {cert_path}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    if b"PRIVATE KEY-----" not in key:
+        raise TlsError(f"--tls-key {key_path}: holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+    except ssl.SSLError as e:
+        reason = e.reason or str(e)
+        if "KEY_VALUES_MISMATCH" in reason.upper():
+            raise TlsError(
+                f"--tls-key {key_path} is not the key of the certificate in --tls-cert {cert_path}"
+            ) from None
+        raise TlsError(f"--tls-cert {cert_path} / --tls-key {key_path}: cannot be used: {reason}") from None
+    return cert, key
+
+
+def build_server(
+    data_dir: str,
+    host: str,
+    port: int,
+    workers: int = 64,
+    tls: Optional[tuple[bytes, bytes]] = None,
+    root_token: Optional[str] = None,
+):
+    """The gRPC server over the engine in `data_dir`; `tls` is (certificate chain, key) in PEM."""
     store = Store(data_dir)
     auth = Auth(data_dir)
     if root_token:
@@ -63,7 +107,11 @@ def build_server(data_dir: str, host: str, port: int, workers: int = 64, root_to
             ("grpc.http2.bdp_probe", 0),
         ],
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        cert, key = tls
+        bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, cert)]))
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}: is another server using the port?")
     server.auth = auth
@@ -80,16 +128,21 @@ def main(argv=None) -> int:
         "--root-token-file",
         help=f"file holding the root token: turns auth on, as pachd's Activate (else env {ROOT_TOKEN_ENV})",
     )
+    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) to serve TLS with (grpcs://)")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together: give both to serve TLS, or neither")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s pfs-server %(levelname)s %(message)s", stream=sys.stderr
     )
     try:
+        tls = load_tls(args.tls_cert, args.tls_key) if args.tls_cert else None
         server, store, port = build_server(
-            args.data, args.host, args.port, root_token=read_root_token(args.root_token_file)
+            args.data, args.host, args.port, tls=tls, root_token=read_root_token(args.root_token_file)
         )
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, TlsError) as e:
         log.error("%s", e)
         return 1
     stop = threading.Event()
@@ -97,7 +150,8 @@ def main(argv=None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     log.info(
-        "serving Pachyderm's gRPC API on %s:%d, data in %s (deployment %s)",
+        "serving Pachyderm's gRPC API on %s://%s:%d, data in %s (deployment %s)",
+        "grpcs" if tls else "grpc",
         args.host,
         port,
         args.data,

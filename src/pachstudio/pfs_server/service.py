@@ -429,31 +429,36 @@ class PfsService:
         return self.file_info(commit, c, self.store.inspect(c.id, path))
 
     @staticmethod
-    def _page(entries, marker: Optional[pfs.File], number: int, reverse: bool):
-        entries = list(entries)
+    def _page(rows: list, marker: Optional[pfs.File], number: int, reverse: bool) -> list:
+        """pachd's pagination over (path, is_dir, size, hash) rows in path order."""
         if reverse:
-            entries.reverse()
+            rows = rows[::-1]
         if marker is not None and marker.path:
             m = P.clean(marker.path)
-            entries = [e for e in entries if (e.path.rstrip("/") < m if reverse else e.path.rstrip("/") > m)]
-        return entries[:number] if number > 0 else entries
+            rows = [r for r in rows if (r[0].rstrip("/") < m if reverse else r[0].rstrip("/") > m)]
+        return rows[:number] if number > 0 else rows
 
     @staticmethod
     def _encoder(commit: pfs.Commit, c: CommitRow) -> FileInfoEncoder:
         return FileInfoEncoder(commit, c.finished or c.started)
 
-    def _paged_listing(self, req, entries):
-        """ListFile and WalkFile: `entries(commit id, path)` paged and encoded."""
+    def _paged_listing(self, req, rows):
+        """ListFile and WalkFile: `rows(commit id, path)` paged and encoded."""
         commit, c, path = self._file_target(req.file)
-        enc = self._encoder(commit, c)
-        for e in self._page(entries(c.id, path), req.pagination_marker, req.number, req.reverse):
-            yield enc.encode(e.path, e.is_dir, e.size, e.hash)
+        encode = self._encoder(commit, c).encode
+        listing = rows(c.id, path)
+        if req.reverse or req.number > 0 or (req.pagination_marker is not None and req.pagination_marker.path):
+            listing = self._page(listing, req.pagination_marker, req.number, req.reverse)
+        for p, is_dir, size, digest in listing:
+            yield encode(p, is_dir, size, digest)
 
     def ListFile(self, req: pfs.ListFileRequest, ctx):
-        return self._paged_listing(req, self.store.list_dir)
+        return self._paged_listing(
+            req, lambda cid, path: [(e.path, e.is_dir, e.size, e.hash) for e in self.store.list_dir(cid, path)]
+        )
 
     def WalkFile(self, req: pfs.WalkFileRequest, ctx):
-        return self._paged_listing(req, self.store.walk)
+        return self._paged_listing(req, self.store.walk_rows)
 
     def GlobFile(self, req: pfs.GlobFileRequest, ctx):
         repo, c = self._commit(req.commit)
@@ -482,9 +487,9 @@ class PfsService:
         for ch in self.store.diff(new_c.id, old_c.id if old_c else None, path, old_path):
             msg = b""
             if ch.new:
-                msg += field_bytes(1, new_enc.encode(ch.new.path, False, ch.new.size, ch.new.hash))
+                msg += field_bytes(1, new_enc.encode(ch.new.path, ch.new.is_dir, ch.new.size, ch.new.hash))
             if ch.old:
-                msg += field_bytes(2, old_enc.encode(ch.old.path, False, ch.old.size, ch.old.hash))
+                msg += field_bytes(2, old_enc.encode(ch.old.path, ch.old.is_dir, ch.old.size, ch.old.hash))
             yield msg
 
     # -- the few non-PFS calls tools make -----------------------------------------------------

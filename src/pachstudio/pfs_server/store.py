@@ -23,7 +23,7 @@ from ..rules import is_commit_id, parse_ancestry
 from . import paths as P
 from .batch import FileBatch
 from .blobs import BlobStore
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PfsError
 
 DEFAULT_PROJECT = "default"
 
@@ -795,17 +795,23 @@ class Store:
                 self._remove_commit(db, row)
 
     def squash_commit_set(self, cid: str) -> None:
-        """Merges each finished commit of a commit set into its children and removes it."""
+        """Merges each commit of a commit set into its children and removes it, as pachd's
+        squashCommitSet: every commit needs children (an open commit has none), and every child
+        must be finished. pachd answers both refusals with code UNKNOWN. All or nothing."""
         with self._write() as db:
             rows = self._set_rows(db, cid)
             for row in rows:
-                if row.finished is None:
-                    raise FailedPrecondition(f"cannot squash commit {self._commit_str(row)}: it is not finished")
                 if not db.execute("SELECT 1 FROM commits WHERE parent=?", (row.id,)).fetchone():
-                    raise FailedPrecondition(
+                    raise PfsError(
                         "cannot squash a commit that has no children as that would cause data "
                         f"loss, use the drop operation instead: {self._commit_str(row)}"
                     )
+            for row in rows:
+                for kid in db.execute("SELECT * FROM commits WHERE parent=? ORDER BY seq", (row.id,)).fetchall():
+                    kid = CommitRow(*kid)
+                    if kid.finished is None:
+                        hint = ", consider using WaitCommit" if kid.finishing is not None else ""
+                        raise PfsError(f"cannot squash until child commit {self._commit_str(kid)} is finished{hint}")
             for row in reversed(rows):
                 for (kid,) in db.execute("SELECT id FROM commits WHERE parent=?", (row.id,)).fetchall():
                     db.execute(
@@ -907,25 +913,71 @@ class Store:
 
     def walk(self, commit_id: str, path: str) -> Iterator[Entry]:
         """The directory itself, then every directory and file below it, in path order."""
+        for p, is_dir, size, digest in self.walk_rows(commit_id, path):
+            yield Entry(p, is_dir, size, digest)
+
+    def _file_rows(self, commit_id: str, prefix: str) -> list[tuple]:
+        """(path, hash, size) of every file at or below `prefix`, in path order (files_under's rows)."""
+        exact = self._lookup(self._conn(), commit_id, [prefix]).get(prefix)
+        if exact:
+            return [(exact.path, exact.hash, exact.size)]
+        lo = prefix.rstrip("/") + "/"
+        cursor = self._conn().execute(
+            CHAIN + "SELECT d.path, d.hash, d.size FROM (SELECT d.path AS path, d.hash AS hash, d.size AS size, "
+            "MIN(chain.depth) FROM deltas d JOIN chain ON d.commit_id = chain.id WHERE d.path >= :lo "
+            "AND d.path < :hi GROUP BY d.path) d WHERE d.hash IS NOT NULL ORDER BY d.path",
+            {"commit": commit_id, "lo": lo, "hi": lo[:-1] + "0"},
+        )
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def walk_rows(self, commit_id: str, path: str) -> list[tuple]:
+        """walk() as plain (path, is_dir, size, hash) tuples: the listing of 100,000 files is made in
+        two passes over the rows SQLite returns in path order, without sorting again. A directory
+        sorts just before its first descendant (every path it prefixes follows it, and nothing
+        else falls between), so each is emitted when its first file comes by."""
         path = P.clean(path)
-        entries = list(self.files_under(commit_id, path))
-        if not entries:
+        files = self._file_rows(commit_id, path)
+        if not files:
             if path == "/":
-                yield Entry("/", True, 0)
-                return
+                return [("/", True, 0, "")]
             raise self.file_not_found(commit_id, path)
-        if len(entries) == 1 and entries[0].path == path:
-            yield entries[0]
-            return
-        dirs: dict[str, Entry] = {}
+        if len(files) == 1 and files[0][0] == path:
+            return [(path, False, files[0][2], files[0][1])]
         root = "/" if path == "/" else path + "/"
-        dirs[root] = Entry(root, True, 0)
-        for e in entries:
-            dirs[root].size += e.size
-            for d in P.parent_dirs(e.path):
-                if len(d) > len(root):
-                    dirs.setdefault(d, Entry(d, True, 0)).size += e.size
-        yield from sorted(list(dirs.values()) + entries, key=lambda e: e.path)
+        # sizes: each file's size to its own folder, then each folder's total to its parent
+        sizes: dict[str, int] = {}
+        for p, _, size in files:
+            d = p[: p.rindex("/") + 1]
+            sizes[d] = sizes.get(d, 0) + size
+        for d in list(sizes):  # make sure every folder between a file's folder and the root is there
+            while d != root:
+                d = d[: d[:-1].rindex("/") + 1]
+                if d in sizes:
+                    break
+                sizes[d] = 0
+        for d in sorted(sizes, key=len, reverse=True):  # deepest first: children before their parent
+            if d != root:
+                parent = d[: d[:-1].rindex("/") + 1]
+                sizes[parent] += sizes[d]
+        out = [(root, True, sizes[root], "")]
+        emitted = {root}
+        last = root
+        for p, digest, size in files:
+            d = p[: p.rindex("/") + 1]
+            if d != last:
+                if d not in emitted:
+                    missing = []
+                    while d not in emitted:
+                        missing.append(d)
+                        emitted.add(d)
+                        d = d[: d[:-1].rindex("/") + 1]
+                    out.extend((m, True, sizes[m], "") for m in reversed(missing))
+                last = p[: p.rindex("/") + 1]
+            out.append((p, False, size, digest))
+        return out
 
     def glob(self, commit_id: str, pattern: str) -> list[Entry]:
         regex = P.glob_to_regex(pattern)
@@ -956,13 +1008,51 @@ class Store:
                 new = {e.path: e for e in self.files_under(new_commit, path)}
                 old = {e.path: e for e in self.files_under(old_commit, old_path)} if old_commit else {}
                 candidates = sorted(set(new) | set(old))
-        changes = []
-        for p in candidates:
-            n, o = new.get(p), old.get(p)
-            if (n is None and o is None) or (n and o and n.hash == o.hash):
-                continue
-            changes.append(Change(p, n, o))
-        return changes
+            changes = []
+            for p in candidates:
+                n, o = new.get(p), old.get(p)
+                if (n is None and o is None) or (n and o and n.hash == o.hash):
+                    continue
+                changes.append(Change(p, n, o))
+            dirs = self._changed_dirs(db, changes, new_commit, old_commit, path, old_path)
+        return sorted(changes + dirs, key=lambda ch: ch.path)
+
+    def _changed_dirs(self, db, changes, new_commit, old_commit, path, old_path) -> list[Change]:
+        """pachd's differ also compares directories (within each side's path), each with the total
+        size below it: a directory differs when a file below it does, so the candidates are the
+        changed files' directories. Their sizes cost a scan of each such directory, except the root,
+        whose size is the commit's."""
+
+        def in_scope(d: str, prefix: str) -> bool:
+            return prefix == "/" or d == prefix + "/" or d.startswith(prefix + "/")
+
+        wanted = set()
+        for ch in changes:
+            wanted.add("/")
+            wanted.update(P.parent_dirs(ch.path))
+        out = []
+        for d in sorted(wanted):
+            n = self._dir_entry(db, new_commit, d) if in_scope(d, path) else None
+            o = self._dir_entry(db, old_commit, d) if old_commit and in_scope(d, old_path) else None
+            if n is not None or o is not None:
+                out.append(Change(d, n, o))
+        return out
+
+    def _dir_entry(self, db, commit_id: str, d: str) -> Optional[Entry]:
+        """The directory `d` ('/x/y/') of a commit with its total size, or None when no file is below it."""
+        if d == "/":
+            row = self._commit_row(db, commit_id)
+            size = row.size if row.finished is not None else self._size_after(db, row)
+            if size == 0 and next(self.files_under(commit_id, "/"), None) is None:
+                return None  # an empty commit has no root entry in pachd's listings either
+            return Entry("/", True, size)
+        count, size = db.execute(
+            CHAIN + "SELECT COUNT(*), TOTAL(size) FROM (SELECT d.hash AS hash, d.size AS size, MIN(chain.depth) "
+            "FROM deltas d JOIN chain ON d.commit_id = chain.id WHERE d.path >= :lo AND d.path < :hi "
+            "GROUP BY d.path) WHERE hash IS NOT NULL",
+            {"commit": commit_id, "lo": d, "hi": d[:-1] + "0"},
+        ).fetchone()
+        return Entry(d, True, int(size)) if count else None
 
     def open_blob(self, digest: str):
         row = self._conn().execute("SELECT data FROM inline_blobs WHERE hash=?", (digest,)).fetchone()
