@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    store.collector.start()  # frees what a crash or an older version left, then what deletes free
     log.info(
         "serving Pachyderm's gRPC API on %s:%d, data in %s (deployment %s)",
         args.host,
@@ -66,4 +67,5 @@ def main(argv=None) -> int:
     stop.wait()
     log.info("stopping")
     server.stop(grace=5).wait()
+    store.collector.stop()
     return 0
