@@ -40,6 +40,21 @@ def make_repo(store, name):
     return store.get_repo("default", name)
 
 
+def test_the_database_gives_freed_pages_back(store, tmp_path):
+    repo = make_repo(store, "r")
+    commit(store, repo, {"/keep": b"kept"})
+    store.collector.collect()
+    before = data_size(str(tmp_path / "pfs"))
+    batch = store.begin_batch(make_repo(store, "many"), "", "master")
+    for i in range(20000):
+        batch.add(f"/f{i}", b"%d" % i * 50)
+    store.apply_batch(batch)
+    assert data_size(str(tmp_path / "pfs")) > 5 * before
+    store.delete_repo("default", "many")
+    store.collector.collect()
+    assert data_size(str(tmp_path / "pfs")) <= before * 1.1
+
+
 def test_deleting_a_repo_frees_its_contents_and_keeps_the_others(store, tmp_path):
     keep, gone = make_repo(store, "keep"), make_repo(store, "gone")
     shared = big("shared")

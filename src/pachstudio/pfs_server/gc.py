@@ -165,7 +165,7 @@ class Collector:
         db = self._conn()
         try:
             with self.store._write_lock:
-                db.execute("PRAGMA incremental_vacuum")
+                db.executescript("PRAGMA incremental_vacuum;")  # run to the end (one execute() step frees one page)
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as e:
             log.info("database not shrunk now: %s", e)
