@@ -105,6 +105,7 @@ def test_churn_gives_everything_back(stack):
             c.put_file_from_bytes(path=f"/d0/{n}.json", data=json.dumps({"text": f"changed {n}"}).encode())
             c.put_file_from_bytes(path=f"/new/{n}.json", data=json.dumps({"text": f"new {n}"}).encode())
             c.delete_file(path=f"/d{n % 20}/{(n % 20) + 20 * (1 + n // REPOS)}.json")
+    phases = {"repos and commits": time.monotonic() - started}
     projects = [ls.create_project(label_config=TEXT_CONFIG) for _ in range(5)]
     storages = []
     for n in range(STORAGES):  # Sources and Targets; some share a repo, and so a mount
@@ -117,6 +118,7 @@ def test_churn_gives_everything_back(stack):
             done = ls.sync(source["id"])
             assert done["status"] == "completed" and done["last_sync_count"] > 0, done
             storages.append(("pachyderm", done))
+    phases["storages"] = time.monotonic() - started - sum(phases.values())
     grown = snapshot(pfs_server, mount_server)
     assert len(grown["mounted"]) > len(start["mounted"]) + 20 and grown["pfs bytes"] > 5 * start["pfs bytes"]
 
@@ -124,13 +126,15 @@ def test_churn_gives_everything_back(stack):
         ls.api("DELETE", f"/api/storages/{kind}/{storage['id']}", expect=204)
     for repo in repos:
         pach.pfs.delete_repo(repo=pfs.Repo.from_uri(repo))
+    phases["deletes"] = time.monotonic() - started - sum(phases.values())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         end = snapshot(pfs_server, mount_server)
         if end["pfs bytes"] <= 1.1 * start["pfs bytes"]:
             break
         time.sleep(0.5)
-    print(f"churn: {time.monotonic() - started:.0f} s; start {start}; grown {grown['pfs bytes']} B; end {end}")
+    phases["given back"] = time.monotonic() - started - sum(phases.values())
+    print(f"churn: {time.monotonic() - started:.0f} s {phases}; start {start}; grown {grown['pfs bytes']} B; end {end}")
     for key in ("mounted", "failed", "folders", "kernel", "mounts.json"):
         assert end[key] == start[key], key
     assert end["mounts.json bytes"] <= 1.1 * start["mounts.json bytes"]
