@@ -14,12 +14,15 @@ from io_storages.api import (
     ImportStorageValidateAPI,
 )
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from . import background
+from . import background, release
 from .access import OrganizationBodyMixin, OrganizationListMixin, OrganizationObjectMixin
 from .models import PachydermExportStorage, PachydermImportStorage
+from .mount_client import MountServerError
 from .serializers import PachydermExportStorageSerializer, PachydermImportStorageSerializer
 
 
@@ -88,6 +91,50 @@ class PachydermExportStorageListAPI(OrganizationListMixin, ExportStorageListAPI)
 class PachydermExportStorageDetailAPI(OrganizationObjectMixin, ExportStorageDetailAPI):
     queryset = PachydermExportStorage.objects.all()
     serializer_class = PachydermExportStorageSerializer
+
+    def destroy(self, request, *args, **kwargs):
+        """Label Studio's 204 (its frontend only reloads the list); when the Target's mount is kept
+        for its staged labels, the header X-Pachstudio-Notice says so and where to settle them."""
+        storage = self.get_object()
+        self.perform_destroy(storage)
+        response = Response(status=status.HTTP_204_NO_CONTENT)
+        notice = getattr(storage, "pachyderm_notice", None)
+        if notice:
+            response["X-Pachstudio-Notice"] = notice
+        return response
+
+
+class KeptMountListAPI(APIView):
+    """Mounts of deleted Targets kept for their staged labels (the user's organization only)."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request):
+        try:
+            return Response(release.kept_mounts(request.user.active_organization_id))
+        except MountServerError as exc:
+            raise _api_error(exc) from None
+
+
+class KeptMountSettleAPI(APIView):
+    """POST .../kept/<name>/sync: one commit of its staged labels, then it is unmounted;
+    POST .../kept/<name>/discard: dropped and unmounted."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request, name: str, action: str):
+        try:
+            return Response(release.settle(name, request.user.active_organization_id, action))
+        except MountServerError as exc:
+            raise _api_error(exc) from None
+
+
+def _api_error(exc: MountServerError) -> APIException:
+    if exc.status == 404:
+        return NotFound(str(exc))
+    error = APIException(str(exc))
+    error.status_code = exc.status if 400 <= exc.status < 500 else 503
+    return error
 
 
 class PachydermExportStorageSyncAPI(QueueSyncMixin, OrganizationObjectMixin, ExportStorageSyncAPI):

@@ -12,7 +12,9 @@ class PachydermStorageConfig(AppConfig):
     def ready(self):
         from django.core.signals import request_started
 
-        from . import signals  # noqa: F401  (connects the annotation receivers)
+        from . import signals  # (connects the annotation receivers)
+
+        signals.connect_storage_receivers()
 
         request_started.connect(_resume_once, dispatch_uid="pachyderm-resume-queued-syncs")
 

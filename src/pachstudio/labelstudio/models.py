@@ -183,6 +183,7 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
             "branch": "master",
             "commit": commit,
             "mode": "ro",
+            "idle": settings.PACHSTUDIO_VIEW_IDLE,  # the mount server unmounts it when unused
         }
 
     def can_resolve_url(self, url):

@@ -31,6 +31,8 @@ PACHSTUDIO_MOUNT_DIR = os.environ.get("PACHSTUDIO_MOUNT_DIR", "/pfs")
 PACHSTUDIO_MOUNT_TIMEOUT = float(os.environ.get("PACHSTUDIO_MOUNT_TIMEOUT", "120"))
 # Largest JSON tasks file a Source sync parses (MB); bigger ones are skipped with the reason.
 PACHSTUDIO_MAX_JSON_MB = int(os.environ.get("PACHSTUDIO_MAX_JSON_MB", "128"))
+# Seconds a per-commit view mount (`ls_at_`) may stay unused before the mount server unmounts it.
+PACHSTUDIO_VIEW_IDLE = int(os.environ.get("PACHSTUDIO_VIEW_IDLE", "600"))
 
 # SQLite (the default database): a transaction that reads first and writes later (Django's delete
 # collector, get_or_create) fails at once with "database is locked" when another writer went

@@ -1,4 +1,5 @@
-"""Annotation save/delete -> the Target's file in the read-write mount changes at once.
+"""Annotation save/delete -> the Target's file in the read-write mount changes at once; a deleted
+storage gives its mount back (`release`).
 
 Work runs after the database commit, so a rolled-back save never reaches the mount. A failure
 here never fails the annotation: it is logged and the next Sync writes what is missing.
@@ -61,3 +62,22 @@ def stage_deleted_annotation(sender, instance, **kwargs):
             remove_annotation(storage, annotation_id, task_id)
 
     transaction.on_commit(remove)
+
+
+def _release_mount(sender, instance, **kwargs):
+    """After the delete commits: the mount goes unless another storage uses it or it holds staged
+    labels (then it is kept, and the notice is left on the instance for the API's answer)."""
+
+    def release():
+        from .release import release as give_back
+
+        instance.pachyderm_notice = give_back(instance)
+
+    transaction.on_commit(release)
+
+
+def connect_storage_receivers():
+    from .models import PachydermExportStorage, PachydermImportStorage
+
+    for model in (PachydermImportStorage, PachydermExportStorage):
+        post_delete.connect(_release_mount, sender=model, dispatch_uid=f"pachyderm-release-{model.__name__}")

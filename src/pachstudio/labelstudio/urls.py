@@ -35,6 +35,12 @@ _storage_urls = [
     path(
         "export/pachyderm/form", api.PachydermExportStorageFormLayoutAPI.as_view(), name="export-storage-pachyderm-form"
     ),
+    re_path(r"^export/pachyderm/kept/?$", api.KeptMountListAPI.as_view(), name="export-storage-pachyderm-kept"),
+    re_path(
+        r"^export/pachyderm/kept/(?P<name>[A-Za-z0-9_.@+=-]{1,200})/(?P<action>sync|discard)/?$",
+        api.KeptMountSettleAPI.as_view(),
+        name="export-storage-pachyderm-kept-settle",
+    ),
 ]
 
 urlpatterns = [

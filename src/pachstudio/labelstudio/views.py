@@ -89,6 +89,18 @@ def _commit_path(storage, path: str, commit: str) -> str:
     return safe_join(root, path)
 
 
+def _open(storage, full: str, commit: str):
+    """A commit view unmounted for idleness between our check and the open is mounted again."""
+    try:
+        return open(full, "rb")
+    except FileNotFoundError:
+        spec = storage.commit_view_spec(commit) if commit else None
+        if spec is None or os.path.isdir(mount_folder(spec["name"])):
+            raise
+        mount_client.mount(spec)
+        return open(full, "rb")
+
+
 @extend_schema(exclude=True)
 @api_view(["GET", "HEAD"])
 @permission_classes([IsAuthenticated])
@@ -110,7 +122,9 @@ def pachyderm_file(request, storage_id: int):
     except MountServerError as exc:
         return _text(404 if exc.status == 404 else 503, f"{path} cannot be read at {where}: {exc}")
     try:
-        handle = open(full, "rb")
+        handle = _open(storage, full, commit)
+    except MountServerError as exc:
+        return _text(404 if exc.status == 404 else 503, f"{path} cannot be read at {where}: {exc}")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return _text(404, f"{path} not found in {where}")
     except OSError as exc:

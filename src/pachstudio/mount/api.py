@@ -34,6 +34,7 @@ class MountRequestItem(BaseModel):
     commit: Optional[str] = Field(None, pattern=COMMIT_ID, max_length=MAX_COMMIT_REF)
     mode: str = Field("ro", pattern=r"^(ro|rw)$")
     paths: Optional[list[str]] = Field(None, max_length=10_000)  # read-only: show only these
+    idle: int = Field(0, ge=0, le=10**7)  # read-only: unmounted after this many seconds unused (0: never)
 
 
 class MountRequest(BaseModel):
@@ -44,6 +45,7 @@ class UnmountRequest(BaseModel):
     mounts: list[str] = Field(min_length=1)
     discard: bool = False
     commit: bool = False
+    keep_staged: bool = False  # a rw mount with staged changes stays (status "kept: ...") instead of committing
 
 
 class UnmountAllRequest(BaseModel):
@@ -321,7 +323,10 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
                 commit=item.commit or None,
                 mode=item.mode,
                 paths=_mount_paths(item.paths),
+                idle=item.idle,
             )
+            if item.idle and item.mode != "ro":
+                raise BadRequest("idle: only read-only mounts are unmounted when unused")
             table.mount(spec)
         return mounts()
 
@@ -330,7 +335,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         for name in req.mounts:
             table.get(name)
         for name in req.mounts:
-            table.unmount(name, discard=req.discard, commit=req.commit)
+            table.unmount(name, discard=req.discard, commit=req.commit, keep_staged=req.keep_staged)
         return mounts()
 
     @app.put("/_unmount_all", response_model=Mounts, dependencies=login)

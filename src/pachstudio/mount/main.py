@@ -129,6 +129,7 @@ def main(argv=None) -> int:
     table = MountTable(remote, args.state, args.mount_dir, cache)
     table.restore()
     table.start_recovery()
+    table.start_idle_reclaim()
 
     def reconfigure(address: str, server_cas) -> None:
         old = remote.config

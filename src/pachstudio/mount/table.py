@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
 import betterproto
@@ -57,6 +57,9 @@ class MountSpec:
     commit: Optional[str] = None
     mode: str = "ro"
     paths: tuple = ()  # read-only mounts may show only these paths
+    # read-only: unmounted after this many seconds without use (0: never). Not part of the mount's
+    # identity: the same view asked for with another idle time is still the same mount.
+    idle: int = field(default=0, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "paths", tuple(self.paths or ()))  # a list once read from JSON
@@ -135,6 +138,8 @@ class Mount:
         self.state, self.status = "mounted", ""
         self.commit_lock = threading.Lock()
         self.latest: Optional[str] = None
+        self.used = time.monotonic()  # last access through the file system (idle reclaim)
+        self.kept = False  # its last user is gone but it holds staged changes (unmount keep_staged)
 
     @property
     def commit_id(self) -> str:
@@ -163,7 +168,7 @@ class MountTable:
         """Writes the table as it is now; writers queue, and each writes a fresh copy."""
         with self._save_lock:
             with self.lock:
-                specs = [asdict(m.spec) for m in self.mounts.values()]
+                specs = [dict(asdict(m.spec), kept=m.kept) for m in self.mounts.values()]
                 specs += [asdict(spec) for spec, _ in self.failed.values()]
             _write_json(self._path, specs)
 
@@ -171,12 +176,16 @@ class MountTable:
         """Mounts again what was mounted before a restart; failures stay listed, not lost."""
         try:
             with open(self._path) as f:
-                specs = [MountSpec(**s) for s in json.load(f)]
+                saved = json.load(f)
         except FileNotFoundError:
             return
-        for spec in specs:
+        for entry in saved:
+            kept = entry.pop("kept", False)
+            spec = MountSpec(**entry)
             try:
-                self._mount(spec)
+                mount = self._mount(spec)
+                if kept:
+                    self._mark_kept(mount)
             except MountError as e:
                 log.warning("could not mount %s again: %s", spec.name, e.message)
                 with self.lock:
@@ -184,7 +193,11 @@ class MountTable:
 
     # -- what the FUSE side reads -------------------------------------------------------------
     def find(self, name: str) -> Optional[Mount]:
-        return self.mounts.get(name)
+        """The mount a file-system call names; counts as a use for the idle reclaim."""
+        mount = self.mounts.get(name)
+        if mount is not None:
+            mount.used = time.monotonic()
+        return mount
 
     def names(self) -> list:
         with self.lock:
@@ -248,6 +261,10 @@ class MountTable:
             existing = self.mounts.get(spec.name)
             if existing is not None:
                 if existing.spec == spec:
+                    existing.used = time.monotonic()
+                    if existing.kept:  # a new user of a kept mount: its staged changes are theirs now
+                        existing.kept, existing.status = False, ""
+                        self._save()
                     return existing
                 raise Conflict(
                     f"mount {spec.name} already holds {existing.spec.describe()}; "
@@ -305,11 +322,19 @@ class MountTable:
             raise NotFound(f"no mount named {name}")
         return mount
 
-    def unmount(self, name: str, discard: bool = False, commit: bool = False) -> None:
+    def unmount(self, name: str, discard: bool = False, commit: bool = False, keep_staged: bool = False) -> bool:
         """Staged changes are committed first (as pachctl does), unless `discard` (and not
-        `commit`) says to drop them; a failed commit leaves the mount as it was."""
+        `commit`) says to drop them; a failed commit leaves the mount as it was. With `keep_staged`
+        a mount holding staged changes stays, marked kept (its user is gone): it goes once they are
+        committed (`_commit`) or discarded (`_unmount` with `discard`). False when it stayed."""
         with self._name_lock(name):
             mount = self.get(name)
+            if keep_staged and not (discard or commit) and mount.view.writable and mount.view.has_changes():
+                self._mark_kept(mount)
+                self._save()
+                log.info("kept %s: it holds staged changes", name)
+                return False
+            mount.kept = False  # from here on it goes (commit() must not unmount it a second time)
             if mount.view.has_changes() and (commit or not discard):
                 self.commit(name)
             with self.lock:
@@ -317,6 +342,52 @@ class MountTable:
             mount.view.discard()
             self._save()
         log.info("unmounted %s", name)
+        return True
+
+    def _mark_kept(self, mount: Mount) -> None:
+        staged = mount.view.staged()
+        n = sum(len(v) for v in staged.values())
+        mount.kept = True
+        mount.status = (
+            f"kept: no storage uses it any more but it holds {n} staged changes; "
+            "PUT /_commit commits them (then it is unmounted), PUT /_unmount with discard drops them"
+        )
+
+    def reclaim_idle(self) -> list:
+        """Unmounts the read-only mounts asked with an idle time that have not been used for that
+        long; a later mount request makes them again. Returns their names."""
+        now = time.monotonic()
+        with self.lock:
+            idle = [
+                m.spec.name
+                for m in self.mounts.values()
+                if m.spec.idle > 0 and m.spec.mode == "ro" and now - m.used >= m.spec.idle
+            ]
+        gone = []
+        for name in idle:
+            try:
+                with self._name_lock(name):
+                    mount = self.mounts.get(name)
+                    if mount is None or time.monotonic() - mount.used < mount.spec.idle:
+                        continue  # used again meanwhile
+                    with self.lock:
+                        self.mounts.pop(name, None)
+                    mount.view.discard()
+                gone.append(name)
+                log.info("unmounted %s: unused for %d s", name, mount.spec.idle)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("reclaiming idle mount %s", name)
+        if gone:
+            self._save()
+        return gone
+
+    def start_idle_reclaim(self, every: float = 5.0) -> None:
+        def loop():
+            while True:
+                time.sleep(every)
+                self.reclaim_idle()
+
+        threading.Thread(target=loop, name="idle-reclaim", daemon=True).start()
 
     def unmount_all(self, discard: bool = False, commit: bool = False) -> None:
         """Every mount (as `unmount`), and forgets the ones that failed to mount."""
@@ -427,6 +498,8 @@ class MountTable:
             mount.latest = info.commit.id
         counts = {"added": len(plan.added), "changed": len(plan.changed), "deleted": len(plan.deleted)}
         log.info("committed %s to %s: %s", name, info.commit.id, counts)
+        if mount.kept and not staging.has_changes():  # what it was kept for is committed
+            self.unmount(name)
         return CommitResult(
             info.commit.id,
             **counts,

@@ -2,7 +2,9 @@
 them all in one transaction.
 
 Contents are streamed into the blob store as they arrive (one writer at a time); nothing in the
-database changes until the stream ends, so a cut stream leaves no trace but content-addressed blobs.
+database changes until the stream ends, so a cut stream leaves no trace but content-addressed blobs
+(which the collector frees). Every content the stream will reference stays pinned until the stream
+is applied or discarded, so the collector cannot free it in between.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class FileBatch:
         self.deleted: list[str] = []  # paths deleted so far in this stream
         self.base_lookups = 0
         self.base_files: Optional[dict] = None  # the base commit's files, once a stream adds many
+        self.pinned: list[str] = []  # contents this stream will reference (see blobs.BlobPins)
 
     # -- the stream's operations --------------------------------------------------------------
     def add(self, path: str, data: bytes) -> None:
@@ -84,6 +87,7 @@ class FileBatch:
         files = list(self.store.files_under(src_commit, src_path))
         if not files:
             raise self.store.file_not_found(src_commit, src_path)
+        self._pin_existing([e.hash for e in files], src_commit, src_path)
         if not append:
             self.delete(dst)
         for e in files:
@@ -102,6 +106,24 @@ class FileBatch:
         if self.current is not None:
             self.current.writer.discard()
             self.current = None
+        if self.pinned:  # what it wrote is referenced by nothing now
+            self.store.request_collection()
+        self.release()
+
+    def release(self) -> None:
+        """Unpins the stream's contents: call once its transaction has committed or failed."""
+        pinned, self.pinned = self.pinned, []
+        for digest in pinned:
+            self.store.blobs.pins.unpin(digest)
+
+    def _pin_existing(self, digests: list[str], src_commit: str, src_path: str) -> None:
+        """Pins contents another commit references, then checks they are still there: a commit
+        dropped since the listing may have had them collected."""
+        for digest in digests:
+            self.store.blobs.pins.pin(digest)
+        self.pinned += digests
+        if self.store.missing_contents(digests):
+            raise self.store.file_not_found(src_commit, src_path)
 
     # -- sealing and applying -----------------------------------------------------------------
     def seal(self) -> None:
@@ -112,6 +134,7 @@ class FileBatch:
             return
         data = op.writer.inline()
         op.blob = op.writer.commit()
+        self.pinned.append(op.blob[0])
         op.writer = None
         self.sealed[op.path] = op.blob
         if data is not None:

@@ -189,11 +189,28 @@ class JobRunner:
         previous = self._previous_outputs(p, job)
         results: dict[str, dict] = {}
         todo = []
+        pins = self.store.blobs.pins
         for d in ds:
-            if d.hash in previous:
-                results[d.id] = {"state": "SKIPPED", "outputs": previous[d.hash], "datum": d}
+            reused = previous.get(d.hash)
+            if reused is not None:
+                for h, _ in reused.values():  # held against the collector until the output commit is in
+                    pins.pin(h)
+                if self.store.missing_contents([h for h, _ in reused.values()]):
+                    for h, _ in reused.values():
+                        pins.unpin(h)
+                    todo.append(d)  # its old output was freed (its commits deleted): run it again
+                    continue
+                results[d.id] = {"state": "SKIPPED", "outputs": reused, "datum": d}
             else:
                 todo.append(d)
+        try:
+            self._run_datums(p, job, ds, todo, results)
+        finally:
+            for r in results.values():  # every output digest was pinned once: by its writer or above
+                for h, _ in r["outputs"].values():
+                    pins.unpin(h)
+
+    def _run_datums(self, p: Pipeline, job: Job, ds: list, todo: list, results: dict) -> None:
         self._save_datums(job, [(r["datum"], "SKIPPED", r["outputs"]) for r in results.values()])
         self._set(job, skipped=len(results))
         failed: Optional[str] = None
@@ -223,8 +240,12 @@ class JobRunner:
             self._finish(job, None, [], "JOB_FAILURE", f"datum {failed} failed")
             return
         self._set(job, state="JOB_FINISHING")
-        tree, inline = self._merge(ds, results)
-        self._finish(job, tree, inline, "JOB_SUCCESS", "")
+        tree, inline, merged = self._merge(ds, results)
+        try:
+            self._finish(job, tree, inline, "JOB_SUCCESS", "")
+        finally:
+            for h in merged:
+                self.store.blobs.pins.unpin(h)
 
     def _previous_outputs(self, p: Pipeline, job: Job) -> dict:
         """datum hash -> outputs, from the pipeline's last successful job (pachd's parent job)."""
@@ -234,12 +255,13 @@ class JobRunner:
         rows = self.pipelines.datum_rows(done[0])
         return {r["hash"]: r["outputs"] for r in rows if r["state"] in ("SUCCESS", "SKIPPED")}
 
-    def _merge(self, ds: list, results: dict) -> tuple[dict, list]:
+    def _merge(self, ds: list, results: dict) -> tuple[dict, list, list]:
         """The output tree: every datum's /pfs/out, in datum order; a path two datums wrote holds
         both contents, one after the other (pachd appends them too)."""
         tree: dict[str, tuple] = {}
         inline = []
         clashes: dict[str, list] = {}
+        merged: list = []  # digests of appended contents, pinned by their writers
         for d in ds:
             for path, (h, size) in results[d.id]["outputs"].items():
                 if path in tree:
@@ -253,7 +275,8 @@ class JobRunner:
             tree[path] = w.commit()
             if data is not None:
                 inline.append((tree[path][0], data))
-        return tree, inline
+            merged.append(tree[path][0])
+        return tree, inline, merged
 
     def _finish(self, job: Job, tree: Optional[dict], inline: list, state: str, reason: str) -> None:
         try:

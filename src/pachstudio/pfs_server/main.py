@@ -149,6 +149,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    store.collector.start()  # frees what a crash or an older version left, then what deletes free
     log.info(
         "serving Pachyderm's gRPC API on %s://%s:%d, data in %s (deployment %s)",
         "grpcs" if tls else "grpc",
@@ -164,4 +165,5 @@ def main(argv=None) -> int:
     stop.wait()
     log.info("stopping")
     server.stop(grace=5).wait()
+    store.collector.stop()
     return 0

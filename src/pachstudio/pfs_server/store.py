@@ -24,6 +24,7 @@ from . import paths as P
 from .batch import FileBatch
 from .blobs import BlobStore
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PfsError
+from .gc import Collector, enable_auto_vacuum
 
 DEFAULT_PROJECT = "default"
 
@@ -139,6 +140,8 @@ class Store:
         self.data_dir = data_dir
         self.db_path = os.path.join(data_dir, "pfs.sqlite3")
         self.blobs = BlobStore(os.path.join(data_dir, "blobs"))
+        enable_auto_vacuum(self.db_path)
+        self.collector = Collector(self)
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self.changed = threading.Condition()  # notified after every write; SubscribeCommit/wait use it
@@ -167,6 +170,7 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes on a new database: before WAL
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
@@ -262,6 +266,10 @@ class Store:
             yield db
         finally:
             db.execute("COMMIT")
+
+    def request_collection(self) -> None:
+        """Contents may have lost their last reference: the collector (when started) frees them."""
+        self.collector.request()
 
     @property
     def deployment_id(self) -> str:
@@ -359,6 +367,7 @@ class Store:
             return True
 
     def _delete_repo(self, db, repo: RepoRow) -> None:
+        self.request_collection()  # runs once this write has committed (it waits for the write lock)
         db.execute("DELETE FROM deltas WHERE commit_id IN (SELECT id FROM commits WHERE repo_id=?)", (repo.id,))
         db.execute(
             "DELETE FROM commit_provenance WHERE commit_key IN (SELECT id FROM commits WHERE "
@@ -392,6 +401,7 @@ class Store:
             ):
                 db.execute(f"DELETE FROM {table}")
             db.execute("INSERT INTO projects VALUES(?,?,?)", (DEFAULT_PROJECT, "", now()))
+            self.request_collection()
 
     def repo_size(self, repo: RepoRow) -> int:
         row = (
@@ -821,6 +831,7 @@ class Store:
                 self._remove_commit(db, row)
 
     def _remove_commit(self, db, row: CommitRow) -> None:
+        self.request_collection()
         db.execute("UPDATE commits SET parent=? WHERE parent=?", (row.parent, row.id))
         if row.parent:
             db.execute("UPDATE branches SET head=?, updated=? WHERE head=?", (row.parent, now(), row.id))
@@ -1100,10 +1111,30 @@ class Store:
         """Files at the given paths as of a commit (missing or deleted ones are absent)."""
         return self._lookup(self._conn(), commit_id, paths)
 
+    def missing_contents(self, digests: list[str]) -> list[str]:
+        """Those of `digests` whose content is in neither the database nor the blob files."""
+        db = self._conn()
+        found = set()
+        for i in range(0, len(digests), 20000):
+            part = json.dumps(digests[i : i + 20000])
+            found.update(
+                r[0]
+                for r in db.execute(
+                    "SELECT hash FROM inline_blobs WHERE hash IN (SELECT value FROM json_each(?))", (part,)
+                )
+            )
+        return [d for d in digests if d not in found and not self.blobs.exists(d)]
+
     def apply_batch(self, batch: FileBatch) -> CommitRow:
         """Applies a whole ModifyFile stream in one transaction. On a branch whose head is finished
         (or missing) it opens and finishes a commit of its own, as pachd does."""
         batch.seal()
+        try:
+            return self._apply_batch(batch)
+        finally:
+            batch.release()
+
+    def _apply_batch(self, batch: FileBatch) -> CommitRow:
         repo = batch.repo
         with self._write() as db:
             batch.flush_inline(db)
