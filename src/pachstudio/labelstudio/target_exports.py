@@ -12,7 +12,10 @@ import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
+import time
+import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -133,6 +136,7 @@ def _point_at_pfs(tasks, sources, data_keys, stand_ins: str):
     file stands for each), and name the undefined data field by the config's one data field.
     Returns the manifest's lists."""
     images, task_files, elsewhere = [], [], []
+    made = set()
     single_key = data_keys[0] if len(data_keys) == 1 else None
     for task in tasks:
         data = task["data"]
@@ -156,9 +160,30 @@ def _point_at_pfs(tasks, sources, data_keys, stand_ins: str):
             if isinstance(value, str) and "/data/pachyderm/" in value:
                 data[key] = stand_ins + ref
         stand_in = stand_ins + ref
-        os.makedirs(os.path.dirname(stand_in), exist_ok=True)
-        open(stand_in, "a").close()
+        folder = os.path.dirname(stand_in)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        with open(stand_in, "wb") as f:
+            f.write(_stand_in_image(task))
     return images, task_files, elsewhere
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _stand_in_image(task) -> bytes:
+    """A PNG header of the size the labels were drawn on (their original_width/height): the
+    converter opens each image for its size, and an empty file makes it try every image format
+    first. Empty when no result says the size (the converter then skips the size, as it would)."""
+    for annotation in task["annotations"]:
+        for result in annotation.get("result") or []:
+            w, h = result.get("original_width"), result.get("original_height")
+            if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+                header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+                return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"")
+    return b""
 
 
 def _files(folder: str) -> dict:
@@ -181,7 +206,7 @@ def build(storage, formats, parent_commit: str, work: str) -> dict:
     images, task_files, elsewhere = _point_at_pfs(tasks, sources, conv._data_keys, stand_ins)
     source_json = os.path.join(work, "tasks.json")
     with open(source_json, "w") as f:
-        json.dump(tasks, f, default=str)
+        f.write(json.dumps(tasks, default=str))  # dumps: the C encoder; dump streams in Python
     out = os.path.join(work, "out")
     files = {}
     counts = {}
@@ -231,8 +256,17 @@ def write_exports(storage, formats, parent_commit: str) -> dict:
     `<prefix>/exports/` in the read-write mount with it. Returns {format: files} and the manifest."""
     folder = storage.local_path(f"{storage.clean_prefix}/{EXPORTS}" if storage.clean_prefix else EXPORTS)
     work = tempfile.mkdtemp(prefix="pachstudio-export-")
+    started = time.perf_counter()
+    quiet = logging.getLogger("label_studio_sdk.converter")
+    level = quiet.level
     try:
-        files = build(storage, formats, parent_commit, work)
+        # it logs a traceback, at INFO, for every stand-in it cannot open as an image
+        quiet.setLevel(max(level, logging.WARNING))
+        try:
+            files = build(storage, formats, parent_commit, work)
+        finally:
+            quiet.setLevel(level)
+        built = time.perf_counter()
         old = _files(folder) if os.path.isdir(folder) else {}
         for rel, full in old.items():
             if rel not in files:
@@ -247,6 +281,11 @@ def write_exports(storage, formats, parent_commit: str) -> dict:
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:
             for _ in pool.map(copy, files.items()):
                 pass
-        return {"files": len(files), "removed": len([r for r in old if r not in files])}
+        done = time.perf_counter()
+        return {
+            "files": len(files),
+            "removed": len([r for r in old if r not in files]),
+            "seconds": {"build": round(built - started, 2), "write": round(done - built, 2)},
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
