@@ -56,7 +56,7 @@
       schema: __STRING__().default("id"), target: "export"
     },
     {
-      name: "export_formats", type: "text", label: "Export formats (optional)", placeholder: "COCO, YOLO",
+      name: "export_formats_text", type: "text", label: "Export formats (optional)", placeholder: "COCO, YOLO",
       description: "Label Studio export formats written to prefix/exports/ in each Sync's commit that changes labels; images are referred to by Pachyderm path and commit",
       schema: __STRING__().optional().default(""), target: "export"
     }
@@ -68,6 +68,6 @@
     { fields: ["prefix"] },
     { fields: ["file_format"] },
     { fields: ["layout"] },
-    { fields: ["export_formats"] }
+    { fields: ["export_formats_text"] }
   ]
 }

@@ -103,6 +103,12 @@ def test_a_format_that_does_not_fit_the_labeling_config_is_refused_on_save(label
                               json={'export_formats': ['VOC']})
     assert changed.status_code == 400 and 'VOC' in error_text(changed)
     assert labelstudio.storage(fits['id'], target=True)['export_formats'] == ['JSON_MIN', 'CSV']
+    as_text = labelstudio.api('PATCH', f'/api/storages/export/pachyderm/{fits["id"]}',
+                              json={'export_formats_text': 'YOLO'})  # the storage form's text field
+    assert as_text.status_code == 400 and 'YOLO does not fit' in error_text(as_text)
+    fits = labelstudio.api('PATCH', f'/api/storages/export/pachyderm/{fits["id"]}',
+                           json={'export_formats_text': 'json'}, expect=200).json()
+    assert (fits['export_formats'], fits['export_formats_text']) == (['JSON'], 'JSON')
 
 
 def test_source_path_layout_pairs_labels_with_images_and_reports_a_collision(labelstudio, ls_pach):

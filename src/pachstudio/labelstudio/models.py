@@ -248,6 +248,10 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
         cluster_checks.check_target(self)
 
     @property
+    def export_formats_text(self) -> str:
+        return ", ".join(self.export_formats or [])
+
+    @property
     def per_task(self) -> bool:
         """One file per task: the task format, and the source-path layout (a path names a task)."""
         return self.file_format == "task" or self.layout == "source_path"
