@@ -45,6 +45,20 @@
         { value: "task", label: "One file per task, with all its annotations (prefix/<task id>.json)" }
       ],
       schema: __STRING__().default("annotation"), target: "export"
+    },
+    {
+      name: "layout", type: "select", label: "Layout",
+      description: "Like the data: a task's labels at prefix/<path of its source file>.json (one file per task), so a pipeline can join images and labels by path",
+      options: [
+        { value: "id", label: "By id (prefix/<id>.json)" },
+        { value: "source_path", label: "Like the data (prefix/<source path>.json)" }
+      ],
+      schema: __STRING__().default("id"), target: "export"
+    },
+    {
+      name: "export_formats_text", type: "text", label: "Export formats (optional)", placeholder: "COCO, YOLO",
+      description: "Label Studio export formats written to prefix/exports/ in each Sync's commit that changes labels; images are referred to by Pachyderm path and commit",
+      schema: __STRING__().optional().default(""), target: "export"
     }
   ],
   layout: [
@@ -52,6 +66,8 @@
     { fields: ["repo", "branch"] },
     { fields: ["commit"] },
     { fields: ["prefix"] },
-    { fields: ["file_format"] }
+    { fields: ["file_format"] },
+    { fields: ["layout"] },
+    { fields: ["export_formats_text"] }
   ]
 }

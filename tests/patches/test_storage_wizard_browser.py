@@ -126,7 +126,8 @@ def test_target_wizard_offers_pachyderm_with_a_file_format_and_saves_it(wizard, 
     wizard.choose_pachyderm()
 
     fields = wizard.inputs()
-    assert list(fields) == ["title", "pach_project", "repo", "branch", "prefix"]
+    assert list(fields) == ["title", "pach_project", "repo", "branch", "prefix", "export_formats_text"]
+    assert wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=layout]").get_attribute("data-value") == "id"
     trigger = wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=file_format]")
     assert trigger.get_attribute("data-value") == "annotation"
     assert "One file per annotation" in trigger.text
@@ -137,6 +138,8 @@ def test_target_wizard_offers_pachyderm_with_a_file_format_and_saves_it(wizard, 
     wizard.type("repo", repo)
     wizard.type("branch", "labels")
     wizard.type("prefix", "annotations")
+    wizard.select("layout", "source_path")
+    wizard.type("export_formats_text", "json_min, csv")
 
     wizard.button("Test Connection").click()
     wizard.button("Connection Verified")
@@ -149,12 +152,13 @@ def test_target_wizard_offers_pachyderm_with_a_file_format_and_saves_it(wizard, 
     [storage] = ls.api("GET", f"/api/storages/export/pachyderm?project={project}", expect=200).json()
     assert (storage["repo"], storage["branch"], storage["prefix"], storage["file_format"]) == \
         (repo, "labels", "annotations", "task")
+    assert (storage["layout"], storage["export_formats"]) == ("source_path", ["JSON_MIN", "CSV"])
 
 
 def test_editing_a_pachyderm_target_shows_its_settings_and_saves_changes(wizard, project, repo):
     ls = wizard.ls
     created = ls.create_target(project, title="Edit me", repo=repo, branch="edits", prefix="before",
-                               file_format="task")
+                               file_format="task", export_formats=["JSON_MIN", "CSV"])
     wizard.driver.get(f"{wizard.url}/projects/{project}/settings/storage")
     wizard.see("Edit me")
 
@@ -170,13 +174,16 @@ def test_editing_a_pachyderm_target_shows_its_settings_and_saves_changes(wizard,
     assert wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=file_format]").get_attribute(
         "data-value") == "task"
     wizard.shot("target-4-edit")
+    assert fields["export_formats_text"].get_attribute("value") == "JSON_MIN, CSV"
     wizard.type("prefix", "after")
     wizard.select("file_format", "annotation")
+    wizard.type("export_formats_text", "json")
     wizard.button("Save").click()
     wizard.modal_closed()
 
     storage = ls.storage(created["id"], target=True)
     assert (storage["prefix"], storage["file_format"], storage["branch"]) == ("after", "annotation", "edits")
+    assert storage["export_formats"] == ["JSON"]
 
 
 def test_older_form_offers_pachyderm_with_the_backends_fields_and_creates_a_source(legacy_form, repo):

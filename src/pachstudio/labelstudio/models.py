@@ -212,6 +212,23 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
         default="annotation",
         help_text="annotation: <prefix>/<annotation id>.json; task: <prefix>/<task id>.json",
     )
+    LAYOUTS = (
+        ("id", "By id: <prefix>/<id>.json"),
+        ("source_path", "Like the data: <prefix>/<path of the task's source file>.json"),
+    )
+    layout = models.CharField(
+        _("layout"),
+        max_length=32,
+        choices=LAYOUTS,
+        default="id",
+        help_text="id: files named by id; source_path: one file per task at its source file's path + .json",
+    )
+    export_formats = models.JSONField(
+        _("export formats"),
+        default=list,
+        blank=True,
+        help_text="Label Studio converter formats (COCO, YOLO, ...) written under <prefix>/exports/ by each Sync",
+    )
     last_commit = models.CharField(
         _("last commit"),
         max_length=64,
@@ -231,8 +248,22 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
     def validate_connection(self, client=None):
         cluster_checks.check_target(self)
 
-    def file_key(self, annotation_id: int, task_id: int) -> str:
-        name = f"{task_id if self.file_format == 'task' else annotation_id}.json"
+    @property
+    def export_formats_text(self) -> str:
+        return ", ".join(self.export_formats or [])
+
+    @property
+    def per_task(self) -> bool:
+        """One file per task: the task format, and the source-path layout (a path names a task)."""
+        return self.file_format == "task" or self.layout == "source_path"
+
+    def file_key(self, annotation_id: int, task_id: int, source_path: str = "") -> str:
+        """`source_path`: the task's path in its Source repo when the layout uses it (and it
+        is the task's own, see target_layout); otherwise the file is named by id."""
+        if source_path:
+            name = f"{source_path}.json"
+        else:
+            name = f"{task_id if self.per_task else annotation_id}.json"
         return f"{self.clean_prefix}/{name}" if self.clean_prefix else name
 
     def save_annotation(self, annotation):

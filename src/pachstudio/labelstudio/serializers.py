@@ -9,6 +9,7 @@ from .access import project_or_404
 from .cluster_checks import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
 from .paths import BadPath, normalize_prefix, shown
+from .target_exports import check_formats
 
 
 def pach_name(kind: str, value):
@@ -75,6 +76,27 @@ class PachydermImportStorageSerializer(PachydermSerializerMixin, ImportStorageSe
 
 class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSerializer):
     type = serializers.ReadOnlyField(default="pachyderm")
+    # a list, or a comma-separated text
+    export_formats = serializers.JSONField(required=False)
+    # the same as text, for the storage wizard, whose fields are strings
+    export_formats_text = serializers.CharField(required=False, allow_blank=True)
+
+    def validate(self, data):
+        if data.get("layout", self.instance.layout if self.instance else "id") == "source_path":
+            data["file_format"] = "task"  # a source path names a task: one file per task
+        if "export_formats_text" in data:
+            text = data.pop("export_formats_text")
+            current = ", ".join(self.instance.export_formats or []) if self.instance else ""
+            if "export_formats" not in data or text.strip() != current:  # the field the user changed wins
+                data["export_formats"] = text
+        data = super().validate(data)  # after the project access check
+        project = data.get("project") or (self.instance.project if self.instance else None)
+        if "export_formats" in data and project is not None:
+            try:
+                data["export_formats"] = check_formats(data["export_formats"], project.get_parsed_config())
+            except ValueError as exc:
+                raise serializers.ValidationError({"export_formats": [str(exc)]})
+        return data
 
     class Meta:
         model = PachydermExportStorage

@@ -8,7 +8,7 @@ here never fails the annotation: it is logged and the next Sync writes what is m
 import logging
 
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 from tasks.models import Annotation
 
@@ -48,18 +48,30 @@ def stage_saved_annotation(sender, instance, **kwargs):
     transaction.on_commit(write)
 
 
+@receiver(pre_delete, sender=Annotation)
+def remember_source_path(sender, instance, **kwargs):
+    """A task deleted with its annotations is gone by their post_delete; a target laid out by
+    source path still needs that path to remove (or hand over) the task's file."""
+    if any(s.layout == "source_path" for s in _targets(instance.project_id)):
+        from tasks.models import Task
+
+        path = Task.objects.filter(id=instance.task_id).values_list("data__pachyderm_path", flat=True).first()
+        instance._pachyderm_path = path if isinstance(path, str) else ""
+
+
 @receiver(post_delete, sender=Annotation)
 def stage_deleted_annotation(sender, instance, **kwargs):
     storages = _targets(instance.project_id)
     if not storages:
         return
     annotation_id, task_id = instance.id, instance.task_id
+    gone_path = getattr(instance, "_pachyderm_path", "")
 
     def remove():
         from .target_sync import remove_annotation
 
         for storage in storages:
-            remove_annotation(storage, annotation_id, task_id)
+            remove_annotation(storage, annotation_id, task_id, gone_path if isinstance(gone_path, str) else "")
 
     transaction.on_commit(remove)
 

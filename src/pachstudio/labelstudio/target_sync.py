@@ -19,7 +19,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Task
 
-from . import cluster_checks, mount_client
+from . import cluster_checks, mount_client, target_exports, target_layout
 
 logger = logging.getLogger(__name__)
 WRITERS = 8  # staged files written at once through the FUSE mount
@@ -72,17 +72,31 @@ def _remove(storage, key: str):
         pass
 
 
-def write_task(storage, task_id: int):
+def write_task(storage, task_id: int, gone_path: str = ""):
+    """The task's file, rewritten or removed. `gone_path`: the source path of a task deleted with
+    its annotations (its data is gone by now), so its path-named file can go too."""
     task = Task.objects.filter(id=task_id).first()
-    key = storage.file_key(None, task_id)
-    if task is None or not task.annotations.exists():
+    if task is None:
+        _remove(storage, storage.file_key(None, task_id))
+        if gone_path and storage.layout == "source_path":
+            heir = target_layout.owner(storage.project_id, gone_path)
+            if heir is None:
+                _remove(storage, storage.file_key(None, task_id, gone_path))
+            else:  # the path's next owner moves from its id-named file to the path
+                write_task(storage, heir)
+        return
+    key = target_layout.task_key(storage, task)
+    if not task.annotations.exists():
         _remove(storage, key)
         return
     _write(storage, key, task_content(storage, task))
+    id_key = storage.file_key(None, task_id)
+    if key != id_key:  # it may have been named by id while another task owned the path
+        _remove(storage, id_key)
 
 
 def write_annotation(storage, annotation):
-    if storage.file_format == "task":
+    if storage.per_task:
         write_task(storage, annotation.task_id)
     else:
         _write(storage, storage.file_key(annotation.id, annotation.task_id), annotation_content(storage, annotation))
@@ -98,11 +112,11 @@ def _touch_link(storage, annotation_id: int):
         Link.objects.create(annotation_id=annotation_id, storage=storage, object_exists=True)
 
 
-def remove_annotation(storage, annotation_id: int, task_id: int):
+def remove_annotation(storage, annotation_id: int, task_id: int, gone_path: str = ""):
     """After the annotation is gone: its file goes (or its task's file is rewritten without it)."""
     try:
-        if storage.file_format == "task":
-            write_task(storage, task_id)
+        if storage.per_task:
+            write_task(storage, task_id, gone_path)
         else:
             _remove(storage, storage.file_key(annotation_id, task_id))
     except OSError as exc:
@@ -137,7 +151,7 @@ def stage_pending(storage) -> int:
     """Write what the save hooks could not (annotations made before the storage existed, bulk
     imports that bypass signals, a mount that was down) and retry failed deletes. Only stale files
     are written: annotations with no link, or changed after their link."""
-    cluster_checks.ensure_mount(storage)
+    storage.mount_state = cluster_checks.ensure_mount(storage)
     Link = storage.links.model
     linked = dict(Link.objects.filter(storage=storage).values_list("annotation_id", "updated_at"))
     stale = [
@@ -157,7 +171,7 @@ def stage_pending(storage) -> int:
             .prefetch_related("task__comment_authors")
         )  # else one query each, in the serializer
         written = [a.id for a in annotations]
-        if storage.file_format == "task":
+        if storage.per_task:
             for annotation in annotations:
                 if annotation.task_id not in written_tasks:
                     write_task(storage, annotation.task_id)
@@ -177,7 +191,7 @@ def stage_pending(storage) -> int:
     pending = list(storage.pending_deletes or [])
     for item in pending:
         annotation_id, task_id = (int(x) for x in item.split(":"))
-        if storage.file_format == "task":
+        if storage.per_task:
             write_task(storage, task_id)
         else:
             _remove(storage, storage.file_key(annotation_id, task_id))
@@ -191,14 +205,23 @@ def stage_pending(storage) -> int:
 
 
 def _ids(storage, paths) -> list:
+    """Annotation ids (task ids for per-task files) of label files; a source-path-named file
+    counts as its task's. Export files are not labels."""
     prefix = storage.clean_prefix + "/" if storage.clean_prefix else ""
-    ids = []
+    ids, source_paths = [], []
     for path in paths:
         path = path.lstrip("/")
-        if path.startswith(prefix) and path.endswith(".json"):
+        if path.startswith(prefix) and path.endswith(".json") and not path.startswith(prefix + "exports/"):
             stem = path[len(prefix) : -len(".json")]
             if stem.isdigit():
                 ids.append(int(stem))
+            elif storage.layout == "source_path":
+                source_paths.append(stem)
+    for start in range(0, len(source_paths), 500):
+        rows = Task.objects.filter(
+            project_id=storage.project_id, data__pachyderm_path__in=source_paths[start : start + 500]
+        ).values_list("id", flat=True)
+        ids.extend(rows)
     return ids
 
 
@@ -210,7 +233,7 @@ def describe_commit(storage, staged: dict) -> str:
     annotators, task_ids, sources = set(), set(), set()
     for start in range(0, len(ids), 500):  # SQLite caps the parameters of one query
         chunk = ids[start : start + 500]
-        by = Q(task_id__in=chunk) if storage.file_format == "task" else Q(id__in=chunk)
+        by = Q(task_id__in=chunk) if storage.per_task else Q(id__in=chunk)
         rows = Annotation.objects.filter(by, project=storage.project).values_list("task_id", "completed_by__email")
         for task_id, email in rows:
             task_ids.add(task_id)
@@ -259,8 +282,17 @@ def sync_target(storage):
         storage.info_set_queued()
     storage.info_set_in_progress()
     _staging(storage)
+    mount_state = getattr(storage, "mount_state", None)
     staged = mount_client.staged(storage.mount)
     description = describe_commit(storage, staged)
+    exports = {}
+    changes = [p for k in ("added", "changed", "deleted") for p in staged.get(k) or []]
+    labels_changed = any(not _is_export(storage, p) for p in changes)
+    if storage.export_formats and labels_changed:
+        exports = _export(storage, mount_state)
+        formats = ", ".join(storage.export_formats)
+        description += f"\nexports: {formats} under {_export_folder(storage)}/ (manifest.json)"
+    collided = target_layout.collisions(storage)
     result = mount_client.commit(storage.mount, description)
     commit = result.get("commit")
     storage.refresh_from_db()
@@ -268,16 +300,45 @@ def sync_target(storage):
         storage.last_commit = commit
         storage.save(update_fields=["last_commit"])
     counts = {k: result.get(k, 0) for k in ("added", "changed", "deleted")}
+    if exports:  # the card counts label files; the export's own are counted apart
+        counts = {k: len([p for p in staged.get(k) or [] if not _is_export(storage, p)]) for k in counts}
     logger.info("Pachyderm target %s Sync on %s: commit %s %s", storage.id, storage.describe(), commit, counts)
+    notes = (result.get("message") or "", target_layout.describe_collisions(storage, collided))
+    message = "; ".join(m for m in notes if m)
     storage.info_set_completed(
         last_sync_count=sum(counts.values()),
         total_annotations=Annotation.objects.filter(project=storage.project).count(),
         commit=commit,
         last_commit=storage.last_commit,
-        message=result.get("message") or "",
+        message=message,
         description=description if commit else "",
+        exports=exports or None,
+        collisions=collided or None,
         **counts,
     )
+
+
+def _export_folder(storage) -> str:
+    return f"{storage.clean_prefix}/{target_exports.EXPORTS}" if storage.clean_prefix else target_exports.EXPORTS
+
+
+def _is_export(storage, path: str) -> bool:
+    return path.lstrip("/").startswith(_export_folder(storage) + "/")
+
+
+def _export(storage, mount_state) -> dict:
+    """The exports of the staged labels, written into the mount before the commit; a failing
+    converter fails the Sync with its reason and leaves the labels staged."""
+    parent = (mount_state or {}).get("commit") or storage.last_commit or ""
+    try:
+        return target_exports.write_exports(storage, storage.export_formats, parent)
+    except Exception as exc:
+        logger.exception("Pachyderm target %s: export failed", storage.id)
+        raise mount_client.MountServerError(
+            f"the {', '.join(storage.export_formats)} export failed ({exc.__class__.__name__}: {exc}); nothing "
+            "was committed and the labels stay staged: remove the format from the storage, or fix the labels, "
+            "and Sync again"
+        ) from None
 
 
 def stage_target(storage):
