@@ -11,6 +11,7 @@ import pytest
 
 from plugins.image import LABELS, new_name, sdk_client
 
+from .databases import DATABASES
 from .fault_steps import (
     TARGET,
     annotate,
@@ -166,10 +167,12 @@ def test_mount_server_killed(appliance_factory, data_volume, outcome):
 
 
 @pytest.mark.reliability("Fault", "`docker kill` of the appliance mid-labeling, then a start on the same volume")
-def test_appliance_killed_mid_labeling(appliance_factory, data_volume, outcome):
+@pytest.mark.parametrize("database", DATABASES)
+def test_appliance_killed_mid_labeling(appliance_factory, data_volume, on_database, outcome):
     """SIGKILL to the whole container while an annotator saves labels: after a start on the same
-    /data every label the API acknowledged is there, and one Sync commits each exactly once."""
-    app = appliance_factory(volume=data_volume).wait_healthy()
+    /data (and the same PostgreSQL, which stays up) every label the API acknowledged is there, and
+    one Sync commits each exactly once."""
+    app = appliance_factory(volume=data_volume, **on_database).wait_healthy()
     client = sdk_client(app.pachd_address)
     put_source_files(client)
     api = app.api()
