@@ -172,7 +172,8 @@ def test_appliance_killed_mid_labeling(appliance_factory, data_volume, on_databa
     """SIGKILL to the whole container while an annotator saves labels: after a start on the same
     /data (and the same PostgreSQL, which stays up) every label the API acknowledged is there, and
     one Sync commits each exactly once."""
-    app = appliance_factory(volume=data_volume, **on_database).wait_healthy()
+    # A first start on PostgreSQL migrates an empty database (minutes on a busy machine).
+    app = appliance_factory(volume=data_volume, **on_database).wait_healthy(timeout=900)
     client = sdk_client(app.pachd_address)
     put_source_files(client)
     api = app.api()

@@ -89,11 +89,11 @@ def appliance_on(module_appliances, module_network, docker_client):
     current = {}
 
     def drop():
-        if current:
+        if current.get("app") is not None:
             current["app"].remove()
-            if current.get("pg") is not None:
-                remove(current["pg"])
-            current.clear()
+        if current.get("pg") is not None:
+            remove(current["pg"])
+        current.clear()
 
     def on(database):
         if current.get("database") != database:
@@ -102,7 +102,8 @@ def appliance_on(module_appliances, module_network, docker_client):
             if database == "postgresql":
                 current["pg"] = start_postgres(docker_client, module_network)
                 kwargs = {"network": module_network, "env": appliance_env(current["pg"])}
-            current["app"] = module_appliances(ports=("8080/tcp", "30650/tcp"), **kwargs).wait_healthy()
+            # A first start on PostgreSQL migrates an empty database (minutes on a busy machine).
+            current["app"] = module_appliances(ports=("8080/tcp", "30650/tcp"), **kwargs).wait_healthy(timeout=900)
             current["database"] = database
         return current["app"]
 
