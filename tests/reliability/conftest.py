@@ -20,9 +20,12 @@
   on both databases has a row for each.
 
 Every test in tests/reliability also gets the `image` marker: they all run on the built image.
+Tests marked `heavy` (32 clients of load) run only with PACHSTUDIO_RELIABILITY_HEAVY=1, as the
+README's report command sets it; CI's default run leaves them out (deselected, not skipped).
 """
 import datetime
 import json
+import os
 import pathlib
 import subprocess
 
@@ -38,7 +41,11 @@ ARTIFACTS = REPO / "test-artifacts"
 _rows = pytest.StashKey[dict]()
 
 
+HEAVY = "PACHSTUDIO_RELIABILITY_HEAVY"  # =1: also the `heavy` variants (minutes each; not in CI's default run)
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", f"heavy: a heavier variant of a reliability case, run only with {HEAVY}=1")
     config.addinivalue_line(
         "markers", "reliability(kind, case): a row of the README's Reliability table; kind is one of "
         + ", ".join(KINDS) + "; case says what was tried ({param} names a parameter)")
@@ -66,6 +73,11 @@ def _database(item) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m "not image"` must leave these out
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get(HEAVY) != "1":
+        heavy = [item for item in items if HERE in item.path.parents and item.get_closest_marker("heavy")]
+        if heavy:
+            config.hook.pytest_deselected(items=heavy)
+            items[:] = [item for item in items if item not in heavy]
     for item in items:
         if HERE not in item.path.parents:
             continue

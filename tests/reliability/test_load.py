@@ -4,8 +4,9 @@ and no deleted one is left.
 
 Run on both databases in one session, with the same clients: 8 clients on SQLite, then on
 PostgreSQL (its row also gives the ratio to SQLite's figures of the same run), then 32 clients on
-PostgreSQL. The figures are printed and recorded in the Reliability table; only correctness is
-asserted (no 500, nothing lost, each label once), never a timing."""
+PostgreSQL (`heavy`: only with PACHSTUDIO_RELIABILITY_HEAVY=1, as the report run sets). The
+figures are printed and recorded in the Reliability table; only correctness is asserted (no 500,
+nothing lost, each label once), never a timing."""
 import random
 import threading
 import time
@@ -136,6 +137,7 @@ def test_concurrent_saves_during_target_syncs(appliance_on, database, outcome):
                                  "Target Sync runs about every second, then a final Sync")
 @pytest.mark.parametrize("database", ["postgresql"])
 @pytest.mark.timeout(1800)
+@pytest.mark.heavy  # CI's default run stays within its time budget; the README's report run includes it
 def test_many_clients_on_postgresql(appliance_on, database, outcome):
     _figures[(database, MANY_CLIENTS)] = run_load(appliance_on(database), outcome, MANY_CLIENTS, f"load{MANY_CLIENTS}")
 
