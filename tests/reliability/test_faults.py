@@ -168,6 +168,7 @@ def test_mount_server_killed(appliance_factory, data_volume, outcome):
 
 @pytest.mark.reliability("Fault", "`docker kill` of the appliance mid-labeling, then a start on the same volume")
 @pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.timeout(1800)  # two starts; a first start on PostgreSQL took over 10 min on a busy machine
 def test_appliance_killed_mid_labeling(appliance_factory, data_volume, on_database, outcome):
     """SIGKILL to the whole container while an annotator saves labels: after a start on the same
     /data (and the same PostgreSQL, which stays up) every label the API acknowledged is there, and
