@@ -201,7 +201,7 @@ def test_appliance_killed_mid_labeling(appliance_factory, data_volume, on_databa
     killed_at = len(acknowledged)
 
     app.container.start()
-    app.wait_healthy()
+    app.wait_healthy(timeout=900)
     api, client = app.api(), sdk_client(app.pachd_address)
     held = [i for t in api.tasks(project["id"]) for i in
             (a["id"] for a in api.call("GET", f"/api/tasks/{t['id']}/annotations/"))]
