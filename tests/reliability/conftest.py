@@ -12,18 +12,26 @@
 - `outcome(text)`: a fixture, a callable; appends what was observed (called several times, the
   texts are joined with "; "). A failing test's row keeps what was recorded up to the failure.
 - At the end of the session (when any marked test ran) it writes test-artifacts/reliability.json
-  (a list of {kind, case, outcome, result, nodeid, duration}) and test-artifacts/reliability.md
-  (a Markdown table Kind | What was tried | What happened | Result, headed by a comment with the
-  date and commit of the run), which scripts/reliability-report puts into the README.
+  (a list of {kind, case, database, outcome, result, nodeid, duration}) and test-artifacts/reliability.md
+  (a Markdown table Kind | What was tried | Database | What happened | Result, headed by a comment
+  with the date and commit of the run), which scripts/reliability-report puts into the README.
+- Database: Label Studio's database in the test, from its `database` parameter (`sqlite` or
+  `postgresql`, see the `on_database` fixture), else SQLite, the appliance's default. A test run
+  on both databases has a row for each.
 
 Every test in tests/reliability also gets the `image` marker: they all run on the built image.
+Tests marked `heavy` (32 clients of load) run only with PACHSTUDIO_RELIABILITY_HEAVY=1, as the
+README's report command sets it; CI's default run leaves them out (deselected, not skipped).
 """
 import datetime
 import json
+import os
 import pathlib
 import subprocess
 
 import pytest
+
+from .databases import NAMES
 
 KINDS = ("Fault", "Hostile input", "Security", "Load")
 HERE = pathlib.Path(__file__).resolve().parent
@@ -33,7 +41,11 @@ ARTIFACTS = REPO / "test-artifacts"
 _rows = pytest.StashKey[dict]()
 
 
+HEAVY = "PACHSTUDIO_RELIABILITY_HEAVY"  # =1: also the `heavy` variants (minutes each; not in CI's default run)
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", f"heavy: a heavier variant of a reliability case, run only with {HEAVY}=1")
     config.addinivalue_line(
         "markers", "reliability(kind, case): a row of the README's Reliability table; kind is one of "
         + ", ".join(KINDS) + "; case says what was tried ({param} names a parameter)")
@@ -44,6 +56,8 @@ def _case_text(item, case: str) -> str:
     if callspec is None:
         return case
     params = {k: (v if isinstance(v, (str, int, float)) else str(v)) for k, v in callspec.params.items()}
+    if set(params) == {"database"}:
+        return case  # the database has a column of its own
     try:
         text = case.format(**params)
     except (KeyError, IndexError, ValueError):
@@ -51,8 +65,19 @@ def _case_text(item, case: str) -> str:
     return text if text != case or "{" in case else f"{case} [{callspec.id}]"
 
 
+def _database(item) -> str:
+    """Label Studio's database in the test: its `database` parameter, else the appliance's default."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return NAMES.get(params.get("database"), "SQLite")
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m "not image"` must leave these out
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get(HEAVY) != "1":
+        heavy = [item for item in items if HERE in item.path.parents and item.get_closest_marker("heavy")]
+        if heavy:
+            config.hook.pytest_deselected(items=heavy)
+            items[:] = [item for item in items if item not in heavy]
     for item in items:
         if HERE not in item.path.parents:
             continue
@@ -65,7 +90,7 @@ def pytest_collection_modifyitems(config, items):
         if kind not in KINDS or not case:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.reliability(kind, case) needs kind in "
                                     f"{KINDS} and a case text, got {mark.args} {mark.kwargs}")
-        item.stash[_rows] = {"kind": kind, "case": _case_text(item, case), "outcome": [],
+        item.stash[_rows] = {"kind": kind, "case": _case_text(item, case), "database": _database(item), "outcome": [],
                              "result": None, "nodeid": item.nodeid, "duration": 0.0, "failure": ""}
 
 
@@ -123,7 +148,8 @@ def pytest_sessionfinish(session):
         if row["result"] in ("failed", "error") and row["failure"]:
             text = f"{text}; " if text else ""
             text += f"({row['result']}: {row['failure']})"
-        out.append({"kind": row["kind"], "case": row["case"], "outcome": text, "result": row["result"],
+        out.append({"kind": row["kind"], "case": row["case"], "database": row["database"], "outcome": text,
+                    "result": row["result"],
                     "nodeid": row["nodeid"], "duration": round(row["duration"], 1)})
     (ARTIFACTS / "reliability.json").write_text(json.dumps(out, indent=1) + "\n")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -131,9 +157,9 @@ def pytest_sessionfinish(session):
     dirty = "yes" if _git("status", "--porcelain", "--untracked-files=no") else "no"
     lines = [f"<!-- reliability-run: date={date}; commit={commit}; uncommitted-changes={dirty}; "
              f"tests={len(out)} -->",
-             "| Kind | What was tried | What happened | Result |", "| --- | --- | --- | --- |"]
-    lines += [f"| {_cell(r['kind'])} | {_cell(r['case'])} | {_cell(r['outcome']) or '-'} | {r['result']} |"
-              for r in out]
+             "| Kind | What was tried | Database | What happened | Result |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {_cell(r['kind'])} | {_cell(r['case'])} | {r['database']} | {_cell(r['outcome']) or '-'} | "
+              f"{r['result']} |" for r in out]
     (ARTIFACTS / "reliability.md").write_text("\n".join(lines) + "\n")
 
 
@@ -158,3 +184,17 @@ def module_network(docker_client):
         network.remove()
     except Exception:  # noqa: BLE001 - a container still attached: the session cleanup removes it
         pass
+
+
+@pytest.fixture
+def on_database(database, docker_client, test_network):
+    """appliance_factory's keywords for Label Studio on `database` (a test's parameter): nothing for
+    SQLite; for PostgreSQL a fresh server on the test's network, removed after the test."""
+    from .databases import appliance_env, remove, start_postgres
+
+    if database == "sqlite":
+        yield {}
+        return
+    pg = start_postgres(docker_client, test_network)
+    yield {"network": test_network, "env": appliance_env(pg)}
+    remove(pg)

@@ -11,6 +11,7 @@ import pytest
 
 from plugins.image import LABELS, new_name, sdk_client
 
+from .databases import DATABASES
 from .fault_steps import (
     TARGET,
     annotate,
@@ -166,10 +167,14 @@ def test_mount_server_killed(appliance_factory, data_volume, outcome):
 
 
 @pytest.mark.reliability("Fault", "`docker kill` of the appliance mid-labeling, then a start on the same volume")
-def test_appliance_killed_mid_labeling(appliance_factory, data_volume, outcome):
+@pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.timeout(1800)  # two starts; a first start on PostgreSQL took over 10 min on a busy machine
+def test_appliance_killed_mid_labeling(appliance_factory, data_volume, on_database, outcome):
     """SIGKILL to the whole container while an annotator saves labels: after a start on the same
-    /data every label the API acknowledged is there, and one Sync commits each exactly once."""
-    app = appliance_factory(volume=data_volume).wait_healthy()
+    /data (and the same PostgreSQL, which stays up) every label the API acknowledged is there, and
+    one Sync commits each exactly once."""
+    # A first start on PostgreSQL migrates an empty database (minutes on a busy machine).
+    app = appliance_factory(volume=data_volume, **on_database).wait_healthy(timeout=900)
     client = sdk_client(app.pachd_address)
     put_source_files(client)
     api = app.api()
@@ -196,7 +201,7 @@ def test_appliance_killed_mid_labeling(appliance_factory, data_volume, outcome):
     killed_at = len(acknowledged)
 
     app.container.start()
-    app.wait_healthy()
+    app.wait_healthy(timeout=900)
     api, client = app.api(), sdk_client(app.pachd_address)
     held = [i for t in api.tasks(project["id"]) for i in
             (a["id"] for a in api.call("GET", f"/api/tasks/{t['id']}/annotations/"))]

@@ -43,3 +43,10 @@ if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":  # noqa: 
     DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F821
         {"transaction_mode": "IMMEDIATE", "timeout": float(os.environ.get("PACHSTUDIO_SQLITE_TIMEOUT", "30"))}
     )
+
+# PostgreSQL: Label Studio opens a new connection for every request (CONN_MAX_AGE 0), and each one
+# costs a backend process and a SCRAM password exchange, more than a save's own queries. Keep a
+# gunicorn thread's connection for a minute; the health check replaces one the server dropped (a
+# database restart) instead of failing the request.
+if DATABASES["default"].get("ENGINE") == "django.db.backends.postgresql":  # noqa: F821
+    DATABASES["default"].update({"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True})  # noqa: F821
