@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from .. import datums as D
 from . import sandbox
 from .errors import NotFound
-from .pipelines import TERMINAL, Job, Pipeline, Pipelines
+from .pipelines import TERMINAL, Job, Pipeline, Pipelines, input_branches
 from .store import CommitRow, Store
 
 log = logging.getLogger("pachstudio.pfs_server.jobs")
@@ -157,7 +157,7 @@ class JobRunner:
         _, _, prov = self.store.relations(out)
         found = {(r.project, r.name): cid for r, cid in prov}
         out_map = {}
-        for project, repo, branch in _branches(spec):
+        for project, repo, branch in input_branches(spec):
             row = self.store.get_repo(project, repo)
             cid = found.get((project, repo))
             out_map[(project, repo)] = self.store.resolve_commit(row, cid, "" if cid else branch)
@@ -458,12 +458,3 @@ class JobRunner:
             self.discover()
             with self.pipelines.changed:
                 self.pipelines.changed.wait(timeout)
-
-
-def _branches(spec: dict) -> list[tuple]:
-    out = []
-    for p in D.pfs_inputs(spec["input"]):
-        key = (p["project"], p["repo"], p["branch"])
-        if key not in out:
-            out.append(key)
-    return out
