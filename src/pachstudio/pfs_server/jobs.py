@@ -395,11 +395,14 @@ class JobRunner:
 
     # -- state and logs -----------------------------------------------------------------------
     def _set(self, job: Job, **fields) -> None:
+        """Progress of a running job; never over an end already reached (a StopJob may have
+        killed it meanwhile: its JOB_KILLED must stay, not turn back into JOB_RUNNING)."""
         with self.pipelines.write() as db:
             sets = ", ".join(f"{k}=?" for k in fields)
             db.execute(
-                f"UPDATE jobs SET {sets} WHERE project=? AND pipeline=? AND id=?",
-                (*fields.values(), job.project, job.pipeline, job.id),
+                f"UPDATE jobs SET {sets} WHERE project=? AND pipeline=? AND id=? "
+                f"AND state NOT IN ({','.join('?' * len(TERMINAL))})",
+                (*fields.values(), job.project, job.pipeline, job.id, *TERMINAL),
             )
 
     def _save_datums(self, job: Job, rows: list) -> None:
