@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Iterable, Optional
 
-from .errors import NotFound, PfsError
+from .errors import Internal, NotFound, PermissionDenied, Unauthenticated, Unimplemented, Unknown
 from .roles import ROLES
 
 ALL_PERMISSIONS = sorted({p for r in ROLES.values() for p in r.permissions})
@@ -27,26 +27,6 @@ INTERNAL = "internal:auth-server"
 ALL_USERS = "allClusterUsers"
 PREFIXES = ("pipeline:", "internal:", "robot:", "pach:", "user:", "group:")
 STATE_FILE = "auth.json"
-
-
-class Unimplemented(PfsError):
-    code = "UNIMPLEMENTED"
-
-
-class Unauthenticated(PfsError):
-    code = "UNAUTHENTICATED"
-
-
-class PermissionDenied(PfsError):
-    code = "PERMISSION_DENIED"
-
-
-class Internal(PfsError):
-    code = "INTERNAL"
-
-
-class Unknown(PfsError):
-    code = "UNKNOWN"
 
 
 # pachd's own texts (src/auth/auth.go)

@@ -11,7 +11,8 @@ from typing import Optional
 
 from pachyderm_sdk.api import auth as api
 
-from .auth import ALREADY_ACTIVATED, NOT_ACTIVATED, Auth, Unimplemented
+from .auth import ALREADY_ACTIVATED, NOT_ACTIVATED, Auth
+from .errors import Unimplemented
 
 TOKEN_HEADER = "authn-token"
 

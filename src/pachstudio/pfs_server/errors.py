@@ -19,3 +19,23 @@ class InvalidArgument(PfsError):
 
 class FailedPrecondition(PfsError):
     code = "FAILED_PRECONDITION"
+
+
+class Unimplemented(PfsError):
+    code = "UNIMPLEMENTED"
+
+
+class Unauthenticated(PfsError):
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(PfsError):
+    code = "PERMISSION_DENIED"
+
+
+class Internal(PfsError):
+    code = "INTERNAL"
+
+
+class Unknown(PfsError):
+    code = "UNKNOWN"
