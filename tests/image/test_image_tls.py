@@ -8,7 +8,7 @@ import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from plugins.image import new_name, put_json_tasks
+from plugins.image import new_name, put_json_tasks, sdk_client
 from plugins.tls import TlsFiles, pachctl_config
 
 pytestmark = pytest.mark.image
@@ -26,16 +26,7 @@ def tls_pachd(appliance_factory, network, tls: TlsFiles, name: str):
 
 
 def tls_client(pachd, ca_pem: bytes, timeout=120) -> Client:
-    deadline = time.monotonic() + timeout
-    while True:
-        client = Client.from_pachd_address(f"grpcs://localhost:{pachd.port('30650/tcp')}", root_certs=ca_pem)
-        try:
-            list(client.pfs.list_repo())
-            return client
-        except Exception:  # noqa: BLE001 - not up yet; the last error is raised at the deadline
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    return sdk_client(f"grpcs://localhost:{pachd.port('30650/tcp')}", timeout, root_certs=ca_pem)
 
 
 def test_the_appliance_syncs_a_source_from_a_cluster_served_over_tls(appliance_factory, test_network, tmp_path):

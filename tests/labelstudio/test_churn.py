@@ -11,15 +11,13 @@ import json
 import os
 import time
 
-import grpc
 import httpx
 import pytest
 from ls_helpers import TEXT_CONFIG
 from pachyderm_sdk.api import pfs
 
-from pachstudio.pfswire import add_file
 from plugins.labelstudio import LabelStudio, session_mount_server
-from plugins.pfs import PfsServer
+from plugins.pfs import PfsServer, put_many
 
 REPOS, FILES, COMMITS, STORAGES = 20, 1000, 100, 50
 BIG = 20 << 10  # every 50th file is stored as a blob file, the rest inline in the database
@@ -35,19 +33,6 @@ def stack(tmp_path_factory):
     ls.stop()
     mount_server.stop()
     pfs_server.stop()
-
-
-def put_many(pfs_server, uri: str, files: dict) -> None:
-    """One ModifyFile stream over raw gRPC: 1,000 files in one call."""
-    with grpc.insecure_channel(f"127.0.0.1:{pfs_server.port}") as channel:
-        modify = channel.stream_unary("/pfs_v2.API/ModifyFile")
-
-        def ops():
-            yield bytes(pfs.ModifyFileRequest(set_commit=pfs.Commit.from_uri(uri)))
-            for path, data in files.items():
-                yield add_file(path, data)
-
-        modify(ops())
 
 
 def repo_files(tag: str) -> dict:

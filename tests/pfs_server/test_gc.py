@@ -3,10 +3,9 @@ and kill -9 in the middle of a collection; every file that remains reads back by
 import os
 import time
 
-import grpc
 from pachyderm_sdk.api import pfs
 
-from pachstudio.pfswire import add_file
+from plugins.pfs import put_many
 
 from .conftest import put, read
 
@@ -30,20 +29,6 @@ def blob_count(data_dir: str) -> int:
 
 def data_size(data_dir: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
-
-
-def put_many(server, uri: str, files: dict) -> None:
-    """One ModifyFile stream over raw gRPC (the SDK's messages cost a millisecond each)."""
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    modify = channel.stream_unary("/pfs_v2.API/ModifyFile")
-
-    def ops():
-        yield bytes(pfs.ModifyFileRequest(set_commit=pfs.Commit.from_uri(uri)))
-        for path, data in files.items():
-            yield add_file(path, data)
-
-    modify(ops())
-    channel.close()
 
 
 def wait_until(predicate, timeout=60.0, what=""):

@@ -283,13 +283,14 @@ def test_network(docker_client):
         pass
 
 
-def sdk_client(address: str, timeout: float = 120):
-    """The ordinary SDK on a container's published port, once the PFS server there answers."""
+def sdk_client(address: str, timeout: float = 120, **client_args):
+    """The ordinary SDK on a container's published port, once the PFS server there answers
+    (`client_args` go to Client.from_pachd_address, e.g. root_certs for grpcs://)."""
     from pachyderm_sdk import Client
 
     deadline = time.monotonic() + timeout
     while True:
-        client = Client.from_pachd_address(address)
+        client = Client.from_pachd_address(address, **client_args)
         try:
             list(client.pfs.list_repo())
             return client
