@@ -10,6 +10,8 @@ Where the rules come from (pachd's sources):
   63 - 8 - len("-v99") = 51 characters and wants them to start with a letter or digit
   (`pfs.Project.ValidateName`); it sets no length limit on repos and branches. This appliance
   holds every name to MAX_NAME, the Kubernetes resource-name limit pachd's own limits derive from.
+- branch names (CreateBranch): a valid name that is not shaped like a commit id, since pachd
+  reads `repo@<32 hex>` as that commit (`uuid.IsUUIDWithoutDashes`) and refuses such a branch.
 - commit ids: a UUIDv4 without dashes, 32 lowercase hex characters (`uuid.NewWithoutDashes`).
 - ancestry (`ancestry.Parse`): `ref^`, `ref^^`, `ref^N`, `ref~N` go N commits back; `ref.N` is
   the N-th commit of the branch counted from its start.
@@ -18,12 +20,14 @@ Where the rules come from (pachd's sources):
 
 import posixpath
 import re
+from typing import Optional
 
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 NAME_RE = re.compile(NAME_PATTERN)
 MAX_NAME = 63
 
 COMMIT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_UUID_RE = re.compile(r"[0-9a-f]{12}4[0-9a-f]{19}")  # pachd's uuidWithoutDashesRegexp (unanchored, as there)
 # A branch or commit id, optionally followed by ancestry: what a "commit" field may hold.
 COMMIT_REF_PATTERN = r"^[a-zA-Z0-9_^~.-]+$"
 COMMIT_REF_RE = re.compile(COMMIT_REF_PATTERN)
@@ -39,6 +43,21 @@ def is_name(name) -> bool:
 def sanitize_name(text: str) -> str:
     """`text` with every character a name may not hold replaced by '_' (pachd's SanitizeName)."""
     return re.sub(r"[^a-zA-Z0-9_-]", "_", text)
+
+
+BRANCH_RULE = (
+    f"a Pachyderm branch name holds only letters, digits, underscores and dashes (at most {MAX_NAME} "
+    "characters) and is not shaped like a commit id (32 hex characters)"
+)
+
+
+def branch_name_problem(name) -> Optional[str]:
+    """Why pachd would refuse `name` as a branch (BRANCH_RULE, worded), None when it is fine."""
+    if not isinstance(name, str) or not name:
+        return f"a branch name is needed: {BRANCH_RULE}"
+    if not is_name(name) or _UUID_RE.search(name):
+        return f"{name[:100]!r} is not a branch name Pachyderm accepts: {BRANCH_RULE}"
+    return None
 
 
 def is_commit_id(value) -> bool:

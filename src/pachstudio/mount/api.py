@@ -21,6 +21,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
+from . import versions
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
@@ -442,6 +443,8 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     @app.get("/mounts/{name}/staged", response_model=StagedAnswer)
     def staged(name: str):
         return StagedAnswer(**asdict(table.staged(name)))
+
+    versions.add_routes(app, remote, login)
 
     @app.get("/stats", response_model=Stats)
     def stats():

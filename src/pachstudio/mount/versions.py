@@ -1,0 +1,177 @@
+"""A branch's history as versions, and tags (branches) at its commits: the mount-server routes
+behind Label Studio's Versions page. docs/INTERFACES.md is the contract.
+
+One ListCommit streams the whole history (newest first) and one ListBranch finds the tags: a page
+of 1,000 versions costs two cluster calls, never one call per commit.
+"""
+
+from datetime import timezone
+from typing import Callable, Optional
+
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse
+from pachyderm_sdk.api import pfs
+from pydantic import BaseModel, Field
+
+from ..rules import MAX_NAME, NAME_PATTERN, branch_name_problem, is_commit_id, is_name
+from .errors import BadRequest, Conflict, NotFound
+from .remote import Remote
+
+MAX_PAGE_SIZE = 1000
+
+
+class Version(BaseModel):
+    commit: str
+    started: Optional[str] = Field(description="ISO 8601, UTC")
+    finished: Optional[str] = Field(description="ISO 8601, UTC; null while the commit is open")
+    description: str
+
+
+class Tag(BaseModel):
+    name: str
+    commit: str
+
+
+class VersionsAnswer(BaseModel):
+    count: int = Field(description="commits in the branch's history")
+    page: int
+    page_size: int
+    versions: list[Version] = Field(description="this page of the history, newest first")
+    tags: list[Tag] = Field(description="other branches whose head is a commit of this history")
+
+
+class TagRequest(BaseModel):
+    name: str = Field(max_length=1000)
+    commit: str = Field(max_length=1000)
+
+
+def _iso(when) -> Optional[str]:
+    if when is None or when.timestamp() <= 0:  # betterproto reads an unset time as 1970
+        return None
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _repo(project: str, repo: str) -> pfs.Repo:
+    return pfs.Repo(name=repo, type="user", project=pfs.Project(name=project))
+
+
+def history(remote: Remote, project: str, repo: str, branch: str) -> list:
+    """CommitInfos of the branch, newest first; [] for a branch not made yet (a new Target's)."""
+    r = _repo(project, repo)
+    head = pfs.Commit(repo=r, branch=pfs.Branch(repo=r, name=branch))
+    try:
+        return list(
+            remote.stream(
+                "list_commit",
+                f"listing the commits of {project}/{repo}@{branch}",
+                lambda c: c.pfs.list_commit(repo=r, to=head),
+            )
+        )
+    except NotFound:
+        remote.inspect_repo(r)  # a missing repo stays a 404
+        try:
+            remote.inspect_branch(pfs.Branch(repo=r, name=branch))
+        except NotFound:
+            return []
+        raise
+
+
+def tags(remote: Remote, project: str, repo: str, branch: str, ids: set) -> list[Tag]:
+    """Branches other than `branch` whose head is one of `ids`, by name."""
+    r = _repo(project, repo)
+    found = remote.stream(
+        "list_branch", f"listing the branches of {project}/{repo}", lambda c: c.pfs.list_branch(repo=r)
+    )
+    return sorted(
+        (Tag(name=b.branch.name, commit=b.head.id) for b in found if b.branch.name != branch and b.head.id in ids),
+        key=lambda t: t.name,
+    )
+
+
+def create_tag(remote: Remote, project: str, repo: str, branch: str, name: str, commit: str) -> tuple[Tag, bool]:
+    """A branch `name` at `commit`, a commit of `branch`'s history. (tag, created): an existing
+    tag at that same commit is answered as it is; at another commit it is a Conflict."""
+    problem = branch_name_problem(name)
+    if problem:
+        raise BadRequest(f"name: {problem}")
+    if not is_commit_id(commit):
+        raise BadRequest(f"commit: {commit[:100]!r} is not a commit id (32 lowercase hex characters)")
+    ids = {info.commit.id for info in history(remote, project, repo, branch)}
+    if commit not in ids:
+        raise BadRequest(
+            f"commit: {commit} is not a version of {project}/{repo}@{branch}; pick one of its versions "
+            "(a commit of another repo or branch cannot be tagged here)"
+        )
+    if name == branch:
+        raise Conflict(f"name: {name} is the branch these versions are on; choose another name")
+    r = _repo(project, repo)
+    try:
+        existing = remote.inspect_branch(pfs.Branch(repo=r, name=name))
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if existing.head.id == commit:
+            return Tag(name=name, commit=commit), False
+        raise Conflict(
+            f"name: {project}/{repo}@{name} already exists at commit {existing.head.id}; choose another "
+            "name (a tag is never moved)"
+        )
+    remote.call(
+        "create_branch",
+        f"creating branch {project}/{repo}@{name}",
+        lambda c: c.pfs.create_branch(branch=pfs.Branch(repo=r, name=name), head=pfs.Commit(repo=r, id=commit)),
+    )
+    return Tag(name=name, commit=commit), True
+
+
+def add_routes(app: FastAPI, remote: Callable[[], Remote], login: list) -> None:
+    """GET .../versions, GET and POST .../tags under /repos/{project}/{repo}/branches/{branch}."""
+    base = "/repos/{project}/{repo}/branches/{branch}"
+
+    def check(project: str, repo: str, branch: str) -> None:
+        for field, value in (("project", project), ("repo", repo), ("branch", branch)):
+            if not is_name(value):
+                raise BadRequest(
+                    f"{field}: {value[:100]!r} is not a Pachyderm name ({NAME_PATTERN}, at most {MAX_NAME})"
+                )
+
+    @app.get(base + "/versions", response_model=VersionsAnswer, dependencies=login)
+    def versions(
+        project: str,
+        repo: str,
+        branch: str,
+        page: int = Query(1, ge=1),
+        page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    ):
+        check(project, repo, branch)
+        infos = history(remote(), project, repo, branch)
+        start = (page - 1) * page_size
+        shown = [
+            Version(
+                commit=i.commit.id,
+                started=_iso(i.started),
+                finished=_iso(i.finished),
+                description=i.description or "",
+            )
+            for i in infos[start : start + page_size]
+        ]
+        ids = {i.commit.id for i in infos}
+        return VersionsAnswer(
+            count=len(infos),
+            page=page,
+            page_size=page_size,
+            versions=shown,
+            tags=tags(remote(), project, repo, branch, ids),
+        )
+
+    @app.get(base + "/tags", response_model=list[Tag], dependencies=login)
+    def list_tags(project: str, repo: str, branch: str):
+        check(project, repo, branch)
+        ids = {i.commit.id for i in history(remote(), project, repo, branch)}
+        return tags(remote(), project, repo, branch, ids)
+
+    @app.post(base + "/tags", response_model=Tag, status_code=201, dependencies=login)
+    def post_tag(project: str, repo: str, branch: str, req: TagRequest):
+        check(project, repo, branch)
+        tag, created = create_tag(remote(), project, repo, branch, req.name, req.commit)
+        return JSONResponse(tag.model_dump(), status_code=201 if created else 200)
