@@ -57,12 +57,12 @@ def test_listing_costs_one_list_commit_and_one_list_branch_whatever_the_length(m
 def test_a_tag_is_a_pachyderm_branch_at_the_commit_and_is_listed(mount_server, pach, labels):
     ids, _ = labels
     made = mount_server.call("POST", base() + "/tags", {"name": "v1", "commit": ids[0]})
-    assert made.status_code == 201 and made.json() == {"name": "v1", "commit": ids[0]}
+    assert made.status_code == 201 and made.json() == {"name": "v1", "commit": ids[0], "created": True}
     assert branch_head(pach, "v1") == ids[0]
     assert mount_server.call("GET", base() + "/tags").json() == [{"name": "v1", "commit": ids[0]}]
     assert mount_server.call("GET", base() + "/versions").json()["tags"] == [{"name": "v1", "commit": ids[0]}]
     again = mount_server.call("POST", base() + "/tags", {"name": "v1", "commit": ids[0]})
-    assert again.status_code == 200 and again.json() == {"name": "v1", "commit": ids[0]}
+    assert again.status_code == 200 and again.json() == {"name": "v1", "commit": ids[0], "created": False}
     assert branch_head(pach, "labels") == ids[2]  # the Target's branch did not move
 
 

@@ -128,3 +128,21 @@ def files(name: str, prefix: str = "", recursive: bool = True) -> Iterator[dict]
 
 def diff(name: str, since: str) -> Iterator[dict]:
     return stream_ndjson(f"/mounts/{quote(name)}/diff", {"since": since})
+
+
+def _branch_url(project: str, repo: str, branch: str) -> str:
+    return f"/repos/{quote(project, safe='')}/{quote(repo, safe='')}/branches/{quote(branch, safe='')}"
+
+
+def versions(project: str, repo: str, branch: str, page: int, page_size: int) -> dict:
+    """The branch's commits newest first (one page) and the tags at them."""
+    return call("GET", _branch_url(project, repo, branch) + "/versions", params={"page": page, "page_size": page_size})
+
+
+def tags(project: str, repo: str, branch: str) -> list:
+    return call("GET", _branch_url(project, repo, branch) + "/tags")
+
+
+def create_tag(project: str, repo: str, branch: str, name: str, commit: str) -> dict:
+    """A branch `name` at `commit` (a commit of `branch`); `created` false when it was already there."""
+    return call("POST", _branch_url(project, repo, branch) + "/tags", {"name": name, "commit": commit})

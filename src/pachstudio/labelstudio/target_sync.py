@@ -8,6 +8,7 @@ commit per Sync (none when nothing changed) whose description says what it holds
 import json
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -251,12 +252,38 @@ def describe_commit(storage, staged: dict) -> str:
     lines = [
         f'Label Studio project {project.id} "{project.title}": '
         f"{len(added)} added, {len(changed)} changed, {len(deleted)} deleted",
-        f"annotators: {', '.join(annotators) or 'none'}",
-        f"source commits: {', '.join(sorted(sources)) or 'none'}",
+        f"{ANNOTATORS}{', '.join(annotators) or 'none'}",
+        f"{SOURCE_COMMITS}{', '.join(sorted(sources)) or 'none'}",
         f'files: one per {storage.file_format} under "{storage.clean_prefix or "/"}" '
         f"(Label Studio target storage {storage.id})",
     ]
     return "\n".join(lines)
+
+
+# The description's lines as describe_commit writes them and parse_description reads them back.
+COUNTS_RE = re.compile(r"^Label Studio project \d+ .*: (\d+) added, (\d+) changed, (\d+) deleted$")
+ANNOTATORS = "annotators: "
+SOURCE_COMMITS = "source commits: "
+RESTORED_FROM = "restored from "  # a Sync after a restore says which version it brought back
+_COMMIT_IN_LINE = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def parse_description(text: str) -> dict:
+    """What a Sync's commit description says (describe_commit's lines): counts, annotators, source
+    commits, and the version a restore brought back. A commit made elsewhere reads as zeros."""
+    out = {"added": 0, "changed": 0, "deleted": 0, "annotators": [], "source_commits": [], "restored_from": None}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        counts = COUNTS_RE.match(line)
+        if counts:
+            out.update(zip(("added", "changed", "deleted"), map(int, counts.groups())))
+        for key, prefix in (("annotators", ANNOTATORS), ("source_commits", SOURCE_COMMITS)):
+            if line.startswith(prefix) and line[len(prefix) :] != "none":
+                out[key] = [item for item in line[len(prefix) :].split(", ") if item]
+        if line.startswith(RESTORED_FROM) and out["restored_from"] is None:
+            commit = _COMMIT_IN_LINE.search(line)
+            out["restored_from"] = commit.group(0) if commit else None
+    return out
 
 
 def _staging(storage) -> int:

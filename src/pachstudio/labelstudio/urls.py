@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, views
+from . import api, versions, versions_page, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -35,6 +35,16 @@ _storage_urls = [
     path(
         "export/pachyderm/form", api.PachydermExportStorageFormLayoutAPI.as_view(), name="export-storage-pachyderm-form"
     ),
+    # Versions page APIs (issue 17: versions, tags). `/?$`: Label Studio's middleware retries a 404
+    # with a slash appended, which would answer its HTML 404 page instead of our JSON one.
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/versions/?$",
+        versions.VersionsAPI.as_view(),
+        name="export-storage-pachyderm-versions",
+    ),
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/tags/?$", versions.TagsAPI.as_view(), name="export-storage-pachyderm-tags"
+    ),
     re_path(r"^export/pachyderm/kept/?$", api.KeptMountListAPI.as_view(), name="export-storage-pachyderm-kept"),
     re_path(
         r"^export/pachyderm/kept/(?P<name>[A-Za-z0-9_.@+=-]{1,200})/(?P<action>sync|discard)/?$",
@@ -46,5 +56,6 @@ _storage_urls = [
 urlpatterns = [
     path("api/storages/", include((_storage_urls, "pachyderm"), namespace="pachyderm")),
     path("data/pachyderm/<int:storage_id>/", views.pachyderm_file, name="pachyderm-file"),
+    re_path(r"^pachyderm/targets/(?P<pk>[0-9]+)/versions/?$", versions_page.versions_page, name="pachyderm-versions"),
     path("", include("core.urls")),
 ]

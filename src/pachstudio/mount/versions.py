@@ -40,6 +40,10 @@ class VersionsAnswer(BaseModel):
     tags: list[Tag] = Field(description="other branches whose head is a commit of this history")
 
 
+class TagCreated(Tag):
+    created: bool = Field(description="false: the tag was already there at this commit (answered 200, not 201)")
+
+
 class TagRequest(BaseModel):
     name: str = Field(max_length=1000)
     commit: str = Field(max_length=1000)
@@ -170,8 +174,10 @@ def add_routes(app: FastAPI, remote: Callable[[], Remote], login: list) -> None:
         ids = {i.commit.id for i in history(remote(), project, repo, branch)}
         return tags(remote(), project, repo, branch, ids)
 
-    @app.post(base + "/tags", response_model=Tag, status_code=201, dependencies=login)
+    @app.post(base + "/tags", response_model=TagCreated, status_code=201, dependencies=login)
     def post_tag(project: str, repo: str, branch: str, req: TagRequest):
         check(project, repo, branch)
         tag, created = create_tag(remote(), project, repo, branch, req.name, req.commit)
-        return JSONResponse(tag.model_dump(), status_code=201 if created else 200)
+        return JSONResponse(
+            TagCreated(**tag.model_dump(), created=created).model_dump(), status_code=201 if created else 200
+        )
