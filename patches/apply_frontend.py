@@ -1,5 +1,5 @@
 """Add a Pachyderm tile to Label Studio 1.23.2's storage wizard (Source and Target), and a
-Pachyderm summary (repository, commit) to the storage cards.
+Pachyderm summary (repository, commit; for a Target a link to its Versions page) to the storage cards.
 
     python patches/apply_frontend.py [--revert] [LABEL_STUDIO_PACKAGE_DIR]
 
@@ -133,9 +133,19 @@ def summary_insertion(js: str, bundle: pathlib.Path) -> tuple[int, str]:
     component = (f"e=>(0,{jsx}.jsxs)({jsx}.Fragment,{{children:["
                  f'{item}{{term:"Repository",children:[{s}.pach_project||"default","/",{s}.repo,"@",'
                  f'{s}.commit||{s}.branch].join("")}}),'
-                 f'{item}{{term:"Commit",children:{s}.last_commit||{s}.synced_commit||"not synced yet"}})]}})')
+                 f'{item}{{term:"Commit",children:{s}.last_commit||{s}.synced_commit||"not synced yet"}}),'
+                 f'{versions_item(jsx, items)}]}})')
     text = f',{SUMMARY_MARKER}(0,{jsx}.jsx)({component},{{case:"pachyderm",storage:{storage}}}){SUMMARY_END}'
     return m.end(), text
+
+
+def versions_item(jsx: str, items: str) -> str:
+    """Targets only (their API answer has `last_commit`): a link to the Versions page (issue 17).
+    A separate item of the summary, between its own markers."""
+    s = "e.storage"
+    link = f'(0,{jsx}.jsx)("a",{{href:"/pachyderm/targets/"+{s}.id+"/versions",children:"Open the Versions page"}})'
+    return (f'/* pachstudio:versions-link */"last_commit" in {s}&&(0,{jsx}.jsx)({items}.Item,'
+            f'{{term:"Versions",children:{link}}})/* /pachstudio:versions-link */')
 
 
 def summary_span(js: str) -> tuple[int, int]:
