@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, views
+from . import api, version_api, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -34,6 +34,12 @@ _storage_urls = [
     ),
     path(
         "export/pachyderm/form", api.PachydermExportStorageFormLayoutAPI.as_view(), name="export-storage-pachyderm-form"
+    ),
+    path("export/pachyderm/<int:pk>/diff", version_api.TargetDiffAPI.as_view(), name="export-storage-pachyderm-diff"),
+    path(
+        "export/pachyderm/<int:pk>/restore",
+        version_api.TargetRestoreAPI.as_view(),
+        name="export-storage-pachyderm-restore",
     ),
     re_path(r"^export/pachyderm/kept/?$", api.KeptMountListAPI.as_view(), name="export-storage-pachyderm-kept"),
     re_path(
