@@ -6,7 +6,7 @@ annotations. The plan is what the preview shows; confirming first commits what i
 so the state before the restore is itself a version), then applies the plan through Label Studio's
 ORM: annotations that still exist are updated in place (same id), deleted ones are re-created with
 their old id, extra ones are deleted. The Target's save/delete hooks stage those changes like any
-other, and the next Sync's description says `restored from <commit>` (`meta.restore_pending`).
+other, and the next Sync's description says `restored from <commit>` (the storage's `restore_pending`).
 """
 
 import logging
@@ -20,7 +20,6 @@ from . import background, label_diff, target_sync
 from .label_diff import VersionError
 
 logger = logging.getLogger(__name__)
-PENDING = target_sync.RESTORE_PENDING
 
 
 @dataclass
@@ -126,9 +125,7 @@ def confirm(storage, commit: str, user) -> dict:
         p = plan(storage, commit)
         notes = list(p.notes) + apply(storage, p, user)
         if p.create or p.update or p.delete:
-            fresh = type(storage).objects.get(id=storage.id)
-            fresh.meta = dict(fresh.meta or {}, **{PENDING: commit})
-            fresh.save(update_fields=["meta"])
+            type(storage).objects.filter(id=storage.id).update(restore_pending=commit)
     logger.info("Pachyderm target %s: restored %s (%s)", storage.id, commit, p.counts())
     return {
         "commit": commit,

@@ -23,7 +23,6 @@ from . import cluster_checks, mount_client, target_exports, target_layout
 
 logger = logging.getLogger(__name__)
 WRITERS = 8  # staged files written at once through the FUSE mount
-RESTORE_PENDING = "restore_pending"  # meta key: the commit a staged restore came from (restore.py)
 
 
 def annotation_content(storage, annotation) -> dict:
@@ -257,7 +256,7 @@ def describe_commit(storage, staged: dict) -> str:
         f'files: one per {storage.file_format} under "{storage.clean_prefix or "/"}" '
         f"(Label Studio target storage {storage.id})",
     ]
-    restored = (storage.meta or {}).get(RESTORE_PENDING)
+    restored = storage.restore_pending
     if restored:  # a restore staged these changes (restore.py); the Versions page reads this line
         lines.append(f"restored from {restored}")
     return "\n".join(lines)
@@ -288,6 +287,7 @@ def sync_target(storage):
     _staging(storage)
     mount_state = getattr(storage, "mount_state", None)
     staged = mount_client.staged(storage.mount)
+    restored_from = storage.restore_pending
     description = describe_commit(storage, staged)
     exports = {}
     changes = [p for k in ("added", "changed", "deleted") for p in staged.get(k) or []]
@@ -303,9 +303,9 @@ def sync_target(storage):
     if commit:
         storage.last_commit = commit
         storage.save(update_fields=["last_commit"])
-        if RESTORE_PENDING in (storage.meta or {}):  # this commit holds the restore: said once
-            storage.meta.pop(RESTORE_PENDING)
-            storage.save(update_fields=["meta"])
+        if restored_from and storage.restore_pending == restored_from:  # this commit holds the restore: said once
+            storage.restore_pending = None
+            storage.save(update_fields=["restore_pending"])
     counts = {k: result.get(k, 0) for k in ("added", "changed", "deleted")}
     if exports:  # the card counts label files; the export's own are counted apart
         counts = {k: len([p for p in staged.get(k) or [] if not _is_export(storage, p)]) for k in counts}

@@ -35,9 +35,14 @@ _storage_urls = [
     path(
         "export/pachyderm/form", api.PachydermExportStorageFormLayoutAPI.as_view(), name="export-storage-pachyderm-form"
     ),
-    path("export/pachyderm/<int:pk>/diff", version_api.TargetDiffAPI.as_view(), name="export-storage-pachyderm-diff"),
-    path(
-        "export/pachyderm/<int:pk>/restore",
+    # "/?": a 404 answer on a path without the slash is otherwise replaced by Label Studio's HTML page
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/diff/?$",
+        version_api.TargetDiffAPI.as_view(),
+        name="export-storage-pachyderm-diff",
+    ),
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/restore/?$",
         version_api.TargetRestoreAPI.as_view(),
         name="export-storage-pachyderm-restore",
     ),
