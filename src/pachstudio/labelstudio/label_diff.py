@@ -166,7 +166,8 @@ def diff(storage, old: str, new: str) -> dict:
     else:
         check_version(storage, new, "to")
         rows = mount_client.diff_commits(storage.project_name, storage.repo, old, new, storage.clean_prefix)
-        rows = [r for r in rows if r["path"] in set(label_paths(storage, [r["path"] for r in rows]))]
+        keep = set(label_paths(storage, [r["path"] for r in rows]))
+        rows = [r for r in rows if r["path"] in keep]
         paths = [r["path"] for r in rows]
         old_text = read(storage, old, [r["path"] for r in rows if r["change"] != "added"])
         new_text = read(storage, new, [r["path"] for r in rows if r["change"] != "deleted"])
