@@ -1,10 +1,14 @@
 """A Target's versions compared (diff) and brought back (restore), through Label Studio's REST API,
 on real commits read back with the Pachyderm SDK."""
 import json
+import subprocess
 import uuid
 
 import pytest
+import requests
 from ls_helpers import TEXT_CONFIG, commits, listing, make_repo, put, read
+
+from plugins.labelstudio import VENV_BIN, label_studio_dir
 
 ADMIN = 'admin@example.com'
 
@@ -28,6 +32,30 @@ def restore(labelstudio, target_id, commit, confirm, expect=200):
 
 def by_task(answer) -> dict:
     return {t['task_id']: t for t in answer['tasks']}
+
+
+MAKE_STRANGER = """
+import django, sys
+django.setup()
+from organizations.models import Organization
+from rest_framework.authtoken.models import Token
+from users.models import User
+user = User.objects.create_user(email=sys.argv[1], password='stranger-pass-1')
+org = Organization.create_organization(created_by=user, title='Other team', legacy_api_tokens_enabled=True)
+user.active_organization = org
+user.save(update_fields=['active_organization'])
+print(Token.objects.get_or_create(user=user)[0].key)
+"""
+
+
+def stranger(labelstudio) -> requests.Session:
+    """A user of another organization, with a session carrying their token."""
+    made = subprocess.run([str(VENV_BIN / 'python'), '-c', MAKE_STRANGER, f'{uuid.uuid4().hex[:8]}@elsewhere.example'],
+                          env=labelstudio.env(), cwd=label_studio_dir(), capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    session = requests.Session()
+    session.headers['Authorization'] = f'Token {made.stdout.split()[-1]}'
+    return session
 
 
 def annotations(labelstudio, project_id) -> dict:
@@ -210,6 +238,13 @@ def test_bad_versions_are_refused_and_change_nothing(labelstudio, ls_pach, proje
     assert 'from=' in labelstudio.api('GET', f'{api_base(target["id"])}/diff', expect=400).json()['detail']
     assert labelstudio.api('GET', f'{api_base(target["id"] + 100000)}/diff',
                            params={'from': c1, 'to': c1}, expect=404).json()['detail']
+    outsider = stranger(labelstudio)
+    foreign_diff = outsider.get(f'{labelstudio.url}{api_base(target["id"])}/diff', params={'from': c1, 'to': 'staged'},
+                             timeout=60)
+    foreign_restore = outsider.post(f'{labelstudio.url}{api_base(target["id"])}/restore',
+                                 json={'commit': c1, 'confirm': True}, timeout=60)
+    assert foreign_diff.status_code == 404 and 'not found' in foreign_diff.json()['detail']
+    assert foreign_restore.status_code == 404 and 'not found' in foreign_restore.json()['detail']
     assert annotations(labelstudio, project['id']) == before
     assert commits(ls_pach, labels) == history
 

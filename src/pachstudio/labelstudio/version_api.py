@@ -1,6 +1,7 @@
 """REST views of a Target's diff and restore (issue 17): JSON in Label Studio's API, errors as
 `{"detail": ...}` with 400/404/409; the work is in `label_diff` and `restore`."""
 
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +20,9 @@ def _target(request, pk: int):
 
 
 def _refusal(exc: Exception) -> Response:
+    if isinstance(exc, ValidationError):  # the Target's mount could not be mounted (cluster_checks)
+        detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+        return Response({"detail": "; ".join(str(d) for d in detail)}, status=503)
     status = exc.status if isinstance(exc, (VersionError, MountServerError)) else 500
     if isinstance(exc, MountServerError) and not 400 <= status < 500:
         status = 503
@@ -41,7 +45,7 @@ class TargetDiffAPI(APIView):
             )
         try:
             return Response(label_diff.diff(storage, old, new))
-        except (VersionError, MountServerError) as exc:
+        except (VersionError, MountServerError, ValidationError) as exc:
             return _refusal(exc)
 
 
@@ -62,5 +66,5 @@ class TargetRestoreAPI(APIView):
             if confirm:
                 return Response(restore.confirm(storage, commit, request.user))
             return Response(restore.preview(storage, commit))
-        except (VersionError, MountServerError) as exc:
+        except (VersionError, MountServerError, ValidationError) as exc:
             return _refusal(exc)
