@@ -17,6 +17,7 @@ meanwhile rewrite the same file, so they make one more run. The file survives a 
 request a restarted process serves runs what was left queued (`resume_requests`).
 """
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -99,6 +100,28 @@ def job_running(storage) -> bool:
         return True
     os.close(fd)
     return False
+
+
+@contextlib.contextmanager
+def exclusive(storage):
+    """Run something in the request while no job of this storage runs: yields False (and holds
+    nothing) when one runs or is queued; otherwise holds the job lock meanwhile, so a Sync pressed
+    then is queued, and starts it once done."""
+    cls, storage_id = storage.__class__, storage.id
+    with _guard:
+        lock = _claim(cls, storage_id)
+    if lock is None or queued_method(storage):
+        if lock is not None:
+            os.close(lock)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(lock)
+        method = queued_method(storage)  # a Sync pressed meanwhile: it runs now
+        if method:
+            start(storage, method)
 
 
 def mark_queued(storage):

@@ -242,6 +242,13 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
         blank=True,
         help_text="Files whose delete could not be staged yet; Sync retries them",
     )
+    restore_pending = models.CharField(
+        _("restore pending"),
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The commit a restore staged the project's annotations from; the next Sync's description says so",
+    )
 
     mount_mode = "rw"
 

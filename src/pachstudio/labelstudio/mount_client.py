@@ -146,3 +146,28 @@ def tags(project: str, repo: str, branch: str) -> list:
 def create_tag(project: str, repo: str, branch: str, name: str, commit: str) -> dict:
     """A branch `name` at `commit` (a commit of `branch`); `created` false when it was already there."""
     return call("POST", _branch_url(project, repo, branch) + "/tags", {"name": name, "commit": commit})
+
+
+# -- versions of a repo (issue 17: diff and restore) --------------------------------------------
+def _repo_url(project: str, repo: str) -> str:
+    return f"/repos/{quote(project)}/{quote(repo)}"
+
+
+def branch_commit(project: str, repo: str, branch: str, commit: str) -> dict:
+    """{"id", "parent", "finished", "description"}; 404 unless `commit` is on `branch`."""
+    return call("GET", f"{_repo_url(project, repo)}/branches/{quote(branch)}/commits/{quote(commit, safe='')}")
+
+
+def diff_commits(project: str, repo: str, old: str, new: str, prefix: str = "") -> list:
+    """[{"path", "change", "size", "old_size"}]: pachd's DiffFile of `new` against `old` under `prefix`."""
+    return call("GET", f"{_repo_url(project, repo)}/diff", params={"from": old, "to": new, "prefix": prefix})
+
+
+def read_files(project: str, repo: str, commit: str, paths: list) -> dict:
+    """{path: text or None (absent at that commit)}."""
+    paths, out = list(paths), {}
+    for start in range(0, len(paths), 5000):
+        chunk = paths[start : start + 5000]
+        rows = call("POST", f"{_repo_url(project, repo)}/read", {"commit": commit, "paths": chunk}, timeout=600)
+        out.update((row["path"], row["data"]) for row in rows)
+    return out

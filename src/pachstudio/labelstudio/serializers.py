@@ -101,4 +101,4 @@ class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSe
     class Meta:
         model = PachydermExportStorage
         fields = "__all__"
-        read_only_fields = ("last_commit", "pending_deletes")
+        read_only_fields = ("last_commit", "pending_deletes", "restore_pending")

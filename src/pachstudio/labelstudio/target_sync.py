@@ -257,6 +257,9 @@ def describe_commit(storage, staged: dict) -> str:
         f'files: one per {storage.file_format} under "{storage.clean_prefix or "/"}" '
         f"(Label Studio target storage {storage.id})",
     ]
+    restored = storage.restore_pending
+    if restored:  # a restore staged these changes (restore.py); the Versions page reads this line
+        lines.append(f"{RESTORED_FROM}{restored}")
     return "\n".join(lines)
 
 
@@ -311,6 +314,7 @@ def sync_target(storage):
     _staging(storage)
     mount_state = getattr(storage, "mount_state", None)
     staged = mount_client.staged(storage.mount)
+    restored_from = storage.restore_pending
     description = describe_commit(storage, staged)
     exports = {}
     changes = [p for k in ("added", "changed", "deleted") for p in staged.get(k) or []]
@@ -326,6 +330,9 @@ def sync_target(storage):
     if commit:
         storage.last_commit = commit
         storage.save(update_fields=["last_commit"])
+        if restored_from and storage.restore_pending == restored_from:  # this commit holds the restore: said once
+            storage.restore_pending = None
+            storage.save(update_fields=["restore_pending"])
     counts = {k: result.get(k, 0) for k in ("added", "changed", "deleted")}
     if exports:  # the card counts label files; the export's own are counted apart
         counts = {k: len([p for p in staged.get(k) or [] if not _is_export(storage, p)]) for k in counts}

@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, versions, versions_page, views
+from . import api, version_api, versions, versions_page, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -44,6 +44,17 @@ _storage_urls = [
     ),
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/tags/?$", versions.TagsAPI.as_view(), name="export-storage-pachyderm-tags"
+    ),
+    # "/?": a 404 answer on a path without the slash is otherwise replaced by Label Studio's HTML page
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/diff/?$",
+        version_api.TargetDiffAPI.as_view(),
+        name="export-storage-pachyderm-diff",
+    ),
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/restore/?$",
+        version_api.TargetRestoreAPI.as_view(),
+        name="export-storage-pachyderm-restore",
     ),
     re_path(r"^export/pachyderm/kept/?$", api.KeptMountListAPI.as_view(), name="export-storage-pachyderm-kept"),
     re_path(
