@@ -2,8 +2,8 @@
 
 betterproto spends from a fifth of a millisecond to over a millisecond per message in pure Python,
 so a 100,000-file upload, walk or listing would spend minutes in it. The few messages that come by
-the thousand (ModifyFileRequest, FileInfo, BytesValue) are done here, for the embedded server and
-the mount server alike; everything else goes through pachyderm-sdk's message classes.
+the thousand (ModifyFileRequest, FileInfo, BytesValue, the CommitInfos of a long history) are done
+here, for the embedded server and the mount server alike; everything else goes through pachyderm-sdk's message classes.
 """
 
 from __future__ import annotations
@@ -184,3 +184,77 @@ def file_info(buf: bytes) -> Tuple[str, bool, int]:
         elif num == 4 and wire == 0:
             size = value
     return path, ftype == FILE_TYPE_DIR, size
+
+
+# -- CommitInfo (ListCommit of a long history: the Versions page lists 1,000 of them) ------------
+class CommitInfoEncoder:
+    """Encodes pfs.CommitInfo for the commits of one repo; the repo part is encoded once."""
+
+    def __init__(self, repo: pfs.Repo):
+        self.repo = field_bytes(3, bytes(repo))  # Commit.repo
+
+    def commit(self, commit_id: str) -> bytes:
+        """pfs.Commit{repo, id} (pachd answers commits with `branch` cleared)."""
+        return self.repo + field_bytes(2, commit_id.encode())
+
+    def encode(
+        self,
+        commit_id: str,
+        origin: int,
+        description: str,
+        started: Optional[float],
+        finishing: Optional[float],
+        finished: Optional[float],
+        error: str,
+        size: int,
+        parent: Optional[str],
+        children: list,
+        provenance: list,
+    ) -> bytes:
+        """`provenance`: [(pfs.Repo, commit id)]; the fields and numbers of the SDK's CommitInfo."""
+        out = [field_bytes(1, self.commit(commit_id)), field_bytes(2, field_varint(1, origin))]
+        if description:
+            out.append(field_bytes(3, description.encode()))
+        if parent:
+            out.append(field_bytes(4, self.commit(parent)))
+        out.extend(field_bytes(5, self.commit(k)) for k in children)
+        for num, when in ((6, started), (7, finishing), (8, finished)):
+            if when:
+                out.append(field_bytes(num, timestamp(when)))
+        if error:
+            out.append(field_bytes(10, error.encode()))
+        out.append(field_varint(11, size))
+        out.append(field_bytes(12, field_varint(1, size)))  # details.size_bytes
+        out.extend(field_bytes(13, field_bytes(3, bytes(r)) + field_bytes(2, k.encode())) for r, k in provenance)
+        if started:
+            out.append(field_bytes(17, timestamp(started)))  # created_at
+        return b"".join(out)
+
+
+def _seconds(raw) -> Optional[float]:
+    seconds = nanos = 0
+    for num, wire, value in fields(raw):
+        if num == 1 and wire == 0:
+            seconds = value
+        elif num == 2 and wire == 0:
+            nanos = value
+    return seconds + nanos / 1e9 if seconds or nanos else None
+
+
+def commit_summary(buf: bytes) -> Tuple[str, str, Optional[float], Optional[float]]:
+    """pfs.CommitInfo bytes -> (commit id, description, started, finished as Unix times or None)."""
+    commit_id, description, started, finished = "", "", None, None
+    for num, wire, value in fields(buf):
+        if wire != 2:
+            continue
+        if num == 1:
+            for n2, w2, v2 in fields(value):
+                if n2 == 2 and w2 == 2:
+                    commit_id = bytes(v2).decode()
+        elif num == 3:
+            description = bytes(value).decode()
+        elif num == 6:
+            started = _seconds(value)
+        elif num == 8:
+            finished = _seconds(value)
+    return commit_id, description, started, finished

@@ -87,3 +87,34 @@ def test_varints_round_trip(n):
 def test_malformed_messages_are_refused_not_misread(raw):
     with pytest.raises(ValueError):
         pfswire.check(raw)
+
+
+@pytest.mark.parametrize("finished, parent, children, provenance", [
+    (1_700_000_009.5, "cd" * 16, ["ef" * 16, "12" * 16], [("default/images", "34" * 16)]),
+    (None, None, [], []),
+])
+def test_commit_info_encoded_by_us_is_the_sdk_commit_info(finished, parent, children, provenance):
+    """What the embedded server's ListCommit sends (by hand) parses to the message it used to build."""
+    repo = pfs.Repo.from_uri("default/labels")
+    started = 1_700_000_000.25
+
+    def when(t):
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc) if t else None
+
+    expected = pfs.CommitInfo(
+        commit=pfs.Commit(repo=repo, id="ab" * 16), origin=pfs.CommitOrigin(kind=pfs.OriginKind.USER),
+        description='Label Studio project 1 "é": 1 added', started=when(started), finishing=when(finished),
+        finished=when(finished), error="", size_bytes_upper_bound=7, details=pfs.CommitInfoDetails(size_bytes=7),
+        created_at=when(started))
+    if parent:
+        expected.parent_commit = pfs.Commit(repo=repo, id=parent)
+    expected.child_commits = [pfs.Commit(repo=repo, id=k) for k in children]
+    expected.direct_provenance = [pfs.Commit(repo=pfs.Repo.from_uri(r), id=k) for r, k in provenance]
+
+    raw = pfswire.CommitInfoEncoder(repo).encode(
+        "ab" * 16, int(pfs.OriginKind.USER), expected.description, started, finished, finished, "", 7, parent,
+        children, [(pfs.Repo.from_uri(r), k) for r, k in provenance])
+
+    assert pfs.CommitInfo().parse(raw) == pfs.CommitInfo().parse(bytes(expected))  # (unset times read as 1970)
+    assert pfswire.commit_summary(raw) == ("ab" * 16, expected.description, started, finished)
+    assert pfswire.commit_summary(bytes(expected)) == ("ab" * 16, expected.description, started, finished)
