@@ -143,7 +143,10 @@ def versions_item(jsx: str, items: str) -> str:
     """Targets only (their API answer has `last_commit`): a link to the Versions page (issue 17).
     A separate item of the summary, between its own markers."""
     s = "e.storage"
-    link = f'(0,{jsx}.jsx)("a",{{href:"/pachyderm/targets/"+{s}.id+"/versions",children:"Open the Versions page"}})'
+    href = f'"/pachyderm/targets/"+{s}.id+"/versions"'
+    # a full page load: Label Studio's router would otherwise render the path inside its own app
+    go = f"onClick:t=>{{t.preventDefault();window.location.assign({href})}}"
+    link = f'(0,{jsx}.jsx)("a",{{href:{href},{go},children:"Open the Versions page"}})'
     return (f'/* pachstudio:versions-link */"last_commit" in {s}&&(0,{jsx}.jsx)({items}.Item,'
             f'{{term:"Versions",children:{link}}})/* /pachstudio:versions-link */')
 

@@ -112,7 +112,9 @@ def test_card_summary_shows_the_repository_and_commit_for_pachyderm_only(bundle_
     assert 'term:"Commit",children:e.storage.last_commit||e.storage.synced_commit' in summary
     # Targets (whose answer has last_commit) link to their Versions page
     assert '"last_commit" in e.storage&&' in summary
-    assert '{href:"/pachyderm/targets/"+e.storage.id+"/versions",children:"Open the Versions page"}' in summary
+    href = '"/pachyderm/targets/"+e.storage.id+"/versions"'
+    assert (f'{{href:{href},onClick:t=>{{t.preventDefault();window.location.assign({href})}},'
+            'children:"Open the Versions page"}') in summary
     # it sits among the card's other cases, right before the Status item
     assert js[end:end + 60].startswith(']}),(0,') and 'term:"Status"' in js[end:end + 80]
     assert js.count("/* pachstudio:pachyderm-summary */") == 1
