@@ -45,10 +45,12 @@ def label_paths(storage, paths) -> list:
     """The label files among `paths` (under the prefix, `.json`, not the exports folder)."""
     prefix = storage.clean_prefix + "/" if storage.clean_prefix else ""
     exports = prefix + "exports/"
-    return sorted(
-        {p.lstrip("/") for p in paths if p.lstrip("/").startswith(prefix) and p.endswith(".json")}
-        - {p for p in (x.lstrip("/") for x in paths) if p.startswith(exports)}
-    )
+    found = set()
+    for path in paths:
+        path = path.lstrip("/")
+        if path.startswith(prefix) and path.endswith(".json") and not path.startswith(exports):
+            found.add(path)
+    return sorted(found)
 
 
 def parse(storage, text):
