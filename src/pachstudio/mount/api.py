@@ -23,6 +23,7 @@ from ..rules import (
 )
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
+from .pipeline_jobs import register as register_pipeline_jobs
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
 
 
@@ -442,6 +443,8 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     @app.get("/mounts/{name}/staged", response_model=StagedAnswer)
     def staged(name: str):
         return StagedAnswer(**asdict(table.staged(name)))
+
+    register_pipeline_jobs(app, remote)
 
     @app.get("/stats", response_model=Stats)
     def stats():
