@@ -128,3 +128,13 @@ def files(name: str, prefix: str = "", recursive: bool = True) -> Iterator[dict]
 
 def diff(name: str, since: str) -> Iterator[dict]:
     return stream_ndjson(f"/mounts/{quote(name)}/diff", {"since": since})
+
+
+def commit_jobs(project: str, repo: str, commit: str, branch: str) -> dict:
+    """The jobs `commit` started: {"commit", "branch", "state": none|hidden|jobs, "message", "jobs", ...}."""
+    return call("GET", f"/repos/{quote(project)}/{quote(repo)}/commits/{quote(commit)}/jobs", params={"branch": branch})
+
+
+def commit_provenance(project: str, repo: str, commit: str) -> dict:
+    """Whether `commit` is a pipeline's output: {"commit", "state": output|none|hidden, "pipeline", "job", ...}."""
+    return call("GET", f"/repos/{quote(project)}/{quote(repo)}/commits/{quote(commit)}/provenance")

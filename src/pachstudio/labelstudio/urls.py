@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, views
+from . import api, pipeline_views, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -34,6 +34,14 @@ _storage_urls = [
     ),
     path(
         "export/pachyderm/form", api.PachydermExportStorageFormLayoutAPI.as_view(), name="export-storage-pachyderm-form"
+    ),
+    path(
+        "export/pachyderm/<int:pk>/jobs", pipeline_views.TargetJobsAPI.as_view(), name="export-storage-pachyderm-jobs"
+    ),
+    path(
+        "pachyderm/<int:pk>/provenance",
+        pipeline_views.SourceProvenanceAPI.as_view(),
+        name="storage-pachyderm-provenance",
     ),
     re_path(r"^export/pachyderm/kept/?$", api.KeptMountListAPI.as_view(), name="export-storage-pachyderm-kept"),
     re_path(
