@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from pachyderm_sdk.api import pfs, pps
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from .storage_page import StoragePage
@@ -26,10 +27,13 @@ def page(chromium, wizard_labelstudio, screenshots):
 
 def pipelines_text(page, title: str) -> str:
     """The text of the Pipelines/Provenance item of the card titled `title` ("" until shown)."""
-    for card in page.driver.find_elements(By.CSS_SELECTOR, ".lsf-card"):
-        if title in card.text:
-            items = card.find_elements(By.CSS_SELECTOR, ".pachstudio-pipelines")
-            return items[0].text if items else ""
+    try:
+        for card in page.driver.find_elements(By.CSS_SELECTOR, ".lsf-card"):
+            if title in card.text:
+                items = card.find_elements(By.CSS_SELECTOR, ".pachstudio-pipelines")
+                return items[0].text if items else ""
+    except StaleElementReferenceException:  # the card re-rendered meanwhile: read it again
+        pass
     return ""
 
 
