@@ -113,7 +113,7 @@ def cluster(auth_pfs_server):
 def test_a_token_that_may_not_see_the_jobs_gets_hidden_not_an_error(cluster, tmp_path):
     server, token = cluster
     commit = put(server.root(), "labels@master", {"/2.json": annotation("dog")})
-    ms, _ = with_config(tmp_path, server.address, token)
+    ms, _ = with_config(tmp_path / "ms", server.address, token)  # its /pfs would hide the server's tmp_path/pfs
     try:
         r = ms.call("GET", f"/repos/default/labels/commits/{commit}/jobs?branch=master")
         assert r.status_code == 200, r.text

@@ -11,15 +11,15 @@ A token the cluster refuses for these reads (PERMISSION_DENIED, UNAUTHENTICATED)
 state `hidden` with the cluster's reason, never an error: the labels themselves still work.
 """
 
-from dataclasses import dataclass
 from typing import Optional
 
+import grpc
 from fastapi import FastAPI, Path, Query
 from pachyderm_sdk.api import pfs, pps
 from pydantic import BaseModel, Field
 
 from ..rules import COMMIT_REF_PATTERN, MAX_COMMIT_REF, MAX_NAME, NAME_PATTERN
-from .errors import NotFound, Refused, Unauthenticated
+from .errors import MountError, NotFound, Unauthenticated
 from .remote import Remote
 
 ENDED = {"JOB_SUCCESS", "JOB_FAILURE", "JOB_KILLED", "JOB_UNRUNNABLE"}
@@ -60,9 +60,17 @@ class ProvenanceAnswer(BaseModel):
     inputs: list[str] = Field(default_factory=list, description="project/repo@id of the input commits")
 
 
-@dataclass
-class Hidden(Exception):
-    reason: str
+class Hidden(MountError):
+    """The cluster refused the token these reads (caught by the routes: an answer, not an error)."""
+
+    status = 403
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+REFUSALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 
 
 def _iso(when) -> Optional[str]:
@@ -114,12 +122,20 @@ class PipelineJobs:
         self.remote = remote
 
     def _call(self, name: str, what: str, fn, stream: bool = False):
+        """One cluster call (a stream read to its end); a refusal becomes Hidden with pachd's words."""
+
+        def guarded(client):
+            try:
+                return list(fn(client)) if stream else fn(client)
+            except grpc.RpcError as e:
+                if hasattr(e, "code") and e.code() in REFUSALS:
+                    raise Hidden(e.details() or e.code().name) from None
+                raise
+
         r: Remote = self.remote()
         try:
-            if stream:
-                return list(r.stream(name, what, fn))
-            return r.call(name, what, fn)
-        except (Refused, Unauthenticated) as e:
+            return r.call(name, what, guarded)
+        except Unauthenticated as e:
             raise Hidden(e.message) from None
 
     def _commit(self, project: str, repo: str, commit: str) -> pfs.CommitInfo:
