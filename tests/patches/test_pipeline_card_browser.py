@@ -22,7 +22,8 @@ CONFIG = ('<View><Text name="text" value="$text"/><Choices name="choice" toName=
 def page(chromium, wizard_labelstudio, screenshots):
     page = StoragePage(chromium, wizard_labelstudio, screenshots)
     page.login()
-    return page
+    yield page
+    chromium.delete_all_cookies()  # logged out again: the wizard tests' session logs in on its own
 
 
 def pipelines_text(page, title: str) -> str:
