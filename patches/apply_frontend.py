@@ -38,6 +38,10 @@ MAX_OBJECT_SPAN = 20_000
 SUMMARY_MARKER = "/* pachstudio:pachyderm-summary */"
 SUMMARY_END = "/* /pachstudio:pachyderm-summary */"
 SUMMARY_MAP_KEY = "x_pachstudio_pachyderm_summary"
+# One item of that summary: the pipelines a Target's Sync started, or a Source commit's provenance.
+JOBS_TEMPLATE = pathlib.Path(__file__).resolve().parent / "pipeline_jobs_card.js"
+JOBS_MARKER = "/* pachstudio:pipeline-jobs */"
+JOBS_END = "/* /pachstudio:pipeline-jobs */"
 SUMMARY_RE = re.compile(rf'\(0,({IDENT})\.jsx\)\({IDENT},\{{case:"localfiles",storage:({IDENT})\}}\)(?=\]\}}\),'
                         rf'\(0,\1\.jsx\)\(({IDENT})\.Item,\{{term:"Status")')
 
@@ -103,11 +107,24 @@ def jsx_runtime(providers_object: str, bundle: pathlib.Path) -> str:
     return names.pop()
 
 
+def one_line(template: pathlib.Path) -> str:
+    """A template on one line: a newline would shift every later line of the source map."""
+    text = template.read_text(encoding="utf-8")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def provider_snippet(string_factory: str, jsx: str) -> str:
-    """The template on one line: a newline would shift every later line of the source map."""
-    text = PROVIDER_TEMPLATE.read_text(encoding="utf-8")
-    one_line = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return one_line.replace("__STRING__", string_factory).replace("__JSX__", jsx)
+    return one_line(PROVIDER_TEMPLATE).replace("__STRING__", string_factory).replace("__JSX__", jsx)
+
+
+def pipeline_jobs_item(jsx: str, items: str, s: str) -> str:
+    """The card's "Pipelines" (Target: the jobs its last Sync started, updated while they run) or
+    "Provenance" (Source: is its commit a pipeline's output) item, keyed by the commit so a new
+    Sync starts a new poll (pipeline_jobs_card.js)."""
+    return (f'{JOBS_MARKER}(0,{jsx}.jsx)({items}.Item,{{term:"last_commit" in {s}?"Pipelines":"Provenance",'
+            f'children:(0,{jsx}.jsx)("div",{{className:"pachstudio-pipelines",'
+            f'ref:el=>({one_line(JOBS_TEMPLATE)})(el,{s})}},{s}.id+":"+({s}.last_commit||{s}.synced_commit||""))}})'
+            f'{JOBS_END}')
 
 
 def insertion(js: str, bundle: pathlib.Path) -> tuple[int, str]:
@@ -134,7 +151,7 @@ def summary_insertion(js: str, bundle: pathlib.Path) -> tuple[int, str]:
                  f'{item}{{term:"Repository",children:[{s}.pach_project||"default","/",{s}.repo,"@",'
                  f'{s}.commit||{s}.branch].join("")}}),'
                  f'{item}{{term:"Commit",children:{s}.last_commit||{s}.synced_commit||"not synced yet"}}),'
-                 f'{versions_item(jsx, items)}]}})')
+                 f'{pipeline_jobs_item(jsx, items, s)},{versions_item(jsx, items)}]}})')
     text = f',{SUMMARY_MARKER}(0,{jsx}.jsx)({component},{{case:"pachyderm",storage:{storage}}}){SUMMARY_END}'
     return m.end(), text
 

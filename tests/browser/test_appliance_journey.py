@@ -5,19 +5,23 @@ images go into a repo through the ordinary Pachyderm SDK, then everything else i
 browser: log in, create an image bounding-box project, add a Pachyderm Source (test connection,
 preview, Save & Sync), see the tasks with their Pachyderm paths, open one, see the image, draw a
 box, Submit, add a Pachyderm Target, press Sync, and check through the SDK that exactly one commit
-holds that annotation. Last, a Source naming a missing repo shows a readable error in the form.
+holds that annotation; the Target card then follows the job that commit started (examples/label-counts,
+made slower) from running to success without a reload. Last, a Source naming a missing repo shows a
+readable error in the form.
 
 Screenshots of every step: test-artifacts/browser/<test name>/ (kept; on failure also the last
 screen, the page's HTML and the browser console). Step timings: timings.txt in the same folder.
 """
 import io
 import json
+import pathlib
 import time
 
 import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 from PIL import Image, ImageDraw
+from selenium.common.exceptions import StaleElementReferenceException
 
 from plugins.image import ADMIN, PASSWORD, files_at, sdk_client
 
@@ -27,6 +31,14 @@ pytestmark = [pytest.mark.image, pytest.mark.browser, pytest.mark.timeout(900)]
 IMAGES = {"photos/red-square.png": ("red", (320, 240)), "photos/blue-square.png": ("blue", (400, 300))}
 OTHER = {"notes/readme.txt": b"not under the prefix: never a task"}
 SOURCE_TITLE, TARGET_TITLE = "Images from Pachyderm", "Labels to Pachyderm"
+LABEL_COUNTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "label-counts" / "pipeline.json"
+
+
+def slow_label_counts() -> str:
+    """examples/label-counts, 30 s slower: long enough to see its job running on the card."""
+    spec = json.loads(LABEL_COUNTS.read_text())
+    spec["transform"]["stdin"] = ["import time", "time.sleep(30)"] + spec["transform"]["stdin"]
+    return json.dumps(spec)
 
 
 def png(color: str, size: tuple[int, int]) -> bytes:
@@ -181,6 +193,7 @@ def test_a_person_labels_pachyderm_images_and_syncs_one_commit(data_volume, appl
     client = sdk_client(app.pachd_address)
     client.pfs.create_repo(repo=pfs.Repo.from_uri("images"))
     client.pfs.create_repo(repo=pfs.Repo.from_uri("labels"))
+    client.pps.create_pipeline_v2(create_pipeline_request_json=slow_label_counts())  # reads labels@master
     with client.pfs.commit(branch=pfs.Branch.from_uri("images@master")) as commit:
         for path, (color, size) in IMAGES.items():
             commit.put_file_from_bytes(path=path, data=png(color, size))
@@ -309,6 +322,26 @@ def test_a_person_labels_pachyderm_images_and_syncs_one_commit(data_volume, appl
     assert target["last_commit"] == synced.commit.id
     journey.card_shows(TARGET_TITLE, "Commit", synced.commit.id, "Repository", "default/labels@master")
     journey.step("target-card-shows-commit")
+
+    # 5b. The job that commit started, on the card: running, then success, with no reload between.
+    def pipelines_item():
+        try:
+            card = journey.card(TARGET_TITLE)
+            items = card.find_elements("css selector", ".pachstudio-pipelines") if card is not None else []
+            return items[0].text if items else ""
+        except StaleElementReferenceException:  # the card re-rendered meanwhile: read it again
+            return ""
+    p.js("window.__pachstudioNoReload = true;")
+    running = p.until(lambda: "default/label-counts: " in (t := pipelines_item()) and t, "no job on the card")
+    journey.step("target-card-job-running")
+    assert "success" not in running and "updating every 2 s" in running, running
+    done = p.until(lambda: "default/label-counts: success" in (t := pipelines_item()) and t,
+                   "the card never showed the job's success", timeout=180)
+    journey.step("target-card-job-success")
+    assert p.js("return window.__pachstudioNoReload === true;"), "the page was reloaded"
+    assert f"datums 1 processed, 0 skipped, 0 failed of 1, output default/label-counts@{synced.commit.id}" in done
+    counts = client.pfs.pfs_file(file=pfs.File.from_uri(f"label-counts@{synced.commit.id}:/counts.json")).read()
+    assert json.loads(counts) == {"Car": 1}
 
     # 6. A Source naming a repo that does not exist: a readable error in the form, nothing saved.
     p.driver.refresh()

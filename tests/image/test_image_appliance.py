@@ -1,16 +1,19 @@
 """The appliance image end to end: real Docker engine, real FUSE in the container, real Label Studio,
 the real pachyderm-sdk over gRPC. What a user does: start it, import files from Pachyderm, label,
 sync the labels back as one commit; restart on the same volume; get clear errors on bad set-ups."""
+import json
+import pathlib
 import time
 
 import pytest
 from pachyderm_sdk import Client
-from pachyderm_sdk.api import pfs
+from pachyderm_sdk.api import pfs, pps
 
 from plugins.image import ADMIN, PASSWORD, TOKEN, files_at, put_json_tasks, sdk_client
 
 pytestmark = pytest.mark.image
 
+LABEL_COUNTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "label-counts" / "pipeline.json"
 TEXTS = {"tasks/0.json": "a cat on a mat", "tasks/1.json": "a dog in a fog", "tasks/2.json": "a cat in a hat"}
 
 
@@ -69,15 +72,28 @@ def target_sync_makes_one_commit(api, client, target, annotations, repo="labels"
 
 
 def test_embedded_default_flow(appliance_factory, data_volume):
-    """The README one-liner without a config: embedded PFS server, SDK on the published port."""
+    """The README one-liner without a config: embedded PFS server, SDK on the published port; the
+    Target Sync starts examples/label-counts (reading labels@master), whose output holds the counts
+    of the synced labels, and the Target's jobs endpoint shows that job."""
     app = appliance_factory(volume=data_volume).wait_healthy()
     assert "starting the embedded PFS server" in app.logs()
     client = sdk_client(app.pachd_address)
     put_source_files(client)
     api = app.api()
     project, target, annotations = import_and_label(api, client)
+    client.pps.create_pipeline_v2(create_pipeline_request_json=LABEL_COUNTS.read_text())
     commit = target_sync_makes_one_commit(api, client, target, annotations)
     assert commit.description, "the commit says what it holds"
+    job_id = pps.Job(pipeline=pps.Pipeline(name="label-counts"), id=commit.commit.id)
+    job = client.pps.inspect_job(job=job_id, wait=True)
+    assert job.state == pps.JobState.JOB_SUCCESS, job.reason
+    counts = client.pfs.pfs_file(file=pfs.File.from_uri(f"label-counts@{commit.commit.id}:/counts.json")).read()
+    assert json.loads(counts) == {"cat": 2, "dog": 1}  # TEXTS: two cats, one dog, each labeled by its word
+    jobs = api.call("GET", f"/api/storages/export/pachyderm/{target['id']}/jobs")
+    assert jobs["commit"] == commit.commit.id and jobs["state"] == "jobs" and jobs["ended"], jobs
+    [shown] = jobs["jobs"]
+    assert (shown["pipeline"], shown["state"], shown["data_processed"]) == ("default/label-counts", "JOB_SUCCESS", 1)
+    assert shown["output_commit"] == f"default/label-counts@{commit.commit.id}"
     # A second Target Sync with nothing new adds no commit.
     count = len(commits(client, "labels"))
     api.call("POST", f"/api/storages/export/pachyderm/{target['id']}/sync")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from ls_helpers import TEXT_CONFIG, error_text
-from pachyderm_sdk.api import auth, pfs
+from pachyderm_sdk.api import auth, pfs, pps
 
 from plugins.labelstudio import LabelStudio
 from plugins.mount import MountServer
@@ -84,6 +84,33 @@ def test_repos_the_token_may_use_work(auth_ls, robot_token):
     files = [f.file.path for f in server.root().pfs.walk_file(file=pfs.File.from_uri("writable@labels:/"))]
     assert any(p.endswith(".json") for p in files), files
     assert token not in ls.log() and token not in ms.log()
+
+
+def test_the_jobs_of_a_sync_the_token_may_not_see_say_so(auth_ls, robot_token):
+    """A pipeline (root's) reads the Target's branch; the robot may write the labels but has no
+    role on the pipeline's output repo: the jobs endpoint says it may not see them, no error."""
+    ls, ms, token = auth_ls
+    server, _ = robot_token
+    spec = {"pipeline": {"name": "root-counts"}, "transform": {"image": "debian", "cmd": ["true"]},
+            "input": {"pfs": {"repo": "writable", "branch": "pipelined", "glob": "/"}}}
+    server.root().pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
+    project = ls.create_project(label_config=TEXT_CONFIG)
+    source = ls.create_source(project["id"], repo="readable")
+    assert ls.sync(source["id"])["last_sync_count"] == 1
+    ls.annotate(ls.tasks(project["id"])[0]["id"])
+    target = ls.create_target(project["id"], repo="writable", branch="pipelined")
+    assert ls.wait_storage(target["id"], target=True)["status"] == "completed"
+    commit = ls.sync(target["id"], target=True)["meta"]["commit"]
+    r = ls.api("GET", f"/api/storages/export/pachyderm/{target['id']}/jobs")
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["commit"] == commit and answer["state"] == "hidden" and answer["jobs"] == [], answer
+    assert answer["message"].startswith("you may not see the pipelines: ")
+    assert "robot:labelstudio is not authorized" in answer["message"], answer
+    assert token not in r.text and token not in ls.log() and token not in ms.log()
+    # the job itself ran: root sees it
+    job = server.root().pps.inspect_job(job=pps.Job(pipeline=pps.Pipeline(name="root-counts"), id=commit), wait=True)
+    assert job.state == pps.JobState.JOB_SUCCESS
 
 
 def test_without_a_token_the_form_says_to_log_in(auth_ls):

@@ -120,6 +120,22 @@ def test_card_summary_shows_the_repository_and_commit_for_pachyderm_only(bundle_
     assert js.count("/* pachstudio:pachyderm-summary */") == 1
 
 
+def test_card_summary_has_a_delimited_pipelines_item_that_polls_the_storage_endpoints(bundle_root, bundle):
+    """The Pipelines (Target) / Provenance (Source) item is its own delimited element of the summary,
+    after the Commit item, keyed by the commit; it reads /jobs or /provenance and polls every 2 s."""
+    assert run_apply(bundle_root).returncode == 0
+    js = bundle.read_text(encoding="utf-8")
+    start, end = apply_frontend.summary_span(js)
+    summary = js[start:end]
+    assert summary.count(apply_frontend.JOBS_MARKER) == 1 and summary.count(apply_frontend.JOBS_END) == 1
+    item = summary[summary.index(apply_frontend.JOBS_MARKER):summary.index(apply_frontend.JOBS_END)]
+    assert summary.index('term:"Commit"') < summary.index(apply_frontend.JOBS_MARKER)
+    assert 'term:"last_commit" in e.storage?"Pipelines":"Provenance"' in item
+    assert 'e.storage.id+":"+(e.storage.last_commit||e.storage.synced_commit||"")' in item  # the React key
+    assert '"/jobs"' in item and '"/provenance"' in item and "setTimeout(poll, 2000)" in item
+    assert "\n" not in item and "//" not in item.replace("://", "")  # one line, no line comment to swallow code
+
+
 def test_second_run_changes_nothing_and_says_so(bundle_root, bundle):
     assert run_apply(bundle_root).returncode == 0
     patched = {name: sha256(bundle.with_name(name)) for name in PINNED_SHA256}

@@ -171,3 +171,13 @@ def read_files(project: str, repo: str, commit: str, paths: list) -> dict:
         rows = call("POST", f"{_repo_url(project, repo)}/read", {"commit": commit, "paths": chunk}, timeout=600)
         out.update((row["path"], row["data"]) for row in rows)
     return out
+
+
+def commit_jobs(project: str, repo: str, commit: str, branch: str) -> dict:
+    """The jobs `commit` started: {"commit", "branch", "state": none|hidden|jobs, "message", "jobs", ...}."""
+    return call("GET", f"{_repo_url(project, repo)}/commits/{quote(commit)}/jobs", params={"branch": branch})
+
+
+def commit_provenance(project: str, repo: str, commit: str) -> dict:
+    """Whether `commit` is a pipeline's output: {"commit", "state": output|none|hidden, "pipeline", "job", ...}."""
+    return call("GET", f"{_repo_url(project, repo)}/commits/{quote(commit)}/provenance")

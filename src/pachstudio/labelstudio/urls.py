@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, version_api, versions, versions_page, views
+from . import api, pipeline_views, version_api, versions, versions_page, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -55,6 +55,14 @@ _storage_urls = [
         r"^export/pachyderm/(?P<pk>[0-9]+)/restore/?$",
         version_api.TargetRestoreAPI.as_view(),
         name="export-storage-pachyderm-restore",
+    ),
+    path(
+        "export/pachyderm/<int:pk>/jobs", pipeline_views.TargetJobsAPI.as_view(), name="export-storage-pachyderm-jobs"
+    ),
+    path(
+        "pachyderm/<int:pk>/provenance",
+        pipeline_views.SourceProvenanceAPI.as_view(),
+        name="storage-pachyderm-provenance",
     ),
     re_path(r"^export/pachyderm/kept/?$", api.KeptMountListAPI.as_view(), name="export-storage-pachyderm-kept"),
     re_path(

@@ -24,6 +24,7 @@ from ..rules import (
 from . import diffs, versions
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
+from .pipeline_jobs import register as register_pipeline_jobs
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
 
 
@@ -445,6 +446,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         return StagedAnswer(**asdict(table.staged(name)))
 
     versions.add_routes(app, remote, login)
+    register_pipeline_jobs(app, remote)
 
     @app.get("/stats", response_model=Stats)
     def stats():

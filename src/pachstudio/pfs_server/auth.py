@@ -264,6 +264,13 @@ class Auth:
             self.state["bindings"][resource_key(rtype, name)] = {principal: list(roles)} if principal else {}
             self._save()
 
+    def ensure_binding(self, rtype: str, name: str, principal: Optional[str], roles: list[str]) -> None:
+        """create_binding unless the resource has one (a pipeline's output repo at an update)."""
+        with self.lock:
+            if self.active and resource_key(rtype, name) not in self.state["bindings"]:
+                self.state["bindings"][resource_key(rtype, name)] = {principal: list(roles)} if principal else {}
+                self._save()
+
     def delete_binding(self, rtype: str, name: str) -> None:
         with self.lock:
             if self.state["bindings"].pop(resource_key(rtype, name), None) is not None:

@@ -95,7 +95,7 @@ def build_server(
         auth.activate(root_token, projects, repos)
     pipelines = Pipelines(store, data_dir)
     runner = JobRunner(store, pipelines)
-    handlers, _ = build_handlers(store, auth, PpsService(pipelines, runner))
+    handlers, _ = build_handlers(store, auth, PpsService(pipelines, runner, auth))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pfs"),
         handlers=handlers,

@@ -14,6 +14,7 @@ from pachyderm_sdk.api import pfs, pps
 
 from .. import datums as D
 from . import sandbox
+from .auth_rpc import caller
 from .errors import InvalidArgument, NotFound, PfsError
 from .jobs import JobRunner
 from .pipelines import TERMINAL, Job, Pipeline, Pipelines
@@ -25,9 +26,18 @@ def _project(msg) -> str:
 
 
 class PpsService:
-    def __init__(self, pipelines: Pipelines, runner: JobRunner):
-        self.pipelines, self.runner = pipelines, runner
+    def __init__(self, pipelines: Pipelines, runner: JobRunner, auth=None):
+        self.pipelines, self.runner, self.auth = pipelines, runner, auth
         self.store = pipelines.store
+
+    def _may(self, j: Job, permission: str) -> bool:
+        return self.auth is None or self.auth.allows(caller(), "REPO", f"{j.project}/{j.pipeline}", permission)
+
+    def _check(self, j: Job, permission: str) -> None:
+        """pachd's refusal (PERMISSION_DENIED) unless the caller holds `permission` on the job's
+        output repo; nothing to check with auth off."""
+        if self.auth is not None:
+            self.auth.check(caller(), "REPO", f"{j.project}/{j.pipeline}", permission)
 
     # -- references ---------------------------------------------------------------------------
     def _pipeline(self, msg: Optional[pps.Pipeline]) -> Pipeline:
@@ -124,6 +134,11 @@ class PpsService:
         return info
 
     # -- pipelines ----------------------------------------------------------------------------
+    def _own_output(self, p: Pipeline) -> None:
+        """pachd makes the creator of a pipeline the repoOwner of its output repo (auth on)."""
+        if self.auth is not None and caller():
+            self.auth.ensure_binding("REPO", f"{p.project}/{p.name}", caller(), ["repoOwner"])
+
     def CreatePipeline(self, req: pps.CreatePipelineRequest, ctx):
         spec = req.to_dict(casing=betterproto.Casing.SNAKE)
         for flag in ("update", "reprocess", "dry_run"):
@@ -133,7 +148,7 @@ class PpsService:
 
             check_spec(normalize(spec))
             return Empty()
-        self.pipelines.create(spec, update=req.update, reprocess=req.reprocess)
+        self._own_output(self.pipelines.create(spec, update=req.update, reprocess=req.reprocess))
         self.runner.discover()
         return Empty()
 
@@ -151,7 +166,9 @@ class PpsService:
         if req.dry_run:
             effective = check_spec(normalize(spec))
         else:
-            effective = self.pipelines.create(spec, update=update, reprocess=reprocess).spec
+            created = self.pipelines.create(spec, update=update, reprocess=reprocess)
+            self._own_output(created)
+            effective = created.spec
             self.runner.discover()
         return pps.CreatePipelineV2Response(effective_create_pipeline_request_json=json.dumps(effective))
 
@@ -280,6 +297,11 @@ class PpsService:
         self.runner.discover()
         project = _project(req.pipeline) if req.pipeline and req.pipeline.name else ""
         jobs = self.pipelines.jobs(project, req.pipeline.name if req.pipeline else "")
+        # pachd: PIPELINE_LIST_JOB on the output repo of the pipeline asked for; without one,
+        # the jobs the caller may not list are skipped silently
+        if req.pipeline and req.pipeline.name and jobs:
+            self._check(jobs[0], "PIPELINE_LIST_JOB")
+        jobs = [j for j in jobs if self._may(j, "PIPELINE_LIST_JOB")]
         projects = {p.name for p in req.projects or []}
         if projects:
             jobs = [j for j in jobs if j.project in projects]
@@ -318,6 +340,8 @@ class PpsService:
                 self.store.wait_finished(row.id, cancelled=lambda: not ctx.is_active())
         self.runner.discover()
         jobs = self.pipelines.jobs(job_id=req.job_set.id)
+        for j in jobs:  # pachd walks the commit set: inspecting each output commit needs this
+            self._check(j, "REPO_INSPECT_COMMIT")
         if req.wait:
             for j in jobs:
                 self.runner.wait(lambda j=j: self._fresh(j).state in TERMINAL, lambda: not ctx.is_active())
