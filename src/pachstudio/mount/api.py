@@ -21,6 +21,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
+from . import history
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
 from .table import MountInfo, MountSpec, MountTable, check_mount_name
@@ -448,6 +449,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         """Cluster calls made so far, by SDK method: shows what an operation cost."""
         return Stats(calls=dict(remote().calls), cache_bytes=table.cache.total)
 
+    history.add_routes(app, remote, login)
     return app
 
 
