@@ -128,3 +128,9 @@ def files(name: str, prefix: str = "", recursive: bool = True) -> Iterator[dict]
 
 def diff(name: str, since: str) -> Iterator[dict]:
     return stream_ndjson(f"/mounts/{quote(name)}/diff", {"since": since})
+
+
+def file_history(project: str, repo: str, branch: str, paths: list, contents: bool = False) -> dict:
+    """The commits of `branch` that added, changed or deleted any of `paths`, oldest first."""
+    params = {"branch": branch, "path": list(paths), "contents": "true" if contents else "false"}
+    return call("GET", f"/repos/{quote(project)}/{quote(repo)}/history", params=params)
