@@ -20,6 +20,12 @@ SCRIPT = """
   link.style.cssText = "position:fixed;left:12px;bottom:12px;z-index:10000;display:none;padding:6px 12px;" +
     "background:#fff;border:1px solid #617ada;border-radius:4px;color:#617ada;font:14px sans-serif;" +
     "text-decoration:none;box-shadow:0 1px 4px rgba(0,0,0,.2)";
+  // a full page load: Label Studio's single-page router would take the click and show its own 404
+  link.addEventListener("click", function (event) {
+    event.preventDefault();
+    event.stopPropagation();
+    window.location.assign(link.href);
+  });
   function follow() {
     var task = new URLSearchParams(window.location.search).get("task");
     if (task && /^[0-9]+$/.test(task)) {

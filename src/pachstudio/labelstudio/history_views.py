@@ -74,9 +74,9 @@ def _render(history: dict) -> str:
     for target in history["targets"]:
         parts.append(
             format_html(
-                '<p class="note">Target {} "{}" on <code>{}</code>: {} versions looked at{}</p>',
+                '<p class="note">Target {}{} on <code>{}</code>: {} versions looked at{}</p>',
                 target["id"],
-                target["title"] or "",
+                f' "{target["title"]}"' if target["title"] else "",
                 target["repo"],
                 target["commits"],
                 f" ({target['note']})" if target.get("note") else "",
