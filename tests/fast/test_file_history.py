@@ -53,3 +53,15 @@ def test_folders_climbing_paths_and_unknown_branches_are_refused(cluster):
         file_history.history(remote, "default", "labels", "nope", ["l/7.json"])
     with pytest.raises(NotFound, match="folder"):
         file_history.read_file(remote, file_history.repo_msg("default", "labels"), c1, "l")
+
+
+def test_a_version_too_big_to_answer_inline_has_no_content_and_is_read_apart(cluster):
+    pach, remote = cluster
+    pach.pfs.create_repo(repo=pfs.Repo.from_uri("labels"))
+    big = b"x" * (file_history.MAX_CONTENT + 1)
+    c1 = commit_files(pach, "labels@master", {"/t.json": big}).id
+
+    (change,) = file_history.history(remote, "default", "labels", "master", ["t.json"], True)["changes"]
+
+    assert change["content"] is None and change["size"] == len(big)
+    assert file_history.read_file(remote, file_history.repo_msg("default", "labels"), c1, "t.json") == big

@@ -134,3 +134,17 @@ def file_history(project: str, repo: str, branch: str, paths: list, contents: bo
     """The commits of `branch` that added, changed or deleted any of `paths`, oldest first."""
     params = {"branch": branch, "path": list(paths), "contents": "true" if contents else "false"}
     return call("GET", f"/repos/{quote(project)}/{quote(repo)}/history", params=params)
+
+
+def file_at(project: str, repo: str, commit: str, path: str) -> bytes:
+    """One file's bytes as commit `commit` holds it."""
+    try:
+        with _client() as client:
+            response = client.get(
+                f"/repos/{quote(project)}/{quote(repo)}/file", params={"commit": commit, "path": path}
+            )
+    except httpx.HTTPError as exc:
+        raise _unreachable(exc) from None
+    if response.status_code >= 400:
+        raise MountServerError(_detail(response), response.status_code)
+    return response.content

@@ -86,9 +86,14 @@ def _versions_of(storage, task, answer: dict, emails: _Emails) -> tuple:
     for commit, changes in itertools.groupby(answer["changes"], key=lambda c: c["commit"]):
         changes = list(changes)
         for ch in changes:
-            files[ch["path"]] = (
-                {} if ch["change"] == "deleted" else _annotations_in(ch.get("content"), storage.per_task, task.id)
-            )
+            if ch["change"] == "deleted":
+                files[ch["path"]] = {}
+                continue
+            text = ch.get("content")
+            if text is None:  # too big to come inline
+                raw = mount_client.file_at(storage.project_name, storage.repo, commit, ch["path"])
+                text = raw.decode("utf-8", errors="replace")
+            files[ch["path"]] = _annotations_in(text, storage.per_task, task.id)
         now = {}
         for held in files.values():
             now.update(held)
