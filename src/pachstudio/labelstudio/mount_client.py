@@ -181,3 +181,21 @@ def commit_jobs(project: str, repo: str, commit: str, branch: str) -> dict:
 def commit_provenance(project: str, repo: str, commit: str) -> dict:
     """Whether `commit` is a pipeline's output: {"commit", "state": output|none|hidden, "pipeline", "job", ...}."""
     return call("GET", f"{_repo_url(project, repo)}/commits/{quote(commit)}/provenance")
+
+
+def file_history(project: str, repo: str, branch: str, paths: list, contents: bool = False) -> dict:
+    """The commits of `branch` that added, changed or deleted any of `paths`, oldest first."""
+    params = {"branch": branch, "path": list(paths), "contents": "true" if contents else "false"}
+    return call("GET", f"{_repo_url(project, repo)}/history", params=params)
+
+
+def file_at(project: str, repo: str, commit: str, path: str) -> bytes:
+    """One file's bytes as commit `commit` holds it."""
+    try:
+        with _client() as client:
+            response = client.get(f"{_repo_url(project, repo)}/file", params={"commit": commit, "path": path})
+    except httpx.HTTPError as exc:
+        raise _unreachable(exc) from None
+    if response.status_code >= 400:
+        raise MountServerError(_detail(response), response.status_code)
+    return response.content

@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, pipeline_views, version_api, versions, versions_page, views
+from . import api, history_views, pipeline_views, version_api, versions, versions_page, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -76,5 +76,16 @@ urlpatterns = [
     path("api/storages/", include((_storage_urls, "pachyderm"), namespace="pachyderm")),
     path("data/pachyderm/<int:storage_id>/", views.pachyderm_file, name="pachyderm-file"),
     re_path(r"^pachyderm/targets/(?P<pk>[0-9]+)/versions/?$", versions_page.versions_page, name="pachyderm-versions"),
+    # an optional '/': Label Studio's append-slash middleware re-serves a 404 at the URL with one
+    re_path(
+        r"^api/pachyderm/tasks/(?P<task_id>[0-9]{1,18})/history/?$",
+        history_views.TaskHistoryAPI.as_view(),
+        name="task-history-api",
+    ),
+    re_path(
+        r"^pachyderm/tasks/(?P<task_id>[0-9]{1,18})/history/?$",
+        history_views.task_history_page,
+        name="task-history-page",
+    ),
     path("", include("core.urls")),
 ]

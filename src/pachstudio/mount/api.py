@@ -21,7 +21,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
-from . import diffs, versions
+from . import diffs, history, versions
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
 from .pipeline_jobs import register as register_pipeline_jobs
@@ -454,6 +454,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         return Stats(calls=dict(remote().calls), cache_bytes=table.cache.total)
 
     diffs.add_routes(app, table, login)
+    history.add_routes(app, remote, login)
     return app
 
 

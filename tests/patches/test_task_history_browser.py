@@ -1,0 +1,83 @@
+""""Who labeled that image?" as a user asks it: real Chromium on real Label Studio (with the
+Pachyderm storage app, the mount server and the embedded PFS server); from the Data Manager a task
+is opened, and one click on "Task history" shows who labeled it, in which version, and its source."""
+import json
+import uuid
+
+import pytest
+from pachyderm_sdk.api import pfs
+from selenium.webdriver.common.by import By
+
+from .storage_page import StoragePage
+
+pytestmark = pytest.mark.browser
+
+TEXT_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="choice" toName="text">'
+               '<Choice value="cat"/><Choice value="dog"/></Choices></View>')
+
+
+@pytest.fixture(scope="module")
+def page(chromium, wizard_labelstudio, screenshots):
+    page = StoragePage(chromium, wizard_labelstudio, screenshots)
+    page.login()
+    return page
+
+
+def test_one_click_from_an_open_task_shows_who_labeled_it(page, wizard_labelstudio, shared_pfs_server):
+    ls = wizard_labelstudio
+    pach = shared_pfs_server.client()
+    images, labels = f"hist-src-{uuid.uuid4().hex[:8]}", f"hist-labels-{uuid.uuid4().hex[:8]}"
+    for repo in (images, labels):
+        pach.pfs.create_repo(repo=pfs.Repo.from_uri(f"default/{repo}"))
+    with pach.pfs.commit(branch=pfs.Branch.from_uri(f"default/{images}@master")) as commit:
+        commit.put_file_from_bytes(path="kitten.json", data=json.dumps({"text": "a kitten on a sofa"}).encode())
+    project = ls.create_project(title=f"history {uuid.uuid4().hex[:6]}", label_config=TEXT_CONFIG)
+    source = ls.create_source(project["id"], repo=images)
+    assert ls.sync(source["id"])["last_sync_count"] == 1
+    task = ls.tasks(project["id"])[0]
+    annotation = ls.annotate(task["id"])
+    target = ls.create_target(project["id"], repo=labels)
+    ls.wait_storage(target["id"], target=True)
+    version = ls.sync(target["id"], target=True)["meta"]["commit"]
+    assert version
+
+    driver = page.driver
+    driver.get(f"{page.url}/projects/{project['id']}/data")
+    row = "//*[contains(text(), 'a kitten on a sofa')]"
+    page.wait.until(lambda d: page_click(d, row), "the task's row never showed in the Data Manager")
+    page.wait.until(lambda d: f"task={task['id']}" in d.current_url, "opening the task did not show it")
+    link = page.wait.until(lambda d: visible(d, "#pachstudio-task-history"), "no Task history link")
+    driver.save_screenshot(str(page.screenshots / "task-history-link.png"))
+
+    link.click()
+
+    page.wait.until(lambda d: "/pachyderm/tasks/" in d.current_url and d.find_elements(By.CSS_SELECTOR, "h1"),
+                    "the history page never opened")
+    driver.save_screenshot(str(page.screenshots / "task-history-page.png"))
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert f"Task {task['id']} history" in text
+    assert f"Annotation {annotation['id']} by admin@example.com" in text
+    assert f"first in version {version[:12]}" in text
+    assert f"default/{images}@{task['data']['pachyderm_commit']}:/kitten.json" in text
+    back = driver.find_element(By.ID, "back-to-task").get_attribute("href")
+    assert back.endswith(f"/projects/{project['id']}/data?task={task['id']}")
+
+
+def visible(driver, css):
+    for element in driver.find_elements(By.CSS_SELECTOR, css):
+        if element.is_displayed() and element.size["width"] > 0:
+            return element
+    return None
+
+
+def page_click(driver, xpath) -> bool:
+    from selenium.common.exceptions import WebDriverException
+
+    for element in driver.find_elements(By.XPATH, xpath):
+        try:
+            if element.is_displayed():
+                element.click()
+                return True
+        except WebDriverException:
+            return False
+    return False
