@@ -8,6 +8,7 @@ commit per Sync (none when nothing changed) whose description says what it holds
 import json
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,17 +26,31 @@ logger = logging.getLogger(__name__)
 WRITERS = 8  # staged files written at once through the FUSE mount
 
 
+_serializers = threading.local()
+
+
+def _annotation_serializer(storage):
+    """Label Studio's storage serializer, built once per thread and storage: building its fields
+    (the annotation's and the nested task's) cost more than serializing one annotation, and a save
+    serializes one. Its context is the storage's project as of this call."""
+    from core.utils.common import load_func
+
+    cache = _serializers.__dict__.setdefault("by_storage", {})
+    serializer_class = load_func(settings.STORAGE_ANNOTATION_SERIALIZER)
+    serializer = cache.get(storage.id)
+    if serializer is None or type(serializer) is not serializer_class:
+        serializer = cache[storage.id] = serializer_class(context={})
+    serializer._context = {"project": storage.project}
+    return serializer
+
+
 def annotation_content(storage, annotation) -> dict:
-    return annotation_contents(storage, [annotation])[0]
+    return _annotation_serializer(storage).to_representation(annotation)
 
 
 def annotation_contents(storage, annotations) -> list:
-    """Label Studio's storage serializer over a batch: its fields are built once (per annotation
-    they cost more than the write), and the same output as one at a time."""
-    from core.utils.common import load_func
-
-    serializer_class = load_func(settings.STORAGE_ANNOTATION_SERIALIZER)
-    return serializer_class(annotations, many=True, context={"project": storage.project}).data
+    serializer = _annotation_serializer(storage)
+    return [serializer.to_representation(annotation) for annotation in annotations]
 
 
 def task_content(storage, task) -> dict:
