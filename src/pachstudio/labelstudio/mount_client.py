@@ -8,8 +8,10 @@ that covers a restart of the mount server, and it is safe for every call, `_comm
 since nothing of the request was sent. A request that was sent is never repeated.
 """
 
+import functools
 import json
 import logging
+import ssl
 from typing import Iterator
 from urllib.parse import quote
 
@@ -29,13 +31,23 @@ class MountServerError(Exception):
         self.status = status
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One per process. httpx builds a verifying TLS context for every new transport, loading the
+    whole CA bundle: 60-80 ms of CPU per call on a busy 2-core machine, and a Target Sync makes
+    three calls. The mount server speaks plain HTTP, so this context is never used and needs no CA."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def _client(timeout=None) -> httpx.Client:
     base = settings.PACHSTUDIO_MOUNT_API
     timeout = settings.PACHSTUDIO_MOUNT_TIMEOUT if timeout is None else timeout
     if base.startswith("unix:"):
-        transport = httpx.HTTPTransport(uds=base[len("unix:") :], retries=CONNECT_RETRIES)
-        return httpx.Client(transport=transport, base_url="http://mount-server", timeout=timeout)
-    return httpx.Client(transport=httpx.HTTPTransport(retries=CONNECT_RETRIES), base_url=base, timeout=timeout)
+        transport = httpx.HTTPTransport(uds=base[len("unix:") :], retries=CONNECT_RETRIES, verify=_tls_context())
+        base = "http://mount-server"
+    else:
+        transport = httpx.HTTPTransport(retries=CONNECT_RETRIES, verify=_tls_context())
+    return httpx.Client(transport=transport, base_url=base, timeout=timeout)
 
 
 def _detail(response: httpx.Response) -> str:

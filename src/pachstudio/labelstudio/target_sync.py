@@ -9,13 +9,14 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.apps import apps
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Task
@@ -26,17 +27,31 @@ logger = logging.getLogger(__name__)
 WRITERS = 8  # staged files written at once through the FUSE mount
 
 
+_serializers = threading.local()
+
+
+def _annotation_serializer(storage):
+    """Label Studio's storage serializer, built once per thread and storage: building its fields
+    (the annotation's and the nested task's) cost more than serializing one annotation, and a save
+    serializes one. Its context is the storage's project as of this call."""
+    from core.utils.common import load_func
+
+    cache = _serializers.__dict__.setdefault("by_storage", {})
+    serializer_class = load_func(settings.STORAGE_ANNOTATION_SERIALIZER)
+    serializer = cache.get(storage.id)
+    if serializer is None or type(serializer) is not serializer_class:
+        serializer = cache[storage.id] = serializer_class(context={})
+    serializer._context = {"project": storage.project}
+    return serializer
+
+
 def annotation_content(storage, annotation) -> dict:
-    return annotation_contents(storage, [annotation])[0]
+    return _annotation_serializer(storage).to_representation(annotation)
 
 
 def annotation_contents(storage, annotations) -> list:
-    """Label Studio's storage serializer over a batch: its fields are built once (per annotation
-    they cost more than the write), and the same output as one at a time."""
-    from core.utils.common import load_func
-
-    serializer_class = load_func(settings.STORAGE_ANNOTATION_SERIALIZER)
-    return serializer_class(annotations, many=True, context={"project": storage.project}).data
+    serializer = _annotation_serializer(storage)
+    return [serializer.to_representation(annotation) for annotation in annotations]
 
 
 def task_content(storage, task) -> dict:
@@ -46,12 +61,17 @@ def task_content(storage, task) -> dict:
     return ExportDataSerializer(task, context={"project": storage.project}, expand=expand).data
 
 
-def _write(storage, key: str, content: dict, make_dirs=True):
+def _write(storage, key: str, content: dict):
+    """Its folder is made only when missing: every call through the FUSE mount is a round trip to
+    the mount server, and the folder almost always exists (a save writes into it each time)."""
     path = storage.local_path(key)
-    if make_dirs:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
     data = json.dumps(content, indent=2, default=str)
-    with open(path, "w") as f:
+    try:
+        f = open(path, "w")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        f = open(path, "w")
+    with f:
         f.write(data)
 
 
@@ -62,7 +82,7 @@ def _write_many(storage, items):
     for folder in {os.path.dirname(storage.local_path(key)) for key, _ in items}:
         os.makedirs(folder, exist_ok=True)
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        for _ in pool.map(lambda item: _write(storage, item[0], item[1], make_dirs=False), items):
+        for _ in pool.map(lambda item: _write(storage, item[0], item[1]), items):
             pass
 
 
@@ -148,18 +168,26 @@ def _link_all(storage, annotation_ids):
         Link.objects.filter(storage=storage, annotation_id__in=existing).update(updated_at=timezone.now())
 
 
+def stale_annotations(storage) -> list:
+    """Ids of the annotations whose file is not staged as they are now: no link, or changed after
+    their link's stamp. Asked of the database: a Sync may run every second while people label, and
+    fetching every annotation and link of the project into Python each time grows with the project."""
+    links = storage.links.model.objects.filter(storage=storage, annotation_id=OuterRef("pk"))
+    older = links.filter(updated_at__lt=OuterRef("updated_at"))
+    return list(
+        Annotation.objects.filter(project=storage.project)
+        .filter(~Exists(links) | Exists(older))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
 def stage_pending(storage) -> int:
     """Write what the save hooks could not (annotations made before the storage existed, bulk
     imports that bypass signals, a mount that was down) and retry failed deletes. Only stale files
     are written: annotations with no link, or changed after their link."""
     storage.mount_state = cluster_checks.ensure_mount(storage)
-    Link = storage.links.model
-    linked = dict(Link.objects.filter(storage=storage).values_list("annotation_id", "updated_at"))
-    stale = [
-        ann_id
-        for ann_id, updated in Annotation.objects.filter(project=storage.project).values_list("id", "updated_at")
-        if ann_id not in linked or (updated and linked[ann_id] < updated)
-    ]
+    stale = stale_annotations(storage)
     written_tasks = set()
     phases = dict.fromkeys(("serialize", "write", "link"), 0.0)
     for start in range(0, len(stale), 500):
