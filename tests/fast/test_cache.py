@@ -1,5 +1,6 @@
 """The mount server's file cache: the right bytes at every offset, each byte fetched from the
 cluster once, kept across restarts, bounded in size, and a failed fetch reported to the reader."""
+
 import os
 import random
 import time
@@ -25,9 +26,10 @@ class Cluster:
                 raise self.fail
             data = self.files[path]
             for at in range(offset, len(data), self.chunk):
-                piece = data[at:at + self.chunk]
+                piece = data[at : at + self.chunk]
                 self.sent += len(piece)
                 yield piece
+
         return open_at
 
 
@@ -56,9 +58,15 @@ def cluster():
 def test_reads_at_any_offset_return_the_files_bytes(tmp_path, cluster):
     data = cluster.files["/f"] = content(3 * BLOCK + 12345)
     cache = ContentCache(str(tmp_path / "cache"))
-    for offset, length in [(0, 10), (BLOCK - 5, 10), (2 * BLOCK + 3, BLOCK), (len(data) - 7, 100),
-                           (len(data), 10), (17, 3 * BLOCK + 1)]:
-        assert read(cache, cluster, "/f", offset, length) == data[offset:offset + length], (offset, length)
+    for offset, length in [
+        (0, 10),
+        (BLOCK - 5, 10),
+        (2 * BLOCK + 3, BLOCK),
+        (len(data) - 7, 100),
+        (len(data), 10),
+        (17, 3 * BLOCK + 1),
+    ]:
+        assert read(cache, cluster, "/f", offset, length) == data[offset : offset + length], (offset, length)
 
 
 def test_a_file_read_once_is_read_from_disk_after_that_and_after_a_restart(tmp_path, cluster):
@@ -69,7 +77,7 @@ def test_a_file_read_once_is_read_from_disk_after_that_and_after_a_restart(tmp_p
     sent = cluster.sent
     assert sent == len(data)  # every byte once
 
-    assert read(cache, cluster, "/f", 100, BLOCK) == data[100:100 + BLOCK]
+    assert read(cache, cluster, "/f", 100, BLOCK) == data[100 : 100 + BLOCK]
     restarted = ContentCache(str(tmp_path / "cache"))
     assert restarted.contains("c1", "/f")
     assert read(restarted, cluster, "/f", 0, len(data)) == data
@@ -86,7 +94,7 @@ def test_a_partly_fetched_file_is_fetched_again_after_a_restart(tmp_path):
     assert not cache.contains("c1", "/big")
     restarted = ContentCache(str(tmp_path / "cache"))
     assert not restarted.contains("c1", "/big")
-    assert read(restarted, cluster, "/big", 5 * BLOCK, 10) == data[5 * BLOCK:5 * BLOCK + 10]
+    assert read(restarted, cluster, "/big", 5 * BLOCK, 10) == data[5 * BLOCK : 5 * BLOCK + 10]
 
 
 def test_the_cache_stays_within_its_limit_dropping_the_least_recently_used(tmp_path, cluster):

@@ -1,5 +1,6 @@
 """PACHSTUDIO_CLUSTER_TIMEOUT takes effect when the mount server makes its cluster connection
 (not only if it was set before some import), and a value that is no number says which setting."""
+
 import pytest
 
 from pachstudio.mount import remote

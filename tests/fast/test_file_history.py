@@ -1,28 +1,19 @@
 """A file's history (mount/file_history.py) in one process: the embedded server on a loopback
 port, the mount server's cluster client, the real SDK writing the commits."""
+
 import pytest
-from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from pachstudio.cluster import ClusterConfig
 from pachstudio.mount import file_history
 from pachstudio.mount.errors import BadRequest, NotFound
-from pachstudio.mount.remote import Remote
-from pachstudio.pfs_server.main import build_server
 from plugins.pfs import commit_files
 
 pytestmark = pytest.mark.fast
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    server, _, port = build_server(str(tmp_path / "pfs"), "127.0.0.1", 0, workers=8)
-    server.start()
-    address = f"grpc://127.0.0.1:{port}"
-    client = Client.from_pachd_address(address)
-    yield client, Remote(ClusterConfig(address=address, source="test"))
-    client._channel.close()
-    server.stop(0).wait()
+def cluster(pach, remote):
+    return pach, remote
 
 
 def test_a_file_moved_between_names_shows_as_a_delete_and_an_add_in_one_commit(cluster):
@@ -36,7 +27,10 @@ def test_a_file_moved_between_names_shows_as_a_delete_and_an_add_in_one_commit(c
 
     assert answer["commits"] == 3
     assert [(c["commit"], c["path"], c["change"], c["content"]) for c in answer["changes"]] == [
-        (c1, "l/7.json", "added", "a"), (c2, "l/7.json", "deleted", None), (c2, "l/img/cat.jpg.json", "added", "a")]
+        (c1, "l/7.json", "added", "a"),
+        (c2, "l/7.json", "deleted", None),
+        (c2, "l/img/cat.jpg.json", "added", "a"),
+    ]
     assert file_history.read_file(remote, file_history.repo_msg("default", "labels"), c1, "l/7.json") == b"a"
 
 

@@ -1,6 +1,7 @@
 """The embedded server's collector in-process: what deletes free is given back, what any commit
 still references reads back byte-identical, and a content a write in flight is about to reference
 survives a collection that runs in between (the pins)."""
+
 import os
 
 import pytest

@@ -1,34 +1,16 @@
 """The embedded server's gRPC protocol and the mount server's read path, in one process: the
 server from `pfs_server.main.build_server` on a free loopback port, the real pachyderm-sdk client,
 the mount server's cluster client, commit tree and file cache; no FUSE, no subprocess."""
+
 import pytest
-from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from pachstudio.cluster import ClusterConfig
 from pachstudio.mount.cache import ContentCache
 from pachstudio.mount.errors import NotFound
 from pachstudio.mount.readonly import CommitTree
-from pachstudio.mount.remote import Remote
-from pachstudio.pfs_server.main import build_server
 from plugins.pfs import commit_files, read
 
 pytestmark = pytest.mark.fast
-
-
-@pytest.fixture
-def address(tmp_path):
-    server, _, port = build_server(str(tmp_path / "pfs"), "127.0.0.1", 0, workers=8)
-    server.start()
-    yield f"grpc://127.0.0.1:{port}"
-    server.stop(0).wait()
-
-
-@pytest.fixture
-def pach(address):
-    client = Client.from_pachd_address(address)
-    yield client
-    client._channel.close()
 
 
 def test_the_sdk_writes_reads_lists_and_deletes(pach):
@@ -44,14 +26,14 @@ def test_the_sdk_writes_reads_lists_and_deletes(pach):
     assert len(history) == 2
 
 
-def test_the_mount_server_lists_a_folder_in_one_call_and_reads_through_its_cache(pach, address, tmp_path):
+def test_the_mount_server_lists_a_folder_in_one_call_and_reads_through_its_cache(pach, remote, tmp_path):
     pach.pfs.create_repo(repo=pfs.Repo.from_uri("images"))
     files = {f"/imgs/{i:03}.bin": bytes([i]) * (1000 + i) for i in range(50)}
     commit = commit_files(pach, "images@master", files)
 
-    remote = Remote(ClusterConfig(address=address, source="test"))
-    tree = CommitTree(remote, pfs.Commit(id=commit.id, repo=pfs.Repo.from_uri("images")),
-                      ContentCache(str(tmp_path / "cache")))
+    tree = CommitTree(
+        remote, pfs.Commit(id=commit.id, repo=pfs.Repo.from_uri("images")), ContentCache(str(tmp_path / "cache"))
+    )
     listing = tree.listdir("/imgs")
     assert sorted(listing) == sorted(p.rsplit("/", 1)[1] for p in files)
     assert all(tree.stat(p).size == len(d) for p, d in files.items())

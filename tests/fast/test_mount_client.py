@@ -1,5 +1,6 @@
 """The Label Studio app's mount-server client against a real local HTTP server: a connection that
 cannot be made is tried again (a mount server restarting), a request that was sent is not."""
+
 import http.server
 import json
 import socket

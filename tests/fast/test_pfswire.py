@@ -1,5 +1,6 @@
 """The hand-written protobuf encoders and decoders (pfswire) agree with pachyderm-sdk's own
 betterproto messages, both ways: a client or server on either side reads the same thing."""
+
 import datetime
 
 import pytest
@@ -27,8 +28,10 @@ def test_add_file_is_read_the_same_by_betterproto_and_by_us(path, data):
 
 
 def test_delete_set_commit_and_copy_are_read_like_the_sdk_writes_them():
-    assert pfswire.parse_modify_file(bytes(pfs.ModifyFileRequest(delete_file=pfs.DeleteFile(path="/x/y")))) \
-        == ("delete_file", "/x/y")
+    assert pfswire.parse_modify_file(bytes(pfs.ModifyFileRequest(delete_file=pfs.DeleteFile(path="/x/y")))) == (
+        "delete_file",
+        "/x/y",
+    )
     assert pfs.ModifyFileRequest().parse(pfswire.delete_file("/x/y")).delete_file.path == "/x/y"
 
     commit = pfs.Commit.from_uri("proj/images@master=0123456789abcdef0123456789abcdef")
@@ -41,7 +44,8 @@ def test_delete_set_commit_and_copy_are_read_like_the_sdk_writes_them():
 
     url = pfs.AddFileUrlSource(url="s3://bucket/key")
     kind, (path, data, got_url) = pfswire.parse_modify_file(
-        bytes(pfs.ModifyFileRequest(add_file=pfs.AddFile(path="/u", url=url))))
+        bytes(pfs.ModifyFileRequest(add_file=pfs.AddFile(path="/u", url=url)))
+    )
     assert (kind, path, bytes(data), got_url) == ("add_file", "/u", b"", "s3://bucket/key")
 
 
@@ -50,8 +54,7 @@ def test_file_info_encoded_by_us_is_the_sdk_file_info(is_dir, size):
     commit = pfs.Commit.from_uri("default/images@master=" + "ab" * 16)
     committed = 1_700_000_000.25
     digest = "0f" * 32
-    raw = pfswire.FileInfoEncoder(commit, committed).encode("/dir/" if is_dir else "/f.bin", is_dir, size,
-                                                           digest)
+    raw = pfswire.FileInfoEncoder(commit, committed).encode("/dir/" if is_dir else "/f.bin", is_dir, size, digest)
     info = pfs.FileInfo().parse(raw)
     assert info.file.commit == commit
     assert info.file.path == ("/dir/" if is_dir else "/f.bin")
@@ -78,21 +81,27 @@ def test_varints_round_trip(n):
     assert pfswire.read_varint(raw, 0) == (n, len(raw))
 
 
-@pytest.mark.parametrize("raw", [
-    pfswire.add_file("/a", b"hello")[:-2],  # cut short
-    b"\x80",                                 # a varint that never ends
-    b"\x00\x01",                             # field number 0
-    b"\x0b",                                 # wire type 3 (groups)
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pfswire.add_file("/a", b"hello")[:-2],  # cut short
+        b"\x80",  # a varint that never ends
+        b"\x00\x01",  # field number 0
+        b"\x0b",  # wire type 3 (groups)
+    ],
+)
 def test_malformed_messages_are_refused_not_misread(raw):
     with pytest.raises(ValueError):
         pfswire.check(raw)
 
 
-@pytest.mark.parametrize("finished, parent, children, provenance", [
-    (1_700_000_009.5, "cd" * 16, ["ef" * 16, "12" * 16], [("default/images", "34" * 16)]),
-    (None, None, [], []),
-])
+@pytest.mark.parametrize(
+    "finished, parent, children, provenance",
+    [
+        (1_700_000_009.5, "cd" * 16, ["ef" * 16, "12" * 16], [("default/images", "34" * 16)]),
+        (None, None, [], []),
+    ],
+)
 def test_commit_info_encoded_by_us_is_the_sdk_commit_info(finished, parent, children, provenance):
     """What the embedded server's ListCommit sends (by hand) parses to the message it used to build."""
     repo = pfs.Repo.from_uri("default/labels")
@@ -102,18 +111,35 @@ def test_commit_info_encoded_by_us_is_the_sdk_commit_info(finished, parent, chil
         return datetime.datetime.fromtimestamp(t, datetime.timezone.utc) if t else None
 
     expected = pfs.CommitInfo(
-        commit=pfs.Commit(repo=repo, id="ab" * 16), origin=pfs.CommitOrigin(kind=pfs.OriginKind.USER),
-        description='Label Studio project 1 "é": 1 added', started=when(started), finishing=when(finished),
-        finished=when(finished), error="", size_bytes_upper_bound=7, details=pfs.CommitInfoDetails(size_bytes=7),
-        created_at=when(started))
+        commit=pfs.Commit(repo=repo, id="ab" * 16),
+        origin=pfs.CommitOrigin(kind=pfs.OriginKind.USER),
+        description='Label Studio project 1 "é": 1 added',
+        started=when(started),
+        finishing=when(finished),
+        finished=when(finished),
+        error="",
+        size_bytes_upper_bound=7,
+        details=pfs.CommitInfoDetails(size_bytes=7),
+        created_at=when(started),
+    )
     if parent:
         expected.parent_commit = pfs.Commit(repo=repo, id=parent)
     expected.child_commits = [pfs.Commit(repo=repo, id=k) for k in children]
     expected.direct_provenance = [pfs.Commit(repo=pfs.Repo.from_uri(r), id=k) for r, k in provenance]
 
     raw = pfswire.CommitInfoEncoder(repo).encode(
-        "ab" * 16, int(pfs.OriginKind.USER), expected.description, started, finished, finished, "", 7, parent,
-        children, [(pfs.Repo.from_uri(r), k) for r, k in provenance])
+        "ab" * 16,
+        int(pfs.OriginKind.USER),
+        expected.description,
+        started,
+        finished,
+        finished,
+        "",
+        7,
+        parent,
+        children,
+        [(pfs.Repo.from_uri(r), k) for r, k in provenance],
+    )
 
     assert pfs.CommitInfo().parse(raw) == pfs.CommitInfo().parse(bytes(expected))  # (unset times read as 1970)
     assert pfswire.commit_summary(raw) == ("ab" * 16, expected.description, started, finished)

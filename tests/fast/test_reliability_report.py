@@ -1,5 +1,6 @@
 """scripts/reliability-report: the README's Reliability table from a run's table, with the Database
 column (a case run on SQLite and on PostgreSQL has a row for each)."""
+
 import pathlib
 import subprocess
 import sys
@@ -16,18 +17,26 @@ def report(tmp_path, table_lines, *args):
     table, readme = tmp_path / "reliability.md", tmp_path / "README.md"
     table.write_text("\n".join(table_lines) + "\n")
     readme.write_text(README)
-    done = subprocess.run([sys.executable, str(SCRIPT), "--table", str(table), "--readme", str(readme), *args],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--table", str(table), "--readme", str(readme), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done, readme.read_text()
 
 
 def rows(*results):
     kill = "`docker kill` of the appliance mid-labeling"
-    cases = [("Fault", kill, "SQLite"), ("Fault", kill, "PostgreSQL"),
-             ("Load", "8 clients, a \\| in text", "PostgreSQL")]
+    cases = [
+        ("Fault", kill, "SQLite"),
+        ("Fault", kill, "PostgreSQL"),
+        ("Load", "8 clients, a \\| in text", "PostgreSQL"),
+    ]
     head = [HEADER, "| Kind | What was tried | Database | What happened | Result |", "| --- | --- | --- | --- | --- |"]
-    return head + [f"| {kind} | {case} | {db} | 1 commit | {result} |"
-                   for (kind, case, db), result in zip(cases, results)]
+    return head + [
+        f"| {kind} | {case} | {db} | 1 commit | {result} |" for (kind, case, db), result in zip(cases, results)
+    ]
 
 
 def test_the_table_goes_into_the_readme_with_a_row_per_database(tmp_path):
@@ -52,8 +61,12 @@ def test_a_failed_row_is_refused_unless_allowed(tmp_path):
 
 
 def test_a_table_without_the_database_column_is_refused(tmp_path):
-    old = [HEADER, "| Kind | What was tried | What happened | Result |", "| --- | --- | --- | --- |",
-           "| Fault | x | y | passed |"]
+    old = [
+        HEADER,
+        "| Kind | What was tried | What happened | Result |",
+        "| --- | --- | --- | --- |",
+        "| Fault | x | y | passed |",
+    ]
     done, readme = report(tmp_path, old)
     assert done.returncode == 1 and "no Database column" in done.stderr and "run it again" in done.stderr
     assert "old table" in readme

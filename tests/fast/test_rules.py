@@ -1,5 +1,6 @@
 """Pachyderm's rules (pachstudio.rules) and how each layer words a refusal: plain functions, no
 servers."""
+
 import pytest
 
 from pachstudio import rules
@@ -12,8 +13,9 @@ def test_pachyderm_names(name):
     assert rules.is_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "x" * 64, "a/b", "../etc", "a.b", "a^", "a~1", "répo", "a b",
-                                  "main; rm -rf /", "a\x00", None, 7])
+@pytest.mark.parametrize(
+    "name", ["", "x" * 64, "a/b", "../etc", "a.b", "a^", "a~1", "répo", "a b", "main; rm -rf /", "a\x00", None, 7]
+)
 def test_not_pachyderm_names(name):
     assert not rules.is_name(name)
 
@@ -23,18 +25,22 @@ def test_sanitize_name_gives_a_name():
     assert rules.is_name(rules.sanitize_name("répo ü"))
 
 
-@pytest.mark.parametrize("value, is_id", [
-    ("0123456789abcdef0123456789abcdef", True),
-    ("0123456789ABCDEF0123456789ABCDEF", False),
-    ("0123456789abcdef0123456789abcde", False),
-    ("master", False),
-])
+@pytest.mark.parametrize(
+    "value, is_id",
+    [
+        ("0123456789abcdef0123456789abcdef", True),
+        ("0123456789ABCDEF0123456789ABCDEF", False),
+        ("0123456789abcdef0123456789abcde", False),
+        ("master", False),
+    ],
+)
 def test_commit_ids_are_32_lowercase_hex(value, is_id):
     assert rules.is_commit_id(value) is is_id
 
 
-@pytest.mark.parametrize("ref", ["master", "master^", "master^^", "master~2", "master.1",
-                                 "0123456789abcdef0123456789abcdef^"])
+@pytest.mark.parametrize(
+    "ref", ["master", "master^", "master^^", "master~2", "master.1", "0123456789abcdef0123456789abcdef^"]
+)
 def test_commit_references(ref):
     assert rules.is_commit_ref(ref)
 
@@ -44,16 +50,19 @@ def test_not_commit_references(ref):
     assert not rules.is_commit_ref(ref)
 
 
-@pytest.mark.parametrize("ref, parsed", [
-    ("master", ("master", 0)),
-    ("master^", ("master", 1)),
-    ("master^^^", ("master", 3)),
-    ("master^3", ("master", 3)),
-    ("master~2", ("master", 2)),
-    ("master~~", ("master", 2)),
-    ("master.1", ("master", -1)),
-    ("master.3", ("master", -3)),
-])
+@pytest.mark.parametrize(
+    "ref, parsed",
+    [
+        ("master", ("master", 0)),
+        ("master^", ("master", 1)),
+        ("master^^^", ("master", 3)),
+        ("master^3", ("master", 3)),
+        ("master~2", ("master", 2)),
+        ("master~~", ("master", 2)),
+        ("master.1", ("master", -1)),
+        ("master.3", ("master", -3)),
+    ],
+)
 def test_ancestry_as_pachd_parses_it(ref, parsed):
     assert rules.parse_ancestry(ref) == parsed
 
@@ -64,19 +73,41 @@ def test_ancestry_that_mixes_separators_is_refused(ref):
         rules.parse_ancestry(ref)
 
 
-@pytest.mark.parametrize("raw, cleaned", [
-    ("", "/"), ("/", "/"), ("//", "/"), ("a", "/a"), ("/a/b/", "/a/b"), ("a//b", "/a/b"),
-    ("./a/./b", "/a/b"), ("/a/../b", "/b"), ("/..", "/"), ("../../x", "/x"), ("//a", "/a"),
-    ("///a//", "/a"),
-])
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("", "/"),
+        ("/", "/"),
+        ("//", "/"),
+        ("a", "/a"),
+        ("/a/b/", "/a/b"),
+        ("a//b", "/a/b"),
+        ("./a/./b", "/a/b"),
+        ("/a/../b", "/b"),
+        ("/..", "/"),
+        ("../../x", "/x"),
+        ("//a", "/a"),
+        ("///a//", "/a"),
+    ],
+)
 def test_clean_path_is_gos_path_clean_rooted_at_slash(raw, cleaned):
     assert rules.clean_path(raw) == cleaned
 
 
-@pytest.mark.parametrize("path, leaves", [
-    ("a/b", False), ("a/..b", False), ("..a", False), ("a/./b", False),
-    ("..", True), ("../x", True), ("a/../../x", True), ("a/..", True), ("/etc/passwd", True),
-])
+@pytest.mark.parametrize(
+    "path, leaves",
+    [
+        ("a/b", False),
+        ("a/..b", False),
+        ("..a", False),
+        ("a/./b", False),
+        ("..", True),
+        ("../x", True),
+        ("a/../../x", True),
+        ("a/..", True),
+        ("/etc/passwd", True),
+    ],
+)
 def test_leaves_folder(path, leaves):
     assert rules.leaves_folder(path) is leaves
 
@@ -87,6 +118,7 @@ def test_climbs_ignores_a_leading_slash():
 
 # -- each layer keeps its wording -------------------------------------------------------------
 
+
 def test_pfs_server_words_a_bad_name_as_pachd_does():
     from pachstudio.pfs_server import paths
     from pachstudio.pfs_server.errors import InvalidArgument
@@ -94,9 +126,12 @@ def test_pfs_server_words_a_bad_name_as_pachd_does():
     assert paths.check_name("repo", "images") == "images"
     with pytest.raises(InvalidArgument, match="repo name must not be empty"):
         paths.check_name("repo", "")
-    with pytest.raises(InvalidArgument, match=r"branch name \(a/b\) invalid: only alphanumeric "
-                                              r"characters, underscores, and dashes are allowed, "
-                                              r"at most 63 characters"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"branch name \(a/b\) invalid: only alphanumeric "
+        r"characters, underscores, and dashes are allowed, "
+        r"at most 63 characters",
+    ):
         paths.check_name("branch", "a/b")
     with pytest.raises(InvalidArgument, match="NUL byte"):
         paths.clean("a\x00b")
@@ -130,8 +165,13 @@ def test_mount_api_checks_names_and_paths_with_the_same_rules():
 
     ok = MountRequestItem(name="m", repo="r" * 63, branch="b" * 63, commit="master^2")
     assert ok.project == "default"
-    for bad in ({"repo": "r" * 64}, {"repo": "a/b"}, {"repo": "r", "branch": "b" * 64},
-                {"repo": "r", "project": "../default"}, {"repo": "r", "commit": "../../etc"}):
+    for bad in (
+        {"repo": "r" * 64},
+        {"repo": "a/b"},
+        {"repo": "r", "branch": "b" * 64},
+        {"repo": "r", "project": "../default"},
+        {"repo": "r", "commit": "../../etc"},
+    ):
         with pytest.raises(ValidationError):
             MountRequestItem(name="m", **bad)
     assert _mount_paths(["a/b/", "/a/b", "c"]) == ("/a/b", "/c")

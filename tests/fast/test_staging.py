@@ -1,5 +1,6 @@
 """The staging area of a read-write mount: local changes over the branch head, what a commit will
 send, and what survives an upload that fails, one made meanwhile, and a restart."""
+
 import errno
 import os
 import posixpath
@@ -47,11 +48,11 @@ class Tree:
                 yield p, Node(False, len(self.files[p]))
 
     def read(self, path, offset, length):
-        return self.files[clean(path)][offset:offset + length]
+        return self.files[clean(path)][offset : offset + length]
 
     def read_into(self, path, offset, out):
         data = self.read(path, offset, len(out))
-        out[:len(data)] = data
+        out[: len(data)] = data
         return len(data)
 
 
@@ -80,7 +81,7 @@ def read(area, path):
     h = area.open(path, writable=False)
     try:
         out = bytearray(1 << 20)
-        return bytes(out[:area.read_into(h, 0, memoryview(out))])
+        return bytes(out[: area.read_into(h, 0, memoryview(out))])
     finally:
         area.release(h)
 
@@ -124,8 +125,11 @@ def test_a_renamed_folder_moves_its_files_from_the_base(area):
     assert area.lookup("/imgs") is None
     assert sorted(area.listdir("/pictures")) == ["1.png", "2.png"]
     assert read(area, "/pictures/2.png") == b"two"
-    assert area.staged() == {"added": ["pictures/1.png", "pictures/2.png"], "changed": [],
-                             "deleted": ["imgs/1.png", "imgs/2.png"]}
+    assert area.staged() == {
+        "added": ["pictures/1.png", "pictures/2.png"],
+        "changed": [],
+        "deleted": ["imgs/1.png", "imgs/2.png"],
+    }
 
 
 def test_writes_during_an_upload_go_to_the_next_commit(area):

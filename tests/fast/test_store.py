@@ -2,6 +2,7 @@
 
 Files are written through one helper, `commit`, so a change in how the engine takes a batch of
 writes touches only that helper."""
+
 import pytest
 
 from pachstudio.pfs_server.errors import AlreadyExists, InvalidArgument, NotFound
@@ -57,8 +58,14 @@ def test_listing_shows_folders_with_their_sizes_and_files(store, repo):
     root = store.list_dir(c.id, "/")
     assert [(e.path, e.is_dir, e.size) for e in root] == [("/imgs/", True, 8), ("/top.json", False, 2)]
     assert [e.path for e in store.list_dir(c.id, "/imgs")] == ["/imgs/sub/", "/imgs/x.png"]
-    assert [e.path for e in store.walk(c.id, "/")] == ["/", "/imgs/", "/imgs/sub/", "/imgs/sub/y.png",
-                                                       "/imgs/x.png", "/top.json"]
+    assert [e.path for e in store.walk(c.id, "/")] == [
+        "/",
+        "/imgs/",
+        "/imgs/sub/",
+        "/imgs/sub/y.png",
+        "/imgs/x.png",
+        "/top.json",
+    ]
     folder = store.inspect(c.id, "/imgs")
     assert folder.is_dir and folder.size == 8
     with pytest.raises(NotFound):

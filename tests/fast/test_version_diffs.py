@@ -1,48 +1,35 @@
 """The mount server's version routes' work (`mount/diffs.py`) against the embedded server in one
 process, through the real SDK: DiffFile under a prefix names changes without reading a file, only
 the asked files are read, and a commit of another branch or repo is refused with the reason."""
+
 import uuid
 
 import pytest
-from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from pachstudio.cluster import ClusterConfig
 from pachstudio.mount import diffs
 from pachstudio.mount.errors import BadRequest, NotFound
-from pachstudio.mount.remote import Remote
-from pachstudio.pfs_server.main import build_server
 from plugins.pfs import commit_files
 
 pytestmark = pytest.mark.fast
 
 
-@pytest.fixture
-def address(tmp_path):
-    server, _, port = build_server(str(tmp_path / "pfs"), "127.0.0.1", 0, workers=8)
-    server.start()
-    yield f"grpc://127.0.0.1:{port}"
-    server.stop(0).wait()
-
-
-@pytest.fixture
-def pach(address):
-    client = Client.from_pachd_address(address)
-    yield client
-    client._channel.close()
-
-
-def test_diff_under_a_prefix_reads_no_file_and_read_gets_only_the_asked_ones(pach, address):
+def test_diff_under_a_prefix_reads_no_file_and_read_gets_only_the_asked_ones(pach, remote):
     pach.pfs.create_repo(repo=pfs.Repo.from_uri("labels"))
     old = commit_files(pach, "labels@master", {"/ann/1.json": b"one", "/ann/2.json": b"two", "/other/x": b"x"})
-    new = commit_files(pach, "labels@master", {"/ann/2.json": b"TWO!", "/ann/3.json": b"3", "/ann/1.json": None,
-                                               "/other/x": b"changed"})
-    remote = Remote(ClusterConfig(address=address, source="test"))
+    new = commit_files(
+        pach,
+        "labels@master",
+        {"/ann/2.json": b"TWO!", "/ann/3.json": b"3", "/ann/1.json": None, "/other/x": b"changed"},
+    )
 
     rows = diffs.diff_rows(remote, "default", "labels", old.id, new.id, "ann")
 
     assert {(r.path, r.change, r.size, r.old_size) for r in rows} == {
-        ("ann/1.json", "deleted", 3, 3), ("ann/2.json", "changed", 4, 3), ("ann/3.json", "added", 1, None)}
+        ("ann/1.json", "deleted", 3, 3),
+        ("ann/2.json", "changed", 4, 3),
+        ("ann/3.json", "added", 1, None),
+    }
     assert remote.calls["get_file"] == 0
     assert diffs.diff_rows(remote, "default", "labels", new.id, new.id, "ann") == []
 
@@ -51,13 +38,12 @@ def test_diff_under_a_prefix_reads_no_file_and_read_gets_only_the_asked_ones(pac
     assert remote.calls["get_file"] == 2
 
 
-def test_a_commit_of_another_branch_or_repo_or_none_is_refused(pach, address):
+def test_a_commit_of_another_branch_or_repo_or_none_is_refused(pach, remote):
     pach.pfs.create_repo(repo=pfs.Repo.from_uri("labels"))
     pach.pfs.create_repo(repo=pfs.Repo.from_uri("elsewhere"))
     mine = commit_files(pach, "labels@master", {"/a": b"a"})
     side = commit_files(pach, "labels@side", {"/b": b"b"})
     foreign = commit_files(pach, "elsewhere@master", {"/c": b"c"})
-    remote = Remote(ClusterConfig(address=address, source="test"))
 
     assert diffs.commit_on_branch(remote, "default", "labels", "master", mine.id).commit.id == mine.id
     with pytest.raises(NotFound, match=f"commit {side.id} of default/labels is not on branch master"):

@@ -157,3 +157,15 @@ def chromium(tmp_path_factory):
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory) -> pathlib.Path:
     return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def page(chromium, wizard_labelstudio, screenshots):
+    """A logged-in storage page for one module, logged out again after it: the wizard tests'
+    session logs in on a fresh page and must not find itself already in."""
+    from .storage_page import StoragePage
+
+    page = StoragePage(chromium, wizard_labelstudio, screenshots)
+    page.login()
+    yield page
+    chromium.delete_all_cookies()

@@ -10,20 +10,10 @@ from pachyderm_sdk.api import pfs, pps
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
-from .storage_page import StoragePage
-
 pytestmark = pytest.mark.browser
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "label-counts" / "pipeline.json"
 CONFIG = ('<View><Text name="text" value="$text"/><Choices name="choice" toName="text">'
           '<Choice value="cat"/><Choice value="dog"/></Choices></View>')
-
-
-@pytest.fixture(scope="module")
-def page(chromium, wizard_labelstudio, screenshots):
-    page = StoragePage(chromium, wizard_labelstudio, screenshots)
-    page.login()
-    yield page
-    chromium.delete_all_cookies()  # logged out again: the wizard tests' session logs in on its own
 
 
 def pipelines_text(page, title: str) -> str:

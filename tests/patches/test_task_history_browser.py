@@ -8,19 +8,10 @@ import pytest
 from pachyderm_sdk.api import pfs
 from selenium.webdriver.common.by import By
 
-from .storage_page import StoragePage
-
 pytestmark = pytest.mark.browser
 
 TEXT_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="choice" toName="text">'
                '<Choice value="cat"/><Choice value="dog"/></Choices></View>')
-
-
-@pytest.fixture(scope="module")
-def page(chromium, wizard_labelstudio, screenshots):
-    page = StoragePage(chromium, wizard_labelstudio, screenshots)
-    page.login()
-    return page
 
 
 def test_one_click_from_an_open_task_shows_who_labeled_it(page, wizard_labelstudio, shared_pfs_server):
