@@ -62,12 +62,33 @@
     restoreButton.addEventListener("click", () => previewRestore(v));
     const first = el("td", {}, el("span", { class: "commit", title: v.commit }, short(v.commit)));
     if (v.restored_from) first.append(el("div", { class: "muted" }, `restored from ${short(v.restored_from)}`));
+    const jobsButton = el("button", { class: "secondary jobs-button", type: "button" }, "Jobs");
+    const jobs = el("td", { class: "jobs" }, jobsButton);
+    jobsButton.addEventListener("click", () => showJobs(v, jobs));
     return el("tr", { "data-commit": v.commit, title: v.description },
       first, el("td", {}, when(v.finished)),
       el("td", { class: "num added" }, v.added), el("td", { class: "num changed" }, v.changed),
       el("td", { class: "num deleted" }, v.deleted),
       el("td", { class: "annotators" }, v.annotators.join(", ") || "none"),
-      sources, tags, el("td", {}, restoreButton));
+      sources, tags, jobs, el("td", {}, restoreButton));
+  }
+
+  // The jobs a version started (the same answer as the Target card's Pipelines item), on demand:
+  // one call per version asked, not one per row shown.
+  async function showJobs(v, cell) {
+    cell.replaceChildren(el("span", { class: "muted" }, "loading…"));
+    try {
+      const answer = await call("GET", `/jobs?commit=${v.commit}`);
+      const lines = answer.state === "jobs" && answer.jobs.length
+        ? answer.jobs.map((j) => `${j.pipeline}: ${j.state.replace("JOB_", "").toLowerCase()}` +
+            (j.reason ? ` (${j.reason})` : "") +
+            `, datums ${j.data_processed} processed, ${j.data_skipped} skipped, ${j.data_failed} failed` +
+            (j.output_commit ? `, output ${j.output_commit}` : ""))
+        : [answer.message];
+      cell.replaceChildren(...lines.map((text) => el("div", { class: "job" }, text)));
+    } catch (e) {
+      cell.replaceChildren(el("span", { class: "error" }, e.message));
+    }
   }
 
   async function load() {
