@@ -166,6 +166,10 @@ def test_another_organization_sees_neither_the_versions_nor_the_page(labelstudio
     assert login(labelstudio, STRANGER, STRANGER_PASSWORD).get(page, timeout=60).status_code == 404
     anonymous = requests.get(page, timeout=60, allow_redirects=False)
     assert anonymous.status_code == 302 and anonymous.headers['Location'].startswith('/user/login/')
+    # nor the project's Versions links on the Data Manager page (served to any signed-in user)
+    data_page = login(labelstudio, STRANGER, STRANGER_PASSWORD).get(
+        f'{labelstudio.url}/projects/{v["project"]}/data', timeout=60)
+    assert 'pachstudio-versions-links' not in data_page.text
 
 
 def test_the_versions_page_is_served_to_the_projects_user(labelstudio, versioned):
@@ -175,3 +179,7 @@ def test_the_versions_page_is_served_to_the_projects_user(labelstudio, versioned
     assert page.status_code == 200 and page.headers['Content-Type'].startswith('text/html')
     assert f'default/{v["labels"]}@versions' in page.text and 'id="versions-table"' in page.text
     assert f'"api": "/api/storages/export/pachyderm/{v["target"]}"' in page.text
+    data_page = login(labelstudio, 'admin@example.com', 'pass1234').get(
+        f'{labelstudio.url}/projects/{v["project"]}/data', timeout=60)
+    assert data_page.status_code == 200
+    assert 'pachstudio-versions-links' in data_page.text and f'"id": {v["target"]}' in data_page.text

@@ -53,6 +53,15 @@ def test_one_click_from_an_open_task_shows_who_labeled_it(page, wizard_labelstud
     back = driver.find_element(By.ID, "back-to-task").get_attribute("href")
     assert back.endswith(f"/projects/{project['id']}/data?task={task['id']}")
 
+    # From the project's Data Manager, the Target's Versions page is one click away too.
+    driver.get(f"{page.url}/projects/{project['id']}/data")
+    versions = page.wait.until(lambda d: visible(d, ".pachstudio-versions-link"), "no Versions link")
+    assert versions.text == f"Versions: {target['title'] or 'Target ' + str(target['id'])}"
+    versions.click()
+    page.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-commit='{version}']"),
+                    "the Versions link did not open the Target's versions")
+    assert driver.current_url.endswith(f"/pachyderm/targets/{target['id']}/versions")
+
 
 def visible(driver, css):
     for element in driver.find_elements(By.CSS_SELECTOR, css):

@@ -24,8 +24,9 @@ IO_STORAGES_IMPORT_LINK_NAMES = list(IO_STORAGES_IMPORT_LINK_NAMES) + [  # noqa:
     "io_storages_pachyderm_pachydermimportstoragelink",
 ]
 ROOT_URLCONF = "pachstudio.labelstudio.urls"
-# a "Task history" link on the Data Manager and labeling pages (history_link.py says why not a bundle patch)
-MIDDLEWARE = list(MIDDLEWARE) + ["pachstudio.labelstudio.history_link.TaskHistoryLinkMiddleware"]  # noqa: F821
+# "Task history" and "Versions" links on the Data Manager and labeling pages (data_manager_links.py
+# says why not a bundle patch)
+MIDDLEWARE = list(MIDDLEWARE) + ["pachstudio.labelstudio.data_manager_links.DataManagerLinksMiddleware"]  # noqa: F821
 
 PACHSTUDIO_MOUNT_API = os.environ.get("PACHSTUDIO_MOUNT_API", "http://127.0.0.1:9002")
 PACHSTUDIO_MOUNT_DIR = os.environ.get("PACHSTUDIO_MOUNT_DIR", "/pfs")
