@@ -3,74 +3,27 @@ the real pachyderm-sdk over gRPC. What a user does: start it, import files from 
 sync the labels back as one commit; restart on the same volume; get clear errors on bad set-ups."""
 import json
 import pathlib
-import time
 
 import pytest
-from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs, pps
 
-from plugins.image import ADMIN, PASSWORD, TOKEN, files_at, put_json_tasks, sdk_client
+from plugins.image import (
+    ADMIN,
+    PASSWORD,
+    TEXTS,
+    TOKEN,
+    commits,
+    files_at,
+    import_and_label,
+    put_source_files,
+    sdk_client,
+    target_sync_makes_one_commit,
+    wait_storage,
+)
 
 pytestmark = pytest.mark.image
 
 LABEL_COUNTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "label-counts" / "pipeline.json"
-TEXTS = {"tasks/0.json": "a cat on a mat", "tasks/1.json": "a dog in a fog", "tasks/2.json": "a cat in a hat"}
-
-
-def put_source_files(client: Client, repo="images"):
-    put_json_tasks(client, TEXTS, repo)
-
-
-def commits(client: Client, repo: str) -> list:
-    try:
-        return list(client.pfs.list_commit(repo=pfs.Repo.from_uri(repo)))
-    except Exception:
-        return []
-
-
-def wait_storage(api, path, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        storage = api.call("GET", path)
-        if storage.get("status") in ("completed", "failed") or time.monotonic() > deadline:
-            assert storage.get("status") == "completed", storage
-            return storage
-        time.sleep(0.5)
-
-
-def import_and_label(api, client, labels_repo="labels", annotate=3):
-    """Project + Pachyderm Source over `images`, sync, Target on a new repo `labels_repo`, annotate."""
-    client.pfs.create_repo(repo=pfs.Repo.from_uri(labels_repo))
-    project = api.create_project()
-    source = api.call("POST", "/api/storages/pachyderm", json={
-        "project": project["id"], "title": "images", "pach_project": "default", "repo": "images",
-        "branch": "master", "prefix": "tasks", "use_blob_urls": False, "recursive_scan": True})
-    api.call("POST", f"/api/storages/pachyderm/{source['id']}/sync")
-    wait_storage(api, f"/api/storages/pachyderm/{source['id']}")
-    tasks = api.tasks(project["id"])
-    assert sorted(t["data"]["text"] for t in tasks) == sorted(TEXTS.values())
-    assert all(t["data"].get("pachyderm_commit") for t in tasks)
-    target = api.call("POST", "/api/storages/export/pachyderm", json={
-        "project": project["id"], "title": "labels", "pach_project": "default", "repo": labels_repo,
-        "branch": "master", "prefix": "annotations", "file_format": "annotation"})
-    annotations = [api.annotate(t["id"], "cat" if "cat" in t["data"]["text"] else "dog") for t in tasks[:annotate]]
-    return project, target, annotations
-
-
-def target_sync_makes_one_commit(api, client, target, annotations, repo="labels"):
-    before = {c.commit.id for c in commits(client, repo)}
-    api.call("POST", f"/api/storages/export/pachyderm/{target['id']}/sync")
-    wait_storage(api, f"/api/storages/export/pachyderm/{target['id']}")
-    new = [c for c in commits(client, repo) if c.commit.id not in before]
-    assert len(new) == 1, f"expected one commit from Target Sync, got {len(new)}"
-    files = files_at(client, f"{repo}@{new[0].commit.id}:/")
-    assert files == {f"/annotations/{a['id']}.json" for a in annotations}
-    parent = new[0].parent_commit
-    if parent and parent.id:
-        assert not files_at(client, f"{repo}@{parent.id}:/") & files, "the annotations were not all in that one commit"
-    return new[0]
-
-
 def test_embedded_default_flow(appliance_factory, data_volume):
     """The README one-liner without a config: embedded PFS server, SDK on the published port; the
     Target Sync starts examples/label-counts (reading labels@master), whose output holds the counts

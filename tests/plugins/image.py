@@ -316,3 +316,65 @@ def files_at(client, uri: str) -> set:
 
     return {f.file.path for f in client.pfs.walk_file(file=pfs.File.from_uri(uri))
             if f.file_type == pfs.FileType.FILE}
+
+
+# --- The storage flow a user goes through on the image, shared by the image tests ---------------
+TEXTS = {"tasks/0.json": "a cat on a mat", "tasks/1.json": "a dog in a fog", "tasks/2.json": "a cat in a hat"}
+
+
+def put_source_files(client, repo="images"):
+    put_json_tasks(client, TEXTS, repo)
+
+
+def commits(client, repo: str) -> list:
+    from pachyderm_sdk.api import pfs
+
+    try:
+        return list(client.pfs.list_commit(repo=pfs.Repo.from_uri(repo)))
+    except Exception:
+        return []
+
+
+def wait_storage(api, path, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        storage = api.call("GET", path)
+        if storage.get("status") in ("completed", "failed") or time.monotonic() > deadline:
+            assert storage.get("status") == "completed", storage
+            return storage
+        time.sleep(0.5)
+
+
+def import_and_label(api, client, labels_repo="labels", annotate=3):
+    """Project + Pachyderm Source over `images`, sync, Target on a new repo `labels_repo`, annotate."""
+    from pachyderm_sdk.api import pfs
+
+    client.pfs.create_repo(repo=pfs.Repo.from_uri(labels_repo))
+    project = api.create_project()
+    source = api.call("POST", "/api/storages/pachyderm", json={
+        "project": project["id"], "title": "images", "pach_project": "default", "repo": "images",
+        "branch": "master", "prefix": "tasks", "use_blob_urls": False, "recursive_scan": True})
+    api.call("POST", f"/api/storages/pachyderm/{source['id']}/sync")
+    wait_storage(api, f"/api/storages/pachyderm/{source['id']}")
+    tasks = api.tasks(project["id"])
+    assert sorted(t["data"]["text"] for t in tasks) == sorted(TEXTS.values())
+    assert all(t["data"].get("pachyderm_commit") for t in tasks)
+    target = api.call("POST", "/api/storages/export/pachyderm", json={
+        "project": project["id"], "title": "labels", "pach_project": "default", "repo": labels_repo,
+        "branch": "master", "prefix": "annotations", "file_format": "annotation"})
+    annotations = [api.annotate(t["id"], "cat" if "cat" in t["data"]["text"] else "dog") for t in tasks[:annotate]]
+    return project, target, annotations
+
+
+def target_sync_makes_one_commit(api, client, target, annotations, repo="labels"):
+    before = {c.commit.id for c in commits(client, repo)}
+    api.call("POST", f"/api/storages/export/pachyderm/{target['id']}/sync")
+    wait_storage(api, f"/api/storages/export/pachyderm/{target['id']}")
+    new = [c for c in commits(client, repo) if c.commit.id not in before]
+    assert len(new) == 1, f"expected one commit from Target Sync, got {len(new)}"
+    files = files_at(client, f"{repo}@{new[0].commit.id}:/")
+    assert files == {f"/annotations/{a['id']}.json" for a in annotations}
+    parent = new[0].parent_commit
+    if parent and parent.id:
+        assert not files_at(client, f"{repo}@{parent.id}:/") & files, "the annotations were not all in that one commit"
+    return new[0]
