@@ -2,15 +2,16 @@
 Studio's terms: tasks that gained, changed or lost annotations, and by whom.
 
 Pachyderm's DiffFile (through the mount server) names the label files that differ; only those are
-read, on the side(s) where they exist, so the cost follows the change and not the size of the
-versions. An annotation counts as changed when its result, `was_cancelled` or `ground_truth`
-differs (a file rewritten with the same labels is no change a person sees).
+read, on the side(s) where they exist (an added annotation file whose annotation is still in Label
+Studio not even that), so the cost follows the change and not the size of the versions. An
+annotation counts as changed when its result, `was_cancelled` or `ground_truth` differs (a file
+rewritten with the same labels is no change a person sees).
 """
 
 import json
 import os
 
-from tasks.models import Task
+from tasks.models import Annotation, Task
 
 from . import cluster_checks, mount_client, target_layout
 from .mount_client import MountServerError
@@ -170,11 +171,40 @@ def diff(storage, old: str, new: str) -> dict:
         rows = mount_client.diff_commits(storage.project_name, storage.repo, old, new, storage.clean_prefix)
         keep = set(label_paths(storage, [r["path"] for r in rows]))
         rows = [r for r in rows if r["path"] in keep]
+        known = added_from_database(storage, rows)
+        rows = [r for r in rows if r["path"] not in known["paths"]]
         paths = [r["path"] for r in rows]
         old_text = read(storage, old, [r["path"] for r in rows if r["change"] != "added"])
         new_text = read(storage, new, [r["path"] for r in rows if r["change"] != "deleted"])
-    counts, tasks = summarize(storage.project_id, compare(storage, paths, old_text, new_text))
+    per_task = compare(storage, paths, old_text, new_text)
+    if new != STAGED:
+        for task_id, row in known["rows"]:
+            per_task.setdefault(task_id, []).append(row)
+    counts, tasks = summarize(storage.project_id, per_task)
     return {"from": old, "to": new, "counts": counts, "tasks": tasks}
+
+
+def added_from_database(storage, rows) -> dict:
+    """An added one-annotation file needs no read while its annotation is still in Label Studio:
+    its task and annotator never change after creation. So a diff of a round of new labels costs
+    DiffFile and one query, whatever its size. Other files (per-task files, changes, deletions,
+    annotations deleted since) are read."""
+    if storage.per_task:
+        return {"paths": set(), "rows": []}
+    ids = {}
+    for r in rows:
+        annotation_id = path_annotation(storage, r["path"]) if r["change"] == "added" else None
+        if annotation_id is not None:
+            ids[annotation_id] = r["path"]
+    found = {"paths": set(), "rows": []}
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = Annotation.objects.filter(project_id=storage.project_id, id__in=chunk)
+        for annotation_id, task_id, by in query.values_list("id", "task_id", "completed_by__email"):
+            found["paths"].add(ids[annotation_id])
+            found["rows"].append((task_id, {"id": annotation_id, "by": by, "change": "added"}))
+    return found
 
 
 def path_task(storage, path: str):
