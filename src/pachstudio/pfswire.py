@@ -186,6 +186,17 @@ def file_info(buf: bytes) -> Tuple[str, bool, int]:
     return path, ftype == FILE_TYPE_DIR, size
 
 
+def diff_entry(buf: bytes) -> Tuple[Optional[Tuple[str, bool, int]], Optional[Tuple[str, bool, int]]]:
+    """pfs.DiffFileResponse bytes -> (new_file, old_file), each file_info() or None when absent."""
+    new = old = None
+    for num, wire, value in fields(buf):
+        if num == 1 and wire == 2:
+            new = file_info(value)
+        elif num == 2 and wire == 2:
+            old = file_info(value)
+    return (new if new and new[0] else None), (old if old and old[0] else None)
+
+
 # -- CommitInfo (ListCommit of a long history: the Versions page lists 1,000 of them) ------------
 class CommitInfoEncoder:
     """Encodes pfs.CommitInfo for the commits of one repo; the repo part is encoded once."""

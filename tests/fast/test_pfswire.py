@@ -144,3 +144,17 @@ def test_commit_info_encoded_by_us_is_the_sdk_commit_info(finished, parent, chil
     assert pfs.CommitInfo().parse(raw) == pfs.CommitInfo().parse(bytes(expected))  # (unset times read as 1970)
     assert pfswire.commit_summary(raw) == ("ab" * 16, expected.description, started, finished)
     assert pfswire.commit_summary(bytes(expected)) == ("ab" * 16, expected.description, started, finished)
+
+
+def test_a_diff_entry_the_sdk_writes_is_read_by_us_side_by_side():
+    def info(path, size, ftype=pfs.FileType.FILE):
+        return pfs.FileInfo(file=pfs.File(path=path), file_type=ftype, size_bytes=size)
+
+    changed = bytes(pfs.DiffFileResponse(new_file=info("/ann/1.json", 12), old_file=info("/ann/1.json", 7)))
+    added = bytes(pfs.DiffFileResponse(new_file=info("/ann/2.json", 3)))
+    deleted = bytes(pfs.DiffFileResponse(old_file=info("/ann/3.json", 0)))
+    folder = bytes(pfs.DiffFileResponse(new_file=info("/ann/", 15, pfs.FileType.DIR)))
+    assert pfswire.diff_entry(changed) == (("/ann/1.json", False, 12), ("/ann/1.json", False, 7))
+    assert pfswire.diff_entry(added) == (("/ann/2.json", False, 3), None)
+    assert pfswire.diff_entry(deleted) == (None, ("/ann/3.json", False, 0))
+    assert pfswire.diff_entry(folder) == (("/ann/", True, 15), None)
