@@ -21,7 +21,7 @@ READERS = 8  # files read at once (each is one GetFile of a small label file)
 MAX_READ = 20_000  # paths in one read request
 
 
-class CommitAnswer(BaseModel):
+class BranchCommitAnswer(BaseModel):
     id: str
     parent: Optional[str]
     finished: Optional[str] = Field(description="ISO 8601; null while the commit is open")
@@ -136,7 +136,9 @@ def add_routes(app: FastAPI, table, login: list) -> None:
         return table.remote
 
     @app.get(
-        "/repos/{project}/{repo}/branches/{branch}/commits/{commit}", response_model=CommitAnswer, dependencies=login
+        "/repos/{project}/{repo}/branches/{branch}/commits/{commit}",
+        response_model=BranchCommitAnswer,
+        dependencies=login,
     )
     def branch_commit(project: str, repo: str, branch: str, commit: str):
         """404 unless `commit` is in the history of `branch` (a version of a Target on it)."""
@@ -144,7 +146,7 @@ def add_routes(app: FastAPI, table, login: list) -> None:
             _check_name(field, value)
         info = commit_on_branch(remote(), project, repo, branch, commit)
         parent = info.parent_commit.id if info.parent_commit and info.parent_commit.id else None
-        return CommitAnswer(id=commit, parent=parent, finished=_when(info), description=info.description or "")
+        return BranchCommitAnswer(id=commit, parent=parent, finished=_when(info), description=info.description or "")
 
     @app.get("/repos/{project}/{repo}/diff", response_model=list[DiffRow], dependencies=login)
     def repo_diff(
