@@ -161,11 +161,10 @@ def screenshots(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def page(chromium, wizard_labelstudio, screenshots):
-    """A logged-in storage page for one module, logged out before and after it: the wizard tests'
-    session logs in once and stays in, and each side must start logged out."""
+    """A logged-in storage page for one module, logged out after it (the wizard tests' session
+    logs in on a fresh page); its login accepts a browser the wizard session left signed in."""
     from .storage_page import StoragePage
 
-    chromium.delete_all_cookies()  # the wizard tests' session may have left this browser signed in
     page = StoragePage(chromium, wizard_labelstudio, screenshots)
     page.login()
     yield page
