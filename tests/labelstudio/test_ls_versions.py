@@ -10,7 +10,7 @@ from label_studio_sdk.client import LabelStudio as LabelStudioSDK
 from ls_helpers import TEXT_CONFIG, commits, make_repo, put
 from pachyderm_sdk.api import pfs
 
-from plugins.labelstudio import label_studio_dir
+from plugins.labelstudio import label_studio_dir, login
 
 STRANGER, STRANGER_PASSWORD, STRANGER_TOKEN = 'versions-stranger@example.com', 'stranger-pass-0123', 'stranger-tok-0123'
 MAKE_STRANGER = f"""
@@ -34,15 +34,6 @@ print("made")
 def result(label):
     return [{'from_name': 'choice', 'to_name': 'text', 'type': 'choices', 'value': {'choices': [label]}}]
 
-
-def login(ls, email, password) -> requests.Session:
-    http = requests.Session()
-    http.get(ls.url + '/user/login/', timeout=30)
-    r = http.post(ls.url + '/user/login/', data={'email': email, 'password': password,
-                  'csrfmiddlewaretoken': http.cookies.get('csrftoken')},
-                  headers={'Referer': ls.url + '/user/login/'}, timeout=60, allow_redirects=False)
-    assert r.status_code == 302, r.text[:500]
-    return http
 
 
 @pytest.fixture(scope='module')

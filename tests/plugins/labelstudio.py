@@ -239,3 +239,14 @@ def ls_pach(shared_pfs_server):
 def unique(name: str) -> str:
     return f'{name}-{uuid.uuid4().hex[:8]}'
 
+
+def login(app, email, password):
+    """A requests session signed in through Label Studio's login form, as a browser is (`app`:
+    anything with a `url`, the in-process Label Studio or the image)."""
+    http = requests.Session()
+    http.get(app.url + "/user/login/", timeout=30)
+    r = http.post(app.url + "/user/login/", data={"email": email, "password": password,
+                  "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
+                  headers={"Referer": app.url + "/user/login/"}, timeout=60, allow_redirects=False)
+    assert r.status_code == 302, r.text[:500]
+    return http

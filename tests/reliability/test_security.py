@@ -9,6 +9,7 @@ import requests
 from pachyderm_sdk.api import pfs
 
 from plugins.image import TOKEN, sdk_client
+from plugins.labelstudio import login
 
 from .appliance_steps import (
     BLOB_CONFIG,
@@ -165,15 +166,6 @@ def blob_source(embedded):
     assert rc == 0 and "made" in out, out
     return project, source, task["data"]["url"]
 
-
-def login(app, email, password) -> requests.Session:
-    http = requests.Session()
-    http.get(app.url + "/user/login/", timeout=30)
-    r = http.post(app.url + "/user/login/", data={"email": email, "password": password,
-                  "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
-                  headers={"Referer": app.url + "/user/login/"}, timeout=60, allow_redirects=False)
-    assert r.status_code == 302, r.text[:500]
-    return http
 
 
 @pytest.mark.reliability("Security", "a Source's data URL without login, with a wrong token, as a user of "
