@@ -14,14 +14,14 @@ import threading
 from concurrent import futures
 from typing import Optional
 
-import grpc
-
+from . import transport
 from .auth import Auth
 from .jobs import JobRunner
 from .pipelines import Pipelines
 from .pps_service import PpsService
 from .service import build_handlers
 from .store import Store
+from .transport import tls_context
 
 MAX_MESSAGE = 20 << 20  # clients send chunks of up to 19 MiB
 
@@ -51,9 +51,9 @@ class TlsError(Exception):
     """The certificate or key cannot be used; the message names the file and the problem."""
 
 
-def load_tls(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
-    """(certificate chain PEM, private key PEM), checked with Python's ssl so a wrong file is named
-    here, not found later as a failed handshake."""
+def load_tls(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """The server's TLS context, checked first so a wrong file is named here, not found later as a
+    failed handshake."""
     pems = []
     for flag, path in (("--tls-cert", cert_path), ("--tls-key", key_path)):
         try:
@@ -67,7 +67,7 @@ def load_tls(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
     if b"PRIVATE KEY-----" not in key:
         raise TlsError(f"--tls-key {key_path}: holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+        return tls_context(cert_path, key_path)
     except ssl.SSLError as e:
         reason = e.reason or str(e)
         if "KEY_VALUES_MISMATCH" in reason.upper():
@@ -75,7 +75,6 @@ def load_tls(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
                 f"--tls-key {key_path} is not the key of the certificate in --tls-cert {cert_path}"
             ) from None
         raise TlsError(f"--tls-cert {cert_path} / --tls-key {key_path}: cannot be used: {reason}") from None
-    return cert, key
 
 
 def build_server(
@@ -83,10 +82,10 @@ def build_server(
     host: str,
     port: int,
     workers: int = 64,
-    tls: Optional[tuple[bytes, bytes]] = None,
+    tls: Optional[ssl.SSLContext] = None,
     root_token: Optional[str] = None,
 ):
-    """The gRPC server over the engine in `data_dir`; `tls` is (certificate chain, key) in PEM."""
+    """The gRPC server over the engine in `data_dir`; `tls` from `load_tls`."""
     store = Store(data_dir)
     auth = Auth(data_dir)
     if root_token:
@@ -96,24 +95,15 @@ def build_server(
     pipelines = Pipelines(store, data_dir)
     runner = JobRunner(store, pipelines)
     handlers, _ = build_handlers(store, auth, PpsService(pipelines, runner, auth))
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pfs"),
-        handlers=handlers,
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.max_send_message_length", MAX_MESSAGE),
-            ("grpc.so_reuseport", 0),
-            # no window growth: the client waits for us rather than us buffering its chunks
-            ("grpc.http2.bdp_probe", 0),
-        ],
+    server = transport.Server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pfs"), handlers, MAX_MESSAGE
     )
-    if tls is None:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    else:
-        cert, key = tls
-        bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, cert)]))
-    if not bound:
-        raise OSError(f"cannot listen on {host}:{port}: is another server using the port?")
+    try:
+        address = f"{host}:{port}"
+        bound = server.add_insecure_port(address) if tls is None else server.add_secure_port(address, tls)
+    except OSError:
+        server.stop(0).wait()
+        raise
     server.auth = auth
     runner.start()
     return server, store, bound
