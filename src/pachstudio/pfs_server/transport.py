@@ -9,7 +9,7 @@ one go: a fast stream costs its encoding, a slow one (a watch) still goes out me
 Handlers are grpcio's own method handlers (`grpc.method_handlers_generic_handler`), so the services
 do not know which transport runs them; they run on a thread pool, the protocol on the loop thread,
 and the two meet only in `_Call`. Of grpcio's ServicerContext the handlers use `abort`, `code`,
-`invocation_metadata` and `is_active`, and `_Context` has just those (plus `peer`).
+`invocation_metadata` and `is_active`, and `_Context` has just those.
 """
 
 import asyncio
@@ -74,9 +74,6 @@ class _Context:
 
     def is_active(self) -> bool:
         return not self._call.cancelled.is_set()
-
-    def peer(self) -> str:
-        return self._call.conn.peer
 
     def code(self):
         return self._code
