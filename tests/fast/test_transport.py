@@ -132,3 +132,47 @@ def test_a_long_stream_arrives_whole_and_in_order_to_fast_and_slow_readers(pach,
         slow = first + list(slow)
     assert [pfs.FileInfo().parse(m).file.path for m in fast] == ["/"] + sorted([f"/d{i}/" for i in range(10)] + files)
     assert slow == fast
+
+
+def test_a_client_may_send_by_our_settings_before_it_acknowledges_them(pach, address):
+    """grpc's C core may send frames sized by our SETTINGS before its ACK of them: that must work."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    host, port = address.removeprefix("grpc://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    while conn.max_outbound_frame_size <= 16384:  # until our SETTINGS are in
+        conn.receive_data(sock.recv(65536))
+    ack = conn.data_to_send()  # the client's SETTINGS ACK, held back until after the big frame
+    request = bytes(pfs.CreateRepoRequest(repo=pfs.Repo.from_uri("early"), description="d" * 60_000))
+    conn.send_headers(
+        1,
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/pfs_v2.API/CreateRepo"),
+            (":authority", "x"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ],
+    )
+    conn.send_data(1, b"\0" + len(request).to_bytes(4, "big") + request, end_stream=True)  # one 60 KB frame
+    sock.sendall(conn.data_to_send() + ack)
+    status, ended = None, False
+    while not ended:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        for ev in conn.receive_data(data):
+            assert not isinstance(ev, h2.events.ConnectionTerminated), ev
+            if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                status = dict(ev.headers).get(b"grpc-status", status)
+            ended = ended or isinstance(ev, h2.events.StreamEnded)
+    sock.close()
+    assert status == b"0"
+    assert pach.pfs.inspect_repo(repo=pfs.Repo.from_uri("early")).description == "d" * 60_000

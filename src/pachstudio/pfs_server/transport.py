@@ -263,14 +263,20 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"ipv4:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.server.connections.add(self)
-        self.h2.initiate_connection()
-        self.h2.update_settings(
-            {
+        # our settings hold from the first byte, not from the client's acknowledgement: a client may
+        # send by them before its ACK reaches us (grpc's C core did: h2 then refused a 20 KiB frame
+        # with GOAWAY FRAME_SIZE_ERROR, and every call on the connection failed)
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 10000,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 1 << 16,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME,
-            }
+            },
         )
+        self.h2.max_inbound_frame_size = MAX_FRAME
+        self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._write()
 
@@ -393,12 +399,10 @@ class _Connection(asyncio.Protocol):
         raise ValueError(f"compressed message with unsupported grpc-encoding {name}")
 
     def release(self, call: _Call):
-        """Gives the client back the window of what the handler has taken."""
-        if call.unacked and call.stream_id in self.calls:
-            try:
-                self.h2.acknowledge_received_data(call.unacked, call.stream_id)
-            except h2.exceptions.StreamClosedError:
-                pass
+        """Gives the client back the window of what the handler has taken; of a call that has ended,
+        the connection's share still (else every call that ended holding some would shrink it)."""
+        if call.unacked:
+            self.h2.acknowledge_received_data(call.unacked, call.stream_id)
             call.unacked = 0
             self._write()
 
@@ -417,6 +421,7 @@ class _Connection(asyncio.Protocol):
         """Ends a call the transport cannot go on with (its handler, if running, sees it cancelled)."""
         self.calls.pop(call.stream_id, None)
         call.cancel()
+        self.release(call)
         if call.headers_sent:
             self.h2.send_headers(call.stream_id, self._status(code.value[0], message), end_stream=True)
         else:
