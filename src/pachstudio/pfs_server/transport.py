@@ -173,18 +173,24 @@ class _Call:
                 for piece in pieces:
                     self.tail += piece
             self.out_size += 5 + size
-            if self.flush_pending:
-                return
-            self.flush_pending = True
-        self.conn.loop.call_soon_threadsafe(self.conn.flush, self)
+            wake = self._flush_asked()
+        if wake:
+            self.conn.loop.call_soon_threadsafe(self.conn.flush, self)
 
     def finish(self, code: int, message: str):
         with self.cond:
             self.status = (code, message)
-            if self.flush_pending:
-                return
-            self.flush_pending = True
-        self.conn.loop.call_soon_threadsafe(self.conn.flush, self)
+            wake = self._flush_asked()
+        if wake:
+            self.conn.loop.call_soon_threadsafe(self.conn.flush, self)
+
+    def _flush_asked(self) -> bool:
+        """(Under `cond`.) True when no flush is pending yet, so the caller must ask the loop for one:
+        while one is, whatever the handler adds goes out with it."""
+        if self.flush_pending:
+            return False
+        self.flush_pending = True
+        return True
 
     def request_iterator(self, deserialize):
         while True:
@@ -338,7 +344,7 @@ class _Connection(asyncio.Protocol):
                 encoding = v
         handler = self.server.handler(path)
         if handler is None:
-            self._trailers_only(sid, grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+            self._trailers_only(sid, grpc.StatusCode.UNIMPLEMENTED.value[0], "Method not found!")
             return
         call = _Call(self, sid, handler, headers, encoding if encoding != b"identity" else None)
         self.calls[sid] = call
@@ -425,7 +431,7 @@ class _Connection(asyncio.Protocol):
         if call.headers_sent:
             self.h2.send_headers(call.stream_id, self._status(code.value[0], message), end_stream=True)
         else:
-            self._trailers_only(call.stream_id, code, message)
+            self._trailers_only(call.stream_id, code.value[0], message)
 
     @staticmethod
     def _status(code: int, message: str) -> list:
@@ -434,8 +440,9 @@ class _Connection(asyncio.Protocol):
             fields.append((b"grpc-message", _grpc_message(message)))
         return fields
 
-    def _trailers_only(self, sid: int, code: grpc.StatusCode, message: str):
-        self.h2.send_headers(sid, RESPONSE_HEADERS + self._status(code.value[0], message), end_stream=True)
+    def _trailers_only(self, sid: int, code: int, message: str):
+        """A call's whole answer in one HEADERS frame: the status, no messages."""
+        self.h2.send_headers(sid, RESPONSE_HEADERS + self._status(code, message), end_stream=True)
 
     def flush(self, call: _Call):
         """Writes what the call's handler produced, as far as the client's window allows."""
@@ -487,7 +494,7 @@ class _Connection(asyncio.Protocol):
             status = call.status if not call.out else None
             waiting = bool(call.out)
         if status is not None and not call.headers_sent and not pieces:
-            self.h2.send_headers(sid, RESPONSE_HEADERS + self._status(*status), end_stream=True)
+            self._trailers_only(sid, *status)
         else:
             if not call.headers_sent:
                 self.h2.send_headers(sid, RESPONSE_HEADERS)
@@ -560,10 +567,9 @@ class Server:
         return sock.getsockname()[1]
 
     def add_insecure_port(self, address: str) -> int:
-        host, port = address.rsplit(":", 1)
-        return self._listen(host.strip("[]"), int(port), None)
+        return self.add_secure_port(address, None)
 
-    def add_secure_port(self, address: str, context: ssl.SSLContext) -> int:
+    def add_secure_port(self, address: str, context: Optional[ssl.SSLContext]) -> int:
         host, port = address.rsplit(":", 1)
         return self._listen(host.strip("[]"), int(port), context)
 
