@@ -91,12 +91,6 @@ def bytes_value(data: bytes) -> bytes:
     return b"\x0a" + varint(len(data)) + data
 
 
-def bytes_value_pieces(data: bytes) -> tuple[bytes, bytes]:
-    """A BytesValue as (its header, `data`): the embedded server's transport writes the two as one
-    message, so a GetFile chunk is not copied to join them."""
-    return b"\x0a" + varint(len(data)), data
-
-
 def bytes_value_of(buf: bytes) -> memoryview:
     """The payload of a BytesValue, as a view of `buf`: a GetFile chunk is not copied again."""
     for num, wire, value in fields(buf):

@@ -5,12 +5,13 @@ from pachyderm_sdk import Client
 
 from pachstudio.cluster import ClusterConfig
 from pachstudio.mount.remote import Remote
+from pachstudio.pfs_server.grpc_server import Limits
 from pachstudio.pfs_server.main import build_server
 
 
 @pytest.fixture
 def address(tmp_path):
-    server, _, port = build_server(str(tmp_path / "pfs"), "127.0.0.1", 0, workers=8)
+    server, _, port = build_server(str(tmp_path / "pfs"), "127.0.0.1", 0, limits=Limits(workers=8))
     server.start()
     yield f"grpc://127.0.0.1:{port}"
     server.stop(0).wait()

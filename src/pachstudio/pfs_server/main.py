@@ -11,19 +11,15 @@ import signal
 import ssl
 import sys
 import threading
-from concurrent import futures
 from typing import Optional
 
-from . import transport
 from .auth import Auth
+from .grpc_server import Limits, listen, make_server
 from .jobs import JobRunner
 from .pipelines import Pipelines
 from .pps_service import PpsService
 from .service import build_handlers
 from .store import Store
-from .transport import tls_context
-
-MAX_MESSAGE = 20 << 20  # clients send chunks of up to 19 MiB
 
 log = logging.getLogger("pachstudio.pfs_server")
 
@@ -51,9 +47,9 @@ class TlsError(Exception):
     """The certificate or key cannot be used; the message names the file and the problem."""
 
 
-def load_tls(cert_path: str, key_path: str) -> ssl.SSLContext:
-    """The server's TLS context, checked first so a wrong file is named here, not found later as a
-    failed handshake."""
+def load_tls(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
+    """(certificate chain PEM, private key PEM), checked with Python's ssl so a wrong file is named
+    here, not found later as a failed handshake."""
     pems = []
     for flag, path in (("--tls-cert", cert_path), ("--tls-key", key_path)):
         try:
@@ -67,7 +63,7 @@ def load_tls(cert_path: str, key_path: str) -> ssl.SSLContext:
     if b"PRIVATE KEY-----" not in key:
         raise TlsError(f"--tls-key {key_path}: holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
     try:
-        return tls_context(cert_path, key_path)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
     except ssl.SSLError as e:
         reason = e.reason or str(e)
         if "KEY_VALUES_MISMATCH" in reason.upper():
@@ -75,15 +71,16 @@ def load_tls(cert_path: str, key_path: str) -> ssl.SSLContext:
                 f"--tls-key {key_path} is not the key of the certificate in --tls-cert {cert_path}"
             ) from None
         raise TlsError(f"--tls-cert {cert_path} / --tls-key {key_path}: cannot be used: {reason}") from None
+    return cert, key
 
 
 def build_server(
     data_dir: str,
     host: str,
     port: int,
-    workers: int = 64,
-    tls: Optional[ssl.SSLContext] = None,
+    tls: Optional[tuple[bytes, bytes]] = None,
     root_token: Optional[str] = None,
+    limits: Limits = Limits(),
 ):
     """The gRPC server over the engine in `data_dir`; `tls` from `load_tls`."""
     store = Store(data_dir)
@@ -95,12 +92,9 @@ def build_server(
     pipelines = Pipelines(store, data_dir)
     runner = JobRunner(store, pipelines)
     handlers, _ = build_handlers(store, auth, PpsService(pipelines, runner, auth))
-    server = transport.Server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pfs"), handlers, MAX_MESSAGE
-    )
+    server = make_server(handlers, limits)
     try:
-        address = f"{host}:{port}"
-        bound = server.add_insecure_port(address) if tls is None else server.add_secure_port(address, tls)
+        bound = listen(server, host, port, tls)
     except OSError:
         server.stop(0).wait()
         raise

@@ -120,9 +120,8 @@ def _parse(method: Method, raw: bytes, context):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {method.name} request: {type(e).__name__}: {e}")
 
 
-def _serialize(msg):
-    """Bytes as they are, a tuple of bytes (one message in pieces, see transport.send) too."""
-    return msg if isinstance(msg, (bytes, bytearray, tuple)) else bytes(msg)
+def _serialize(msg) -> bytes:
+    return msg if isinstance(msg, (bytes, bytearray)) else bytes(msg)
 
 
 def _guard(method: Method, fn, context, *args):

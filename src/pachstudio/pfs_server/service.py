@@ -10,14 +10,7 @@ import grpc
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import admin, auth, pfs, pps, transaction, version
 
-from ..pfswire import (
-    CommitInfoEncoder,
-    FileInfoEncoder,
-    bytes_value,
-    bytes_value_pieces,
-    field_bytes,
-    parse_modify_file,
-)
+from ..pfswire import CommitInfoEncoder, FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
 from . import paths as P
 from .auth import Auth
 from .auth_rpc import AuthService, caller, gate, unsupported
@@ -429,7 +422,7 @@ class PfsService:
         if req.offset < 0:
             raise InvalidArgument("offset must not be negative")
         for chunk in self.store.read(e, req.offset, GET_CHUNK):
-            yield bytes_value_pieces(chunk)
+            yield bytes_value(chunk)
 
     def GetFileTAR(self, req: pfs.GetFileRequest, ctx):
         _, c, path = self._file_target(req.file)
