@@ -12,13 +12,13 @@ import betterproto
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import pfs, pps
 
-from .. import datums as D
+from ... import datums as D
+from ..auth.service import caller
+from ..errors import InvalidArgument, NotFound, PfsError
+from ..rpc import ts
 from . import sandbox
-from .auth_rpc import caller
-from .errors import InvalidArgument, NotFound, PfsError
 from .jobs import JobRunner
 from .pipelines import TERMINAL, Job, Pipeline, Pipelines
-from .service import ts
 
 
 def _project(msg) -> str:

@@ -22,13 +22,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
-from .. import datums as D
+from ... import datums as D
+from ..errors import NotFound
+from ..pfs.records import CommitRow
+from ..pfs.store import Store
 from . import sandbox
-from .errors import NotFound
 from .pipelines import TERMINAL, Job, Pipeline, Pipelines, input_branches
-from .store import CommitRow, Store
 
-log = logging.getLogger("pachstudio.pfs_server.jobs")
+log = logging.getLogger("pachstudio.pfs_server.pps.jobs")
 
 
 class JobRunner:

@@ -4,8 +4,8 @@ The rules themselves live in `pachstudio.rules`; this module keeps the server's 
 
 import re
 
-from .. import rules
-from .errors import InvalidArgument
+from ... import rules
+from ..errors import InvalidArgument
 
 MAX_NAME = rules.MAX_NAME
 

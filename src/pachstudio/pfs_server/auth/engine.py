@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Iterable, Optional
 
-from .errors import Internal, NotFound, PermissionDenied, Unauthenticated, Unimplemented, Unknown
+from ..errors import Internal, NotFound, PermissionDenied, Unauthenticated, Unimplemented, Unknown
 from .roles import ROLES
 
 ALL_PERMISSIONS = sorted({p for r in ROLES.values() for p in r.permissions})

@@ -16,15 +16,15 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from ..rules import is_commit_id, parse_ancestry
+from ...rules import is_commit_id, parse_ancestry
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PfsError
 from . import paths as P
 from .batch import FileBatch
 from .blobs import BlobStore
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PfsError
 from .gc import Collector, enable_auto_vacuum
+from .records import Change, CommitRow, Entry, RepoRow
 
 DEFAULT_PROJECT = "default"
 
@@ -60,63 +60,6 @@ CHAIN = """WITH RECURSIVE chain(id, depth) AS (
     WHERE commits.parent IS NOT NULL) """
 
 
-@dataclass
-class RepoRow:
-    id: int
-    project: str
-    name: str
-    type: str
-    description: str
-    created: float
-
-    def __str__(self):  # pachd's Repo.String(): project/name, and .type for a non-user repo
-        if self.type and self.type != "user":
-            return f"{self.project}/{self.name}.{self.type}"
-        return f"{self.project}/{self.name}"
-
-
-@dataclass
-class CommitRow:
-    """`id` is the row's own key (deltas, parents and branch heads refer to it); `cid` is the commit
-    ID clients see, shared by the commits of one commit set in several repos (pachd's global IDs).
-    They are equal for the first commit of a set and for every commit made before sets existed."""
-
-    seq: int
-    id: str
-    repo_id: int
-    branch: Optional[str]
-    parent: Optional[str]
-    description: str
-    started: float
-    finishing: Optional[float]
-    finished: Optional[float]
-    error: str
-    size: int
-    cid: Optional[str] = None
-    origin: Optional[str] = "USER"
-
-    def __post_init__(self):
-        self.cid = self.cid or self.id
-        self.origin = self.origin or "USER"
-
-
-@dataclass
-class Entry:
-    """A file or directory in the view of one commit. Directory paths end in '/'."""
-
-    path: str
-    is_dir: bool
-    size: int
-    hash: str = ""
-
-
-@dataclass
-class Change:
-    path: str
-    new: Optional[Entry]
-    old: Optional[Entry]
-
-
 def _q(name: str) -> str:
     """Go's %q of a name (names are plain ASCII once checked)."""
     return json.dumps(name)
@@ -141,9 +84,9 @@ class Store:
         self.db_path = os.path.join(data_dir, "pfs.sqlite3")
         self.blobs = BlobStore(os.path.join(data_dir, "blobs"))
         enable_auto_vacuum(self.db_path)
-        self.collector = Collector(self)
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self.collector = Collector(self.db_path, self.blobs, self._write_lock)
         self.changed = threading.Condition()  # notified after every write; SubscribeCommit/wait use it
         self._conn().executescript(SCHEMA)
         self._migrate()

@@ -17,7 +17,7 @@ import betterproto
 from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import pfs, transaction
 
-from .errors import InvalidArgument, PfsError
+from ..errors import InvalidArgument, PfsError
 
 HEADER = "pach-transaction"
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-from datetime import datetime, timezone
 from typing import Optional
 
 from pachyderm_sdk.api import auth as api
 
-from .auth import ALREADY_ACTIVATED, NOT_ACTIVATED, Auth
-from .errors import Unimplemented
+from ..errors import Unimplemented
+from ..rpc import ts
+from .engine import ALREADY_ACTIVATED, NOT_ACTIVATED, Auth
 
 TOKEN_HEADER = "authn-token"
 
@@ -73,10 +73,6 @@ def gate(auth: Auth, service: str, name: str, ctx) -> None:
     _local.subject = subject
 
 
-def _ts(t: Optional[float]) -> Optional[datetime]:
-    return datetime.fromtimestamp(t, timezone.utc) if t else None
-
-
 def _resource(r: Optional[api.Resource]) -> tuple[str, str]:
     if r is None:
         return "CLUSTER", ""
@@ -105,7 +101,7 @@ class AuthService:
 
     def WhoAmI(self, req, ctx):
         subject, expiration = self.auth.who_am_i(token_of(ctx))
-        return api.WhoAmIResponse(username=subject, expiration=_ts(expiration))
+        return api.WhoAmIResponse(username=subject, expiration=ts(expiration))
 
     def GetRobotToken(self, req: api.GetRobotTokenRequest, ctx):
         return api.GetRobotTokenResponse(token=self.auth.robot_token(req.robot, req.ttl))

@@ -34,20 +34,21 @@ import logging
 import os
 import sqlite3
 import threading
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .store import Store
+from .blobs import BlobStore
 
-log = logging.getLogger("pachstudio.pfs_server.gc")
+log = logging.getLogger("pachstudio.pfs_server.pfs.gc")
 
 SETTLE = 0.5  # seconds without new requests before a collection starts: a burst of deletes makes one run
 CONVERT_MAX = 256 << 20  # databases up to this size are vacuumed once at start to enable auto-vacuum
 
 
 class Collector:
-    def __init__(self, store: "Store"):
-        self.store = store
+    """Collects for the store whose database is `db_path` and contents `blobs`; `write_lock` is the
+    store's, so its writers and the collector's mark take turns."""
+
+    def __init__(self, db_path: str, blobs: BlobStore, write_lock):
+        self.db_path, self.blobs, self.write_lock = db_path, blobs, write_lock
         self.requested = threading.Event()
         self.stopping = threading.Event()
         self.lock = threading.Lock()  # one collection at a time
@@ -88,7 +89,7 @@ class Collector:
     # -- one collection -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            self._db = sqlite3.connect(self.store.db_path, isolation_level=None, check_same_thread=False, timeout=60)
+            self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # the mark's commit syncs the log (see above)
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS live(hash TEXT PRIMARY KEY) WITHOUT ROWID")
@@ -97,7 +98,7 @@ class Collector:
     def collect(self) -> dict:
         """One mark and sweep; returns what it freed: {"inline": n, "files": n, "bytes": n}."""
         with self.lock:
-            pins = self.store.blobs.pins
+            pins = self.blobs.pins
             pins.begin_collection()
             try:
                 freed = self._mark_and_sweep(pins)
@@ -115,7 +116,7 @@ class Collector:
 
     def _mark_and_sweep(self, pins) -> dict:
         db = self._conn()
-        with self.store._write_lock:  # the store's writers and ours take turns, as among themselves
+        with self.write_lock:  # the store's writers and ours take turns, as among themselves
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute("DELETE FROM live")
@@ -132,7 +133,7 @@ class Collector:
                 db.execute("ROLLBACK")
                 raise
         files, size = 0, 0
-        root = self.store.blobs.root
+        root = self.blobs.root
         for prefix in sorted(os.listdir(root)):
             folder = os.path.join(root, prefix)
             if len(prefix) != 2 or not os.path.isdir(folder):
@@ -147,10 +148,10 @@ class Collector:
             ]
             for digest in dead:
                 try:
-                    n = os.path.getsize(self.store.blobs.path(digest))
+                    n = os.path.getsize(self.blobs.path(digest))
                 except FileNotFoundError:
                     continue
-                if self.store.blobs.remove_unless_pinned(digest):
+                if self.blobs.remove_unless_pinned(digest):
                     files, size = files + 1, size + n
             if len(dead) == len(names):
                 with pins.lock:  # a writer re-creates the folder if it needs it (BlobStore._place)
@@ -164,7 +165,7 @@ class Collector:
         """Freed pages back to the file system, the log truncated (both skipped while busy)."""
         db = self._conn()
         try:
-            with self.store._write_lock:
+            with self.write_lock:
                 db.executescript("PRAGMA incremental_vacuum;")  # run to the end (one execute() step frees one page)
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as e:

@@ -1,30 +1,25 @@
-"""Pachyderm's gRPC protocol over the engine: messages in, engine calls, messages out."""
+"""`pfs_v2.API` over the PFS engine, and the few admin and version calls tools make: messages in,
+engine calls, messages out."""
 
 from __future__ import annotations
 
 import tarfile
-from datetime import datetime, timezone
 from typing import Optional
 
-import grpc
 from betterproto.lib.google.protobuf import Empty
-from pachyderm_sdk.api import admin, auth, pfs, pps, transaction, version
+from pachyderm_sdk.api import admin, auth, pfs, version
 
-from ..pfswire import CommitInfoEncoder, FileInfoEncoder, bytes_value, field_bytes, parse_modify_file
+from ...pfswire import CommitInfoEncoder, FileInfoEncoder, bytes_value, field_bytes
+from ..auth.engine import Auth
+from ..auth.service import caller
+from ..errors import InvalidArgument
+from ..rpc import ts
 from . import paths as P
-from .auth import Auth
-from .auth_rpc import AuthService, caller, gate, unsupported
-from .errors import InvalidArgument
-from .rpc import generic_handlers, sdk_methods
-from .store import CommitRow, Entry, RepoRow, Store
-from .transactions import METHODS as TXN_METHODS, TransactionService, transaction_of
+from .records import CommitRow, Entry, RepoRow
+from .store import Store
 
 VERSION = version.Version(major=2, minor=12, micro=2, additional="-pachstudio")
 GET_CHUNK = 2 << 20  # well under the 19 MiB pachd uses; with bigger chunks peak memory grew, speed did not
-
-
-def ts(t: Optional[float]) -> Optional[datetime]:
-    return datetime.fromtimestamp(t, timezone.utc) if t else None
 
 
 class PfsService:
@@ -518,65 +513,3 @@ class PfsService:
 
     def GetVersion(self, req, ctx):
         return VERSION
-
-
-def _health_check(raw: bytes, ctx) -> bytes:
-    return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
-
-
-def _joinable(fn, name: str, txns: TransactionService):
-    """A PFS call that joins the transaction named in its `pach-transaction` header, if any."""
-
-    def call(req, ctx):
-        txn_id = transaction_of(ctx)
-        return fn(req, ctx) if txn_id is None else txns.append(txn_id, name, req)
-
-    return call
-
-
-def _gated(fn, method, auth_: Auth):
-    """Every call passes the auth gate first (pachd's interceptor): the caller is known before
-    the engine runs, and a refused token never reaches it."""
-    if method.kind.endswith("_stream"):
-
-        def stream(req, ctx):
-            gate(auth_, method.service, method.name, ctx)
-            yield from fn(req, ctx)
-
-        return stream
-
-    def unary(req, ctx):
-        gate(auth_, method.service, method.name, ctx)
-        return fn(req, ctx)
-
-    return unary
-
-
-def build_handlers(store: Store, auth_: Optional[Auth] = None, pps_service=None):
-    """`pps_service` (a PpsService) serves pps_v2.API; without it pipelines answer UNIMPLEMENTED."""
-    auth_ = auth_ if auth_ is not None else Auth(store.data_dir)
-    service = PfsService(store, auth_)
-    auth_service = AuthService(auth_, store)
-    txns = TransactionService(service)
-    impls: dict[str, dict] = {}
-    targets = [(pfs, service), (admin, service), (version, service), (auth, auth_service), (transaction, txns)]
-    if pps_service is not None:
-        targets.append((pps, pps_service))
-    for module, target in targets:
-        for name, method in sdk_methods(module.__name__).items():
-            if name == "ModifyFile":
-                method.parse = parse_modify_file
-            fn = getattr(target, name, None)
-            if fn is None and target is auth_service:
-                fn = unsupported(name)
-            if fn is not None and name[0].isupper():
-                if target is service and name in TXN_METHODS:
-                    fn = _joinable(fn, name, txns)
-                impls.setdefault(method.service, {})[name] = (method, _gated(fn, method, auth_))
-    handlers = generic_handlers(impls)
-    handlers.append(
-        grpc.method_handlers_generic_handler(
-            "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(_health_check)}
-        )
-    )
-    return handlers, service

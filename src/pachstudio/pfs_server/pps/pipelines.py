@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import datums as D, rules
-from .errors import AlreadyExists, InvalidArgument, NotFound, PfsError
-from .store import Store
+from ... import datums as D, rules
+from ..errors import AlreadyExists, InvalidArgument, NotFound, PfsError
+from ..pfs.store import Store
 
 
 class SpecError(PfsError):

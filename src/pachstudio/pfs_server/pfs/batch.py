@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import BinaryIO, Iterator, Optional, Protocol
 
+from ..errors import InvalidArgument
 from . import paths as P
-from .blobs import BlobWriter
-from .errors import InvalidArgument
-
-if TYPE_CHECKING:
-    from .store import Entry, RepoRow, Store
+from .blobs import BlobStore, BlobWriter
+from .records import Entry, RepoRow
 
 INLINE_FLUSH = 2000  # small contents saved to the database this many at a time
 BASE_LISTING_AFTER = 64  # per-file lookups of the base commit before its whole listing is read
@@ -32,11 +30,26 @@ class _Op:
     blob: Optional[tuple] = None  # (hash, size) once known
 
 
+class BatchStore(Protocol):
+    """What a batch asks of the engine (the Store): contents to write, read and pin, a commit's
+    files. Declared here so a batch depends on these calls, not on the store's module."""
+
+    blobs: BlobStore
+
+    def open_blob(self, digest: str) -> BinaryIO: ...
+    def files_under(self, commit_id: str, prefix: str = "/") -> Iterator[Entry]: ...
+    def lookup(self, commit_id: str, paths: list[str]) -> dict[str, Entry]: ...
+    def file_not_found(self, commit_id: str, path: str) -> Exception: ...
+    def missing_contents(self, digests: list[str]) -> list[str]: ...
+    def save_inline(self, rows: list, db=None) -> None: ...
+    def request_collection(self) -> None: ...
+
+
 class FileBatch:
     """The operations of one ModifyFile stream. Made by Store.begin_batch, applied by
     Store.apply_batch, or discarded."""
 
-    def __init__(self, store: "Store", repo: "RepoRow", commit_id: str = "", branch: str = ""):
+    def __init__(self, store: BatchStore, repo: RepoRow, commit_id: str = "", branch: str = ""):
         self.store = store
         self.repo = repo
         self.commit_id = commit_id
@@ -179,7 +192,7 @@ class FileBatch:
     def _deleted(self, path: str) -> bool:
         return any(d == path or path.startswith(d.rstrip("/") + "/") for d in self.deleted)
 
-    def _base_file(self, path: str) -> Optional["Entry"]:
+    def _base_file(self, path: str) -> Optional[Entry]:
         """The file an add appends to. A stream adding many files reads the base listing once
         instead of querying per file."""
         if self.base_files is None and self.base_lookups >= BASE_LISTING_AFTER:
