@@ -147,7 +147,7 @@ def test_pfs_server_paths_keeps_its_public_names():
 
 
 def test_label_studio_paths_say_leaves_its_folder():
-    from pachstudio.labelstudio.paths import BadPath, check_relative, mount_name
+    from pachstudio.labelstudio.storage.paths import BadPath, check_relative, mount_name
 
     for evil in ("../x", "/etc", "a/../../b"):
         with pytest.raises(BadPath, match="leaves its folder"):

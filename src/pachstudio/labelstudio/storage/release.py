@@ -15,8 +15,8 @@ from typing import Optional
 
 from django.conf import settings
 
-from . import mount_client
-from .mount_client import MountServerError
+from .. import mount_client
+from ..mount_client import MountServerError
 
 logger = logging.getLogger(__name__)
 

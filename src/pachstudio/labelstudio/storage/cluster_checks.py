@@ -2,8 +2,8 @@
 
 from rest_framework.exceptions import ValidationError
 
-from . import mount_client
-from .mount_client import MountServerError
+from .. import mount_client
+from ..mount_client import MountServerError
 from .paths import BadPath, normalize_prefix
 
 

@@ -6,7 +6,7 @@ import posixpath
 import re
 from typing import Optional
 
-from .. import rules
+from ... import rules
 
 
 class BadPath(ValueError):

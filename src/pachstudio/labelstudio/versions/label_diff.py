@@ -13,8 +13,9 @@ import os
 
 from tasks.models import Annotation, Task
 
-from . import cluster_checks, mount_client, target_layout
-from .mount_client import MountServerError
+from .. import mount_client
+from ..mount_client import MountServerError
+from ..storage import cluster_checks, target_layout
 
 STAGED = "staged"
 

@@ -16,12 +16,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 
-from . import mount_client
-from .access import may_use
-from .models import PachydermImportStorage, PachydermImportStorageLink, mount_folder
-from .mount_client import MountServerError
-from .paths import BadPath, safe_join
-from .source_sync import COMMIT_FIELD
+from .. import mount_client
+from ..access import may_use
+from ..mount_client import MountServerError
+from ..storage.models import PachydermImportStorage, PachydermImportStorageLink, mount_folder
+from ..storage.paths import BadPath, safe_join
+from ..storage.source_sync import COMMIT_FIELD
 
 
 def _text(status: int, message: str) -> HttpResponse:

@@ -16,7 +16,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from tasks.models import Annotation
 
-from . import background, label_diff, target_sync
+from ..storage import background, target_sync
+from . import label_diff
 from .label_diff import VersionError
 
 logger = logging.getLogger(__name__)

@@ -10,16 +10,18 @@ import json
 import pathlib
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.http import Http404, HttpResponse
 from django.middleware.csrf import get_token
 from django.template import engines
 
-from .access import may_use
-from .models import PachydermExportStorage
+from ..access import may_use
+from ..storage.models import PachydermExportStorage
 
-HERE = pathlib.Path(__file__).resolve().parent
-TEMPLATE = HERE / "versions_page.html"
-SCRIPT = HERE / "versions_page.js"
+TEMPLATE = "pachstudio/versions/page.html"  # the app's templates/
+# The app's static/, found by Django's finders and inlined in the page: Label Studio serves /static/
+# from its STATIC_ROOT, built with its package, which holds none of our files.
+SCRIPT = "pachstudio/versions/page.js"
 
 
 @login_required
@@ -34,7 +36,7 @@ def versions_page(request, pk: int):
         "api": f"/api/storages/export/pachyderm/{storage.id}",
         "csrf": get_token(request),
     }
-    template = engines["django"].from_string(TEMPLATE.read_text(encoding="utf-8"))
+    template = engines["django"].get_template(TEMPLATE)
     html = template.render(
         {
             "title": storage.title or f"Target {storage.id}",
@@ -42,7 +44,7 @@ def versions_page(request, pk: int):
             "project_title": project.title,
             "project_id": project.id,
             "config": json.dumps(config),
-            "script": SCRIPT.read_text(encoding="utf-8"),
+            "script": pathlib.Path(finders.find(SCRIPT)).read_text(encoding="utf-8"),
         }
     )
     return HttpResponse(html, content_type="text/html; charset=utf-8")

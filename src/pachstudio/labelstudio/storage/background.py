@@ -29,7 +29,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from .mount_client import MountServerError
+from ..mount_client import MountServerError
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import mount_client
-from .access import may_use
-from .models import PachydermExportStorage
-from .target_sync import parse_description
+from .. import mount_client
+from ..access import may_use
+from ..storage.models import PachydermExportStorage
+from ..storage.target_sync import parse_description
 
 MAX_PAGE_SIZE = 1000
 

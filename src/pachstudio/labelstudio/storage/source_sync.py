@@ -22,8 +22,9 @@ from tasks.models import Annotation, Task
 from webhooks.models import WebhookAction
 from webhooks.utils import emit_webhooks_for_instance
 
-from . import cluster_checks, mount_client
-from .mount_client import MountServerError
+from .. import mount_client
+from ..mount_client import MountServerError
+from . import cluster_checks
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..mount_client import MountServerError
+from ..storage.models import PachydermExportStorage
 from . import label_diff, restore
 from .label_diff import VersionError
-from .models import PachydermExportStorage
-from .mount_client import MountServerError
 
 
 def _target(request, pk: int):

@@ -16,8 +16,9 @@ from typing import Optional
 from django.apps import apps
 from users.models import User
 
-from . import mount_client, target_layout
-from .source_sync import COMMIT_FIELD, PATH_FIELD
+from .. import mount_client
+from ..storage import target_layout
+from ..storage.source_sync import COMMIT_FIELD, PATH_FIELD
 
 NO_TARGET = "no label version of this task yet: the project has no Pachyderm Target storage"
 NO_VERSION = (

@@ -21,7 +21,8 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Task
 
-from . import cluster_checks, mount_client, target_exports, target_layout
+from .. import mount_client
+from . import cluster_checks, target_exports, target_layout
 
 logger = logging.getLogger(__name__)
 WRITERS = 8  # staged files written at once through the FUSE mount

@@ -10,8 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from tasks.models import Task
 
-from .access import may_use
-from .mount_client import MountServerError
+from ..access import may_use
+from ..mount_client import MountServerError
 from .task_history import task_history
 
 

@@ -6,12 +6,12 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from ..rules import is_commit_id
-from . import mount_client
-from .access import OrganizationObjectMixin
-from .api import _api_error
-from .models import PachydermExportStorage, PachydermImportStorage
-from .mount_client import MountServerError
+from ...rules import is_commit_id
+from .. import mount_client
+from ..access import OrganizationObjectMixin
+from ..mount_client import MountServerError
+from ..storage.api import api_error
+from ..storage.models import PachydermExportStorage, PachydermImportStorage
 
 
 def _commit_param(request, default: str) -> str:
@@ -45,7 +45,7 @@ class TargetJobsAPI(OrganizationObjectMixin, GenericAPIView):
         try:
             answer = mount_client.commit_jobs(storage.project_name, storage.repo, commit, storage.branch or "master")
         except MountServerError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
         return Response(answer)
 
 
@@ -66,5 +66,5 @@ class SourceProvenanceAPI(OrganizationObjectMixin, GenericAPIView):
         except MountServerError as exc:
             if exc.status == 404:
                 raise NotFound(str(exc)) from None
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
         return Response(answer)

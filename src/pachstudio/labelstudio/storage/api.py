@@ -19,10 +19,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..access import OrganizationBodyMixin, OrganizationListMixin, OrganizationObjectMixin
+from ..mount_client import MountServerError
 from . import background, release
-from .access import OrganizationBodyMixin, OrganizationListMixin, OrganizationObjectMixin
 from .models import PachydermExportStorage, PachydermImportStorage
-from .mount_client import MountServerError
 from .serializers import PachydermExportStorageSerializer, PachydermImportStorageSerializer
 
 
@@ -113,7 +113,7 @@ class KeptMountListAPI(APIView):
         try:
             return Response(release.kept_mounts(request.user.active_organization_id))
         except MountServerError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
 
 
 class KeptMountSettleAPI(APIView):
@@ -126,10 +126,10 @@ class KeptMountSettleAPI(APIView):
         try:
             return Response(release.settle(name, request.user.active_organization_id, action))
         except MountServerError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
 
 
-def _api_error(exc: MountServerError) -> APIException:
+def api_error(exc: MountServerError) -> APIException:
     if exc.status == 404:
         return NotFound(str(exc))
     error = APIException(str(exc))

@@ -11,7 +11,7 @@ the app, and it leaves `patches/apply_frontend.py` to the storage card.
 import json
 import re
 
-from .access import may_use
+from ..access import may_use
 
 DATA_PAGE = re.compile(r"^/projects/(\d+)/data/?$")
 LINK_ID = "pachstudio-task-history"
@@ -77,7 +77,7 @@ def project_targets(request, project_id: int) -> list:
     """The project's Pachyderm Targets, for a user of its organization only."""
     from projects.models import Project
 
-    from .models import PachydermExportStorage
+    from ..storage.models import PachydermExportStorage
 
     project = Project.objects.filter(pk=project_id).first()
     if not may_use(request.user, project):

@@ -4,8 +4,8 @@ stays with the mount server, so nothing secret can be stored here or returned.""
 from io_storages.serializers import ExportStorageSerializer, ImportStorageSerializer
 from rest_framework import serializers
 
-from .. import rules
-from .access import project_or_404
+from ... import rules
+from ..access import project_or_404
 from .cluster_checks import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
 from .paths import BadPath, normalize_prefix, shown
