@@ -151,7 +151,7 @@ RULES = {
     # ModifyFile: pachd asks REPO_WRITE when the write starts a commit (server_commit.go:176) and
     # nothing when it goes into an open one; here every write asks it
     "ModifyFile": ("REPO", [(("REPO_WRITE",), "")]),
-    "CopyFileSource": ("REPO", [(("REPO_READ",), "")]),  # server_file.go:223 opens the source commit
+    "CopyFileSource": ("REPO", [(("REPO_READ",), "")]),  # server_file.go:228 opens the source commit
     "GetFile": ("REPO", [(("REPO_READ",), "")]),  # server_commit.go:917
     "GetFileTAR": ("REPO", [(("REPO_READ",), "")]),  # server_commit.go:917
     "InspectFile": ("REPO", [(("REPO_INSPECT_FILE",), ""), (("REPO_READ",), "")]),  # val_server.go:60
@@ -167,7 +167,7 @@ RULES = {
     "UpdatePipeline": ("REPO", [(("REPO_WRITE",), "")]),  # pps api_server.go:404
     "StartPipeline": ("REPO", [(("REPO_WRITE",), "")]),  # pps api_server.go:3278
     "StopPipeline": ("REPO", [(("REPO_WRITE",), "")]),  # pps api_server.go:3325
-    "DeletePipeline": (  # StopPipeline first (pps api_server.go:3072), then pps api_server.go:413
+    "DeletePipeline": (  # StopPipeline first (pps api_server.go:3067), then pps api_server.go:413
         "REPO",
         [(("REPO_WRITE",), "error stopping pipeline {pipeline}: "), (("REPO_DELETE",), "")],
     ),
@@ -187,7 +187,7 @@ RULES = {
     # a job's datums are read from its meta commit (pps api_server.go:1234): server_commit.go:917
     "InspectDatum": ("REPO", [(("REPO_READ",), "")]),
     "ListDatum": ("REPO", [(("REPO_READ",), "")]),
-    # datums of an input spec: each input's head is inspected (pps api_server.go:1171 and :1306,
+    # datums of an input spec: each input's head is inspected (pps api_server.go:1170 and :1304,
     # server_commit.go:451), then its files are globbed (val_server.go:105)
     "DatumInputHead": ("REPO", [(("REPO_INSPECT_COMMIT",), "")]),
     "DatumInputFiles": ("REPO", [(("REPO_READ", "REPO_LIST_FILE"), "")]),
