@@ -633,8 +633,8 @@ CALLS = [
          lambda c, case: first(c, lambda stubs: stubs.pps.subscribe_job(pipeline=_world_pipe(case))),
          setup=on_world("out"),
          refused=on_world_repo("PIPELINE_LIST_JOB")),
-    Call("pps.InspectJobSet", "repoReader", "pps/server/api_server.go:508 inspects the set's commits: "
-         "pfs/server/server_commit.go:451",
+    Call("pps.InspectJobSet", "repoReader", "as InspectCommit on each job's output commit, "
+         "pfs/server/server_commit.go:451 (pachd 2.12 asks it only of the commits it waits on: :389)",
          lambda c, case: drain(c.pps.inspect_job_set(job_set=pps.JobSet(id=case.world["job"].id))),
          setup=on_world("out"), refused=on_world_repo("REPO_INSPECT_COMMIT")),
     Call("pps.ListJobSet", "repoReader", "as ListJob, pps/server/api_server.go:783",
