@@ -214,7 +214,8 @@ class Permissions:
 
     def need(self, call: str, project: str = "default", repo: str = "", type_: str = "user") -> None:
         """pachd's refusal (PERMISSION_DENIED, in its words) unless the caller may make `call` on
-        the repo (or project) it names; no_role_binding errors as pachd answers them."""
+        the repo (or project) it names; a repo or project with no role binding (one that does not
+        exist) is pachd's UNKNOWN "no role binding exists for ...", as pachd answers it."""
         subject = self.subject
         if subject is None:
             return
@@ -222,8 +223,12 @@ class Permissions:
         name = {"CLUSTER": "", "PROJECT": project}.get(rtype, f"{project}/{repo}")
         if rtype == "REPO" and type_ == "spec":
             rtype = "SPEC_REPO"
-        words = {"project": project, "repo": repo_string(project, repo, type_), "pipeline": f"{project}/{repo}"}
-        words["name"] = repo
+        words = {
+            "project": project,
+            "repo": repo_string(project, repo, type_),
+            "pipeline": f"{project}/{repo}",
+            "name": repo,
+        }
         for permissions, prefix in checks:
             try:
                 self.auth.check(subject, rtype, name, *permissions)
