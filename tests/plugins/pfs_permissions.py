@@ -682,7 +682,7 @@ CALLS = [
     Call("transaction.DeleteAll", "clusterAdmin", "middleware/auth/interceptor.go:286 (CLUSTER_DELETE_ALL)",
          lambda c, case: c.transaction.delete_all(), setup=with_transaction, refused=on_cluster("CLUSTER_DELETE_ALL")),
     # ---- admin
-    Call("admin.InspectCluster", "none", "middleware/auth/interceptor.go:27 (no token needed)",
+    Call("admin.InspectCluster", "none", "middleware/auth/interceptor.go:28 (no token needed)",
          lambda c, case: c.admin.inspect_cluster()),
     Call("version.GetVersion", "none", "middleware/auth/interceptor.go:292 (no token needed)",
          lambda c, case: c.get_version()),
