@@ -1,12 +1,17 @@
 """Fixtures for browser tests: Debian's Chromium through Selenium and Debian's chromedriver (never a
 downloaded browser build), a `Page` helper that waits on page state, and a screenshot folder per
 test under test-artifacts/browser/ that is kept, with the failing screen, page and browser log."""
+import http.server
+import io
 import json
 import pathlib
 import re
 import shutil
+import threading
+import time
 
 import pytest
+from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SHOTS = REPO / "test-artifacts" / "browser"
@@ -179,3 +184,63 @@ def page(request, tmp_path, browser_shots):
         except Exception as exc:  # a dead browser must not hide the test's own failure
             (browser_shots / "FAILED-artifacts.txt").write_text(repr(exc))
         driver.quit()
+
+
+# --- files that try to run script on Label Studio's origin ----------------------------------------------
+class Beacon(http.server.ThreadingHTTPServer):
+    """A server on loopback that hostile files call when their script runs: every call is kept."""
+
+    def __init__(self):
+        self.hits: list[str] = []
+        beacon = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                beacon.hits.append(self.path)
+                self.send_response(204)
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def wait_for_calls(self, seconds: float = 3.0) -> list:
+        """A script runs by its page's load event; its calls get a few seconds more to arrive."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.hits:
+            time.sleep(0.1)
+        return self.hits
+
+
+@pytest.fixture
+def beacon():
+    server = Beacon()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def hostile_files(beacon_port: int) -> dict:
+    """{path: bytes} for a Source repo: an HTML page and an SVG image whose scripts set the page's
+    title to "pwned", set `window.pwned` and call the beacon, and a harmless PNG."""
+    def script(name):
+        return (f"document.title = 'pwned'; window.pwned = true; "
+                f"new Image().src = 'http://127.0.0.1:{beacon_port}/{name}'; "
+                f"fetch('http://127.0.0.1:{beacon_port}/{name}-fetch');")
+    page = (f"<!doctype html><html><head><title>page</title><script>{script('html')}</script></head>"
+            "<body>a page</body></html>")
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"><title>vector</title>'
+           f'<rect width="40" height="30" fill="blue"/><script>{script("svg")}</script></svg>')
+    image = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(image, "PNG")
+    return {"hostile/page.html": page.encode(), "hostile/vector.svg": svg.encode(), "images/cat.png": image.getvalue()}
+
+
+def image_shown(driver, url: str) -> bool:
+    """An <img> of the page shows `url`, decoded (naturalWidth > 0)."""
+    return driver.execute_script(
+        "return Array.from(document.images).some(i => i.src.endsWith(arguments[0]) && i.complete"
+        " && i.naturalWidth > 0)", url)

@@ -39,8 +39,10 @@ def label_studio_dir() -> str:
 
 
 def clean_env(**extra) -> dict:
+    """The test's environment less what Label Studio would misread; PYTHONPATH stays, so a run
+    pointed at another checkout's src (PYTHONPATH=.../src) serves that checkout's app."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ('HOST', 'PORT', 'USERNAME', 'DJANGO_SETTINGS_MODULE', 'PYTHONPATH')
+           if k not in ('HOST', 'PORT', 'USERNAME', 'DJANGO_SETTINGS_MODULE')
            and not k.startswith('LABEL_STUDIO_')}
     env.update({k: str(v) for k, v in extra.items()})
     return env

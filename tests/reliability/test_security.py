@@ -1,15 +1,20 @@
 """Who gets in: only the published ports answer, nobody signs up without an invite, the cluster
 token never shows in an answer or a log, and a Source's files reach only users of its project."""
 import json
+import re
 import socket
 import uuid
 
+import grpc
 import pytest
 import requests
+from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
-from plugins.image import TOKEN, sdk_client
+from plugins.browser import hostile_files, image_shown
+from plugins.image import ADMIN, TOKEN, sdk_client
 from plugins.labelstudio import login
+from plugins.pfs_permissions import CALLS, RANK, Case, build_world, drain, inventory, reset, robot_of, state
 
 from .appliance_steps import (
     BLOB_CONFIG,
@@ -305,3 +310,116 @@ def test_the_cluster_token_never_leaks(remote, outcome):
     # The search can find what it looks for: the token is in the mounted config and nowhere else.
     rc, out = app.exec("grep", "-c", CANARY, "/root/.pachyderm/config.json")
     assert rc == 0 and out.strip() == "1"
+
+
+@pytest.fixture(scope="module")
+def embedded_with_auth(module_appliances):
+    """The appliance with its embedded server's auth on (`-e PACHSTUDIO_PFS_AUTH=1`) and its port
+    published; the root token as its first start prints it."""
+    app = module_appliances(ports=("8080/tcp", "30650/tcp"), env={"PACHSTUDIO_PFS_AUTH": "1"}).wait_healthy()
+    [token] = re.findall(r"root token: ([0-9a-f]{32})", app.logs())
+    return app, token
+
+
+@pytest.mark.reliability("Security", "a robot token with no role makes every PFS, PPS, transaction and admin call "
+                                     "that reads or changes what it has no role on (embedded server, auth on)")
+def test_a_robot_with_no_role_is_refused_every_call(embedded_with_auth, outcome):
+    """The catalogue of tests/plugins/pfs_permissions.py, as `robot:none`, on the image: each call
+    pachd refuses a token without a role is refused in pachd's words, or answers without what the
+    robot may not see, and changes nothing."""
+    app, token = embedded_with_auth
+    root = sdk_client(app.pachd_address, auth_token=token)
+    world = build_world(root, app.pachd_address, token)
+    robot = Client.from_pachd_address(app.pachd_address,
+                                      auth_token=root.auth.get_robot_token(robot=robot_of("none")).token)
+    kept = inventory(root)
+    allowed = [c.name for c in CALLS if RANK[c.need] == RANK["none"]]
+    answers: dict[str, list] = {}
+    for call in CALLS:
+        if call.name in allowed:
+            continue
+        case = Case("none", world)
+        call.setup(root, case)
+        refused = call.refused(case)
+        before = state(root, case)
+        if refused.code is not None:
+            with pytest.raises(grpc.RpcError) as e:
+                drain(call.run(robot, case))
+            assert (e.value.code(), e.value.details()) == (refused.code, refused.text), call.name
+            answers.setdefault(e.value.code().name, []).append(call.name)
+        else:
+            assert refused.hidden(drain(call.run(robot, case)), case), call.name
+            answers.setdefault("answered leaving out what it may not see or delete", []).append(call.name)
+        assert state(root, case) == before, f"{call.name} changed something"
+        reset(root, kept)
+    denied_by_api = {}
+    for name in answers["PERMISSION_DENIED"]:
+        api = name.split(".")[0].split(":")[0]
+        denied_by_api[api] = denied_by_api.get(api, 0) + 1
+    outcome(f"{sum(len(v) for v in answers.values())} calls tried, every one refused: "
+            f"{len(answers['PERMISSION_DENIED'])} PERMISSION_DENIED in pachd's words ("
+            + ", ".join(f"{api} {n}" for api, n in denied_by_api.items()) + "), "
+            + "; ".join(f"{len(names)} {what} ({', '.join(names)})" for what, names in answers.items()
+                        if what != "PERMISSION_DENIED"))
+    outcome("after each call projects, repos, branches, commits, files, role bindings, pipelines, jobs and "
+            "transactions as before")
+    outcome(f"not tried, as pachd lets every token make them: {', '.join(allowed)}")
+    assert answers["PERMISSION_DENIED"]
+
+
+IMAGE_CONFIG = ('<View><Image name="image" value="$url"/><Choices name="label" toName="image">'
+                '<Choice value="cat"/><Choice value="dog"/></Choices></View>')
+ANNOTATOR, ANNOTATOR_PASSWORD = "annotator@example.com", "annotator-pass-0123"
+# An annotator in the first user's organization, made the way an admin would on the command line.
+MAKE_ANNOTATOR = f"""
+import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pachstudio.labelstudio.settings")
+import django
+django.setup()
+from users.models import User
+admin = User.objects.get(email={ADMIN!r})
+user = User.objects.create_user(email={ANNOTATOR!r}, password={ANNOTATOR_PASSWORD!r})
+admin.active_organization.add_user(user)
+user.active_organization = admin.active_organization
+user.save(update_fields=["active_organization"])
+print("made", user.id)
+"""
+
+
+@pytest.mark.reliability("Hostile input", "an HTML page and an SVG image with script in a Source repo, opened by "
+                                          "an annotator in Chromium; the image tasks in the labeling view")
+def test_files_with_script_run_none_in_an_annotators_session(embedded, page, beacon, outcome):
+    client = sdk_client(embedded.pachd_address)
+    put_files(client, "hostile", hostile_files(beacon.server_address[1]))
+    api = embedded.api()
+    project = create_project(api, "hostile files", IMAGE_CONFIG)
+    source = add_source(api, project["id"], "hostile", use_blob_urls=True)
+    sync_source(api, source["id"])
+    tasks = {t["storage_filename"]: t for t in api.call("GET", f"/api/tasks/?project={project['id']}")["tasks"]}
+    urls = {path: t["data"]["url"] for path, t in tasks.items()}
+    rc, out = embedded.exec("python", "-c", MAKE_ANNOTATOR)
+    assert rc == 0 and "made" in out, out
+
+    page.open(embedded.url + "/user/login/")
+    page.type("email", ANNOTATOR)
+    page.type("password", ANNOTATOR_PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.until(lambda: "/user/login" not in page.driver.current_url, "the annotator could not sign in")
+    for path in ("hostile/page.html", "hostile/vector.svg"):
+        answer = api.http.head(embedded.url + urls[path], timeout=60)
+        page.open("about:blank")
+        page.open(embedded.url + urls[path])
+        calls = list(beacon.wait_for_calls())
+        title = page.driver.title
+        page.shot(path.replace("/", "-"))
+        outcome(f"{path}: {answer.headers['Content-Type']}, {answer.headers['Content-Disposition'].split(';')[0]}, "
+                f"CSP {answer.headers.get('Content-Security-Policy')}, {answer.headers['X-Content-Type-Options']}; "
+                f"opened: title {title!r}, {len(calls)} beacon calls")
+        assert title != "pwned" and not calls, (path, title, calls)
+    assert page.driver.title == "vector"  # the SVG itself was shown
+    for path in ("images/cat.png", "hostile/vector.svg"):
+        page.open(f"{embedded.url}/projects/{project['id']}/data?task={tasks[path]['id']}")
+        page.until(lambda p=path: image_shown(page.driver, urls[p]), f"{path} never showed in the labeling view")
+        page.shot(f"labeling-{path.replace('/', '-')}")
+    outcome(f"labeling view: images/cat.png and hostile/vector.svg shown; beacon calls in all: {len(beacon.hits)}")
+    assert not beacon.hits

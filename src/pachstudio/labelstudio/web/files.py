@@ -5,10 +5,10 @@ never a 500 (Label Studio's local-files view answers a traversal attempt with a 
 A URL with `commit` (a labeled task whose file changed or went since) is served from that commit.
 Files are streamed in blocks from the requested range only: the `ranged_fileresponse` package
 Label Studio uses reads the whole file into memory to learn its size (2 GiB per request of a
-2 GiB file), so it is not used here.
+2 GiB file), so it is not used here. Which files go inline and which as sandboxed downloads:
+file_headers.
 """
 
-import mimetypes
 import os
 
 from django.http import HttpResponse, HttpResponseNotModified, StreamingHttpResponse
@@ -22,6 +22,7 @@ from ..mount_client import MountServerError
 from ..storage.models import PachydermImportStorage, PachydermImportStorageLink, mount_folder
 from ..storage.paths import BadPath, safe_join
 from ..storage.source_sync import COMMIT_FIELD
+from . import file_headers
 
 
 def _text(status: int, message: str) -> HttpResponse:
@@ -134,12 +135,13 @@ def pachyderm_file(request, storage_id: int):
         handle.close()
         return _text(404, f"{path} is not a file in {where}")
     etag = _etag(stat)
+    safety = file_headers.headers(path)
+    content_type = safety.pop("Content-Type")
     if _matches(request.META.get("HTTP_IF_NONE_MATCH"), etag):
         handle.close()
         response = HttpResponseNotModified()
         response["ETag"] = etag
-        return response
-    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        return _with(response, safety)
     size = stat.st_size
     wanted = _byte_range(request.META.get("HTTP_RANGE"), size)
     if wanted is False:
@@ -161,4 +163,10 @@ def pachyderm_file(request, storage_id: int):
     response["ETag"] = etag
     response["Cache-Control"] = "private, no-cache"
     response["Accept-Ranges"] = "bytes"
+    return _with(response, safety)
+
+
+def _with(response, headers: dict):
+    for name, value in headers.items():
+        response[name] = value
     return response

@@ -199,9 +199,15 @@ class Auth:
 
     def evaluate(self, subject: str, rtype: str, name: str, wanted: Iterable[str], all_levels=False) -> Evaluation:
         """pachd's evaluateRoleBinding: the cluster binding, then (repos) the project's, then the
-        resource's own; a missing project or repo binding is an error as in pachd."""
+        resource's own; a missing project or repo binding is an error as in pachd. A pipeline's
+        spec repo (SPEC_REPO) is readable by everyone; anything more is asked of its user repo."""
         with self.lock:
             ev = Evaluation(subject, wanted, self.state.get("members", {}).get(subject, ()))
+            if rtype == "SPEC_REPO":
+                ev.add({ALL_USERS: ["repoReader"]})
+                if ev.done() and not all_levels:
+                    return ev
+                rtype = "REPO"
             ev.add(self.state["bindings"].get("CLUSTER:", {}))
             if (ev.done() and not all_levels) or rtype == "CLUSTER":
                 return ev
@@ -225,7 +231,8 @@ class Auth:
         if subject is None:
             return
         if not self.evaluate(subject, rtype, name, permissions).done():
-            raise not_authorized(subject, rtype, name, permissions)
+            # pachd turns a spec repo's resource into its user repo's before it refuses
+            raise not_authorized(subject, "REPO" if rtype == "SPEC_REPO" else rtype, name, permissions)
 
     def allows(self, subject: Optional[str], rtype: str, name: str, *permissions: str) -> bool:
         try:
@@ -270,6 +277,17 @@ class Auth:
             if self.active and resource_key(rtype, name) not in self.state["bindings"]:
                 self.state["bindings"][resource_key(rtype, name)] = {principal: list(roles)} if principal else {}
                 self._save()
+
+    def forget_resources(self, owner_of_default: Optional[str]) -> None:
+        """After PFS's DeleteAll: no project or repo bindings are left but the new default
+        project's, owned by whoever deleted everything (pachd's createProjectInTransaction)."""
+        with self.lock:
+            if not self.active:
+                return
+            default = {owner_of_default: ["projectOwner"]} if owner_of_default else {}
+            cluster = self.state["bindings"]["CLUSTER:"]
+            self.state["bindings"] = {"CLUSTER:": cluster, resource_key("PROJECT", "default"): default}
+            self._save()
 
     def delete_binding(self, rtype: str, name: str) -> None:
         with self.lock:

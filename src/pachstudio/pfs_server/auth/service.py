@@ -5,7 +5,6 @@ interceptor, src/internal/middleware/auth/interceptor.go): who the caller is, fr
 from __future__ import annotations
 
 import secrets
-import threading
 from typing import Optional
 
 from pachyderm_sdk.api import auth as api
@@ -13,40 +12,9 @@ from pachyderm_sdk.api import auth as api
 from ..errors import Unimplemented
 from ..rpc import ts
 from .engine import ALREADY_ACTIVATED, NOT_ACTIVATED, Auth
+from .permissions import AUTHENTICATED, GATE, UNAUTHENTICATED, caller, no_gate, set_caller
 
 TOKEN_HEADER = "authn-token"
-
-# pachd's policy per method: None = no token needed, "auth" = a valid token (only when auth is on),
-# a permission name = that permission on the cluster. Unlisted methods need a valid token.
-POLICY = {
-    "InspectCluster": None,
-    "GetVersion": None,
-    "Activate": None,
-    "Authenticate": None,
-    "Authorize": None,
-    "WhoAmI": None,
-    "GetOIDCLogin": None,
-    "GetRobotToken": "CLUSTER_AUTH_GET_ROBOT_TOKEN",
-    "Deactivate": "CLUSTER_AUTH_DEACTIVATE",
-    "GetConfiguration": "CLUSTER_AUTH_GET_CONFIG",
-    "GetPermissionsForPrincipal": "CLUSTER_AUTH_GET_PERMISSIONS_FOR_PRINCIPAL",
-    "GetGroupsForPrincipal": "CLUSTER_AUTH_GET_GROUPS",
-    "SetGroupsForUser": "CLUSTER_AUTH_MODIFY_GROUP_MEMBERS",
-    "ModifyMembers": "CLUSTER_AUTH_MODIFY_GROUP_MEMBERS",
-    "GetUsers": "CLUSTER_AUTH_GET_GROUP_USERS",
-    "RevokeAuthTokensForUser": "CLUSTER_AUTH_REVOKE_USER_TOKENS",
-    "RotateRootToken": "CLUSTER_AUTH_ROTATE_ROOT_TOKEN",
-    "CreateProject": "PROJECT_CREATE",
-    "SquashCommitSet": "REPO_DELETE_COMMIT",
-    "DropCommitSet": "REPO_DELETE_COMMIT",
-}
-
-_local = threading.local()
-
-
-def caller() -> Optional[str]:
-    """The subject of the call this thread serves; None when auth is off or the call needs none."""
-    return getattr(_local, "subject", None)
 
 
 def token_of(ctx) -> Optional[str]:
@@ -57,20 +25,24 @@ def token_of(ctx) -> Optional[str]:
 
 
 def gate(auth: Auth, service: str, name: str, ctx) -> None:
-    """Sets the caller of this call, or raises pachd's refusal. With auth off every other call
-    passes (pachd's authDisabledOr) and every auth call but Activate is UNIMPLEMENTED."""
-    _local.subject = None
+    """Sets the caller of this call, or raises pachd's refusal: a method pachd's table lacks is
+    refused; with auth off every other call passes (pachd's authDisabledOr) and every auth call but
+    Activate is UNIMPLEMENTED; with auth on, what the table asks (permissions.GATE)."""
+    set_caller(None)
+    table = GATE.get(service, {})
+    if name not in table:
+        raise no_gate(service, name)
     if not auth.active:
         if service == "auth_v2.API" and name != "Activate":
             raise Unimplemented(NOT_ACTIVATED)
         return
-    policy = POLICY.get(name, "auth")
-    if policy is None:
+    policy = table[name]
+    if policy is UNAUTHENTICATED:
         return
     subject, _ = auth.who_am_i(token_of(ctx))
-    if policy != "auth":
+    if policy != AUTHENTICATED:
         auth.check(subject, "CLUSTER", "", policy)
-    _local.subject = subject
+    set_caller(subject)
 
 
 def _resource(r: Optional[api.Resource]) -> tuple[str, str]:

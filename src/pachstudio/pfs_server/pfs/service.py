@@ -11,8 +11,8 @@ from pachyderm_sdk.api import admin, auth, pfs, version
 
 from ...pfswire import CommitInfoEncoder, FileInfoEncoder, bytes_value, field_bytes
 from ..auth.engine import Auth
-from ..auth.service import caller
-from ..errors import InvalidArgument
+from ..auth.permissions import Permissions, caller
+from ..errors import InvalidArgument, NotFound, Unknown
 from ..rpc import ts
 from . import paths as P
 from .records import CommitRow, Entry, RepoRow
@@ -26,14 +26,7 @@ class PfsService:
     def __init__(self, store: Store, auth: Optional[Auth] = None):
         self.store = store
         self.auth = auth
-
-    # -- permissions (pachd's checks per call; none when auth is off) ---------------------------
-    def _needs(self, repo: RepoRow, *permissions: str) -> None:
-        if self.auth is not None:
-            self.auth.check(caller(), "REPO", f"{repo.project}/{repo.name}", *permissions)
-
-    def _may(self, repo: RepoRow, *permissions: str) -> bool:
-        return self.auth is None or self.auth.allows(caller(), "REPO", f"{repo.project}/{repo.name}", *permissions)
+        self.perms = Permissions(auth)  # pachd's check of each call; none when auth is off
 
     def _auth_info(self, r: RepoRow) -> Optional[pfs.AuthInfo]:
         """The caller's permissions and roles on a repo, as pachd puts them in RepoInfo."""
@@ -44,23 +37,39 @@ class PfsService:
         return pfs.AuthInfo(permissions=[auth.Permission[p] for p in perms], roles=roles)
 
     # -- translating references ---------------------------------------------------------------
-    def _repo(self, repo: Optional[pfs.Repo]) -> RepoRow:
+    @staticmethod
+    def _names(repo: Optional[pfs.Repo]) -> tuple[str, str, str]:
+        """(project, name, type) of the repo a request names, pachd's defaults filled in, not
+        looked up: pachd asks for permission before it looks a repo up."""
         if repo is None or not repo.name:
             raise InvalidArgument("a repo name is needed")
-        project = repo.project.name if repo.project else ""
-        return self.store.get_repo(project, repo.name, repo.type or "user")
+        return (repo.project.name if repo.project else "") or "default", repo.name, repo.type or "user"
 
-    def _commit_repo(self, commit: pfs.Commit) -> RepoRow:
+    @classmethod
+    def _commit_names(cls, commit: Optional[pfs.Commit]) -> tuple[str, str, str]:
         if commit is None:
             raise InvalidArgument("a commit is needed")
         if commit.repo and commit.repo.name:
-            return self._repo(commit.repo)
+            return cls._names(commit.repo)
         if commit.branch and commit.branch.repo and commit.branch.repo.name:
-            return self._repo(commit.branch.repo)
+            return cls._names(commit.branch.repo)
         raise InvalidArgument("the commit names no repo")
 
-    def _commit(self, commit: pfs.Commit) -> tuple[RepoRow, CommitRow]:
-        repo = self._commit_repo(commit)
+    def _repo(self, repo: Optional[pfs.Repo], call: str = "") -> RepoRow:
+        """The repo a request names, once the caller may make `call` on it."""
+        names = self._names(repo)
+        if call:
+            self.perms.need(call, *names)
+        return self.store.get_repo(*names)
+
+    def _commit_repo(self, commit: pfs.Commit, call: str = "") -> RepoRow:
+        names = self._commit_names(commit)
+        if call:
+            self.perms.need(call, *names)
+        return self.store.get_repo(*names)
+
+    def _commit(self, commit: pfs.Commit, call: str = "") -> tuple[RepoRow, CommitRow]:
+        repo = self._commit_repo(commit, call)
         branch = commit.branch.name if commit.branch else ""
         return repo, self.store.resolve_commit(repo, commit.id, branch)
 
@@ -177,8 +186,7 @@ class PfsService:
 
     def DeleteProject(self, req: pfs.DeleteProjectRequest, ctx):
         name = (req.project.name if req.project else "") or "default"
-        if self.auth is not None:
-            self.auth.check(caller(), "PROJECT", name, "PROJECT_DELETE", "PROJECT_MODIFY_BINDINGS")
+        self.perms.need("DeleteProject", name)
         self.store.delete_project(name, req.force)
         if self.auth is not None:
             self.auth.delete_binding("PROJECT", name)
@@ -188,15 +196,14 @@ class PfsService:
     def CreateRepo(self, req: pfs.CreateRepoRequest, ctx):
         if req.repo is None or not req.repo.name:
             raise InvalidArgument("a repo name is needed")
-        project = (req.repo.project.name if req.repo.project else "") or "default"
-        type_ = req.repo.type or "user"
+        project, name, type_ = self._names(req.repo)
         existing = None
-        if self.auth is not None and caller():
+        if self.perms.subject:
             self.store.get_project(project)  # a missing project is NOT_FOUND before any permission
-            self.auth.check(caller(), "PROJECT", project, "PROJECT_CREATE_REPO")
-            existing = next((r for r in self.store.list_repos(type_, [project]) if r.name == req.repo.name), None)
+            self.perms.need("CreateRepo", project)
+            existing = next((r for r in self.store.list_repos(type_, [project]) if r.name == name), None)
             if existing is not None and req.update and existing.description != req.description:
-                self._needs(existing, "REPO_WRITE")
+                self.perms.need("UpdateRepo", project, name, type_)
         self.store.create_repo(project, req.repo.name, type_, req.description, req.update)
         if self.auth is not None and caller() and existing is None and type_ == "user":
             self.auth.create_binding("REPO", f"{project}/{req.repo.name}", caller(), ["repoOwner"])
@@ -208,9 +215,7 @@ class PfsService:
     def ListRepo(self, req: pfs.ListRepoRequest, ctx):
         projects = [p.name or "default" for p in req.projects]
         for r in self.store.list_repos(req.type, projects):
-            if caller() and not (
-                self.auth.allows(caller(), "PROJECT", r.project, "PROJECT_LIST_REPO") or self._may(r, "REPO_READ")
-            ):
+            if not self.perms.may_see(r.project, r.name, r.type):
                 continue  # pachd lists only the repos the caller may see
             yield self.repo_info(r)
 
@@ -218,9 +223,9 @@ class PfsService:
         if req.repo is None or not req.repo.name:
             raise InvalidArgument("no repo specified")
         project = (req.repo.project.name if req.repo.project else "") or "default"
-        if self.auth is not None and caller():
+        if self.perms.subject:
             existing = [r for r in self.store.list_repos("", [project]) if r.name == req.repo.name]
-            if existing and not self._may(existing[0], "REPO_DELETE"):
+            if existing and not self.perms.allowed("DeleteRepo", project, req.repo.name):
                 return pfs.DeleteRepoResponse(deleted=False)  # pachd: not deleted, no error
         deleted = self.store.delete_repo(project, req.repo.name, req.repo.type or "user", req.force)
         if deleted and self.auth is not None and (req.repo.type or "user") == "user":
@@ -230,19 +235,32 @@ class PfsService:
     def DeleteRepos(self, req: pfs.DeleteReposRequest, ctx):
         if not req.all and not req.projects:
             raise InvalidArgument("DeleteRepos needs projects or all")
-        gone = self.store.delete_repos([p.name or "default" for p in req.projects], req.all)
+        gone = self.store.delete_repos(
+            [p.name or "default" for p in req.projects],
+            req.all,
+            allowed=lambda r: self.perms.allowed("DeleteRepo", r.project, r.name),  # pachd skips the others
+        )
+        if self.auth is not None:
+            for r in gone:
+                if r.type == "user":
+                    self.auth.delete_binding("REPO", f"{r.project}/{r.name}")
         return pfs.DeleteReposResponse(repos=[self.repo_msg(r) for r in gone])
 
     def DeleteAll(self, req, ctx):
+        """pachd deletes every project in the same transaction as the repos: a caller who may
+        not delete one of them changes nothing."""
+        for name, _, _ in sorted(self.store.list_projects(), key=lambda row: row[2]):
+            self.perms.need("DeleteAll", name)
         self.store.delete_all()
+        if self.auth is not None:
+            self.auth.forget_resources(owner_of_default=caller())
         return Empty()
 
     # -- branches -----------------------------------------------------------------------------
     def CreateBranch(self, req: pfs.CreateBranchRequest, ctx):
         if req.branch is None or req.branch.repo is None:
             raise InvalidArgument("a branch with its repo is needed")
-        repo = self._repo(req.branch.repo)
-        self._needs(repo, "REPO_CREATE_BRANCH")
+        repo = self._repo(req.branch.repo, "CreateBranch")
         head = None
         if self._is_set(req.head):
             head_repo, head = self._commit(req.head)
@@ -257,14 +275,14 @@ class PfsService:
         return self.branch_info(repo, self.store.get_branch(repo, req.branch.name))
 
     def ListBranch(self, req: pfs.ListBranchRequest, ctx):
-        repo = self._repo(req.repo)
-        self._needs(repo, "REPO_LIST_BRANCH")
+        if (req.repo is None or not req.repo.name) and self.perms.subject:
+            raise Unknown("Cannot list branches from all repos with auth activated")  # server_branch.go:435
+        repo = self._repo(req.repo, "ListBranch")
         for b in self.store.list_branches(repo, req.reverse):
             yield self.branch_info(repo, b)
 
     def DeleteBranch(self, req: pfs.DeleteBranchRequest, ctx):
-        repo = self._repo(req.branch.repo if req.branch else None)
-        self._needs(repo, "REPO_DELETE_BRANCH")
+        repo = self._repo(req.branch.repo if req.branch else None, "DeleteBranch")
         self.store.delete_branch(repo, req.branch.name, req.force)
         return Empty()
 
@@ -272,32 +290,29 @@ class PfsService:
     def StartCommit(self, req: pfs.StartCommitRequest, ctx):
         parent = None
         if req.branch and req.branch.repo and req.branch.repo.name:
-            repo = self._repo(req.branch.repo)
+            repo = self._repo(req.branch.repo, "StartCommit")
         elif req.parent:
-            repo = self._commit_repo(req.parent)
+            repo = self._commit_repo(req.parent, "StartCommit")
         else:
             raise InvalidArgument("StartCommit needs a branch or a parent")
         if self._is_set(req.parent):
             parent_repo, parent = self._commit(req.parent)
         branch = req.branch.name if req.branch else ""
-        self._needs(repo, "REPO_WRITE")
         return self.commit_msg(repo, self.store.start_commit(repo, branch, parent, req.description))
 
     def FinishCommit(self, req: pfs.FinishCommitRequest, ctx):
-        _, c = self._commit(req.commit)
+        _, c = self._commit(req.commit, "FinishCommit")
         self.store.finish_commit(c, req.description or None, req.error, req.force)
         return Empty()
 
     def InspectCommit(self, req: pfs.InspectCommitRequest, ctx):
-        repo, c = self._commit(req.commit)
-        self._needs(repo, "REPO_INSPECT_COMMIT")
+        repo, c = self._commit(req.commit, "InspectCommit")
         if req.wait >= pfs.CommitState.READY and c.finished is None:
             c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
         return self.commit_info(repo, c)
 
     def ListCommit(self, req: pfs.ListCommitRequest, ctx):
-        repo = self._repo(req.repo)
-        self._needs(repo, "REPO_LIST_COMMIT")
+        repo = self._repo(req.repo, "ListCommit")
         to = self._commit(req.to)[1] if self._is_set(req.to) else None
         from_ = self._commit(req.from_)[1] if self._is_set(req.from_) else None
         encoder = CommitInfoEncoder(self.repo_msg(repo))  # by hand: a 1,000-commit history is a Versions page
@@ -305,8 +320,7 @@ class PfsService:
             yield self.commit_info_bytes(encoder, c)
 
     def SubscribeCommit(self, req: pfs.SubscribeCommitRequest, ctx):
-        repo = self._repo(req.repo)
-        self._needs(repo, "REPO_LIST_COMMIT")
+        repo = self._repo(req.repo, "SubscribeCommit")
         seen = set()
         if self._is_set(req.from_):
             _, start = self._commit(req.from_)
@@ -328,17 +342,25 @@ class PfsService:
     def InspectCommitSet(self, req: pfs.InspectCommitSetRequest, ctx):
         """Every commit of the set (one id in several repos), oldest first; with `wait`, each
         once it is finished."""
-        for c in self.store.commit_set(self._commit_set(req.commit_set)):
+        cid = self._commit_set(req.commit_set)
+        rows = [(self.store.repo_of(c), c) for c in self.store.commit_set(cid)]
+        shown = [(repo, c) for repo, c in rows if self._may_inspect(repo)]
+        if not shown:
+            raise NotFound(f"no commits found for commitset {cid}")
+        for repo, c in shown:
             if req.wait and c.finished is None:
                 c = self.store.wait_finished(c.id, lambda: not ctx.is_active())
-            yield self.commit_info(self.store.repo_of(c), c)
+            yield self.commit_info(repo, c)
+
+    def _may_inspect(self, repo: RepoRow) -> bool:
+        return self.perms.allowed("InspectCommitSet", repo.project, repo.name, repo.type)
 
     def ListCommitSet(self, req: pfs.ListCommitSetRequest, ctx):
         project = req.project.name if req.project and req.project.name else None
         sets: dict[str, list] = {}
         for c in self.store.all_commits():  # newest first
             repo = self.store.repo_of(c)
-            if project and repo.project != project:
+            if (project and repo.project != project) or not self._may_inspect(repo):
                 continue
             sets.setdefault(c.cid, []).append((repo, c))
         for cid, members in sets.items():
@@ -362,8 +384,7 @@ class PfsService:
                 if kind == "set_commit":
                     if batch is not None:
                         raise InvalidArgument("set_commit must come first and only once")
-                    repo = self._commit_repo(body)
-                    self._needs(repo, "REPO_WRITE")
+                    repo = self._commit_repo(body, "ModifyFile")
                     batch = self.store.begin_batch(repo, body.id, body.branch.name if body.branch else "")
                 elif batch is None:
                     raise InvalidArgument("the first ModifyFile message must be set_commit")
@@ -377,7 +398,7 @@ class PfsService:
                 elif kind == "delete_file":
                     batch.delete(body)
                 elif kind == "copy_file":
-                    _, src = self._commit(body.src.commit)
+                    _, src = self._commit(body.src.commit, "CopyFileSource")
                     batch.copy(src.id, body.src.path, body.dst, body.append)
                 else:
                     raise InvalidArgument("empty ModifyFile message")
@@ -389,11 +410,10 @@ class PfsService:
             raise
         return Empty()
 
-    def _file_target(self, file: Optional[pfs.File]) -> tuple[pfs.Commit, CommitRow, str]:
+    def _file_target(self, file: Optional[pfs.File], call: str) -> tuple[pfs.Commit, CommitRow, str]:
         if file is None or file.commit is None:
             raise InvalidArgument("a file with its commit is needed")
-        repo, c = self._commit(file.commit)
-        self._needs(repo, "REPO_READ")
+        repo, c = self._commit(file.commit, call)
         return self.commit_msg(repo, c), c, P.clean(file.path or "/")
 
     def _single_file(self, c: CommitRow, path: str) -> Entry:
@@ -412,7 +432,7 @@ class PfsService:
     def GetFile(self, req: pfs.GetFileRequest, ctx):
         if req.url:
             raise InvalidArgument("GetFile to a URL is not supported by the embedded server")
-        _, c, path = self._file_target(req.file)
+        _, c, path = self._file_target(req.file, "GetFile")
         e = self._single_file(c, path)
         if req.offset < 0:
             raise InvalidArgument("offset must not be negative")
@@ -420,7 +440,7 @@ class PfsService:
             yield bytes_value(chunk)
 
     def GetFileTAR(self, req: pfs.GetFileRequest, ctx):
-        _, c, path = self._file_target(req.file)
+        _, c, path = self._file_target(req.file, "GetFileTAR")
         if P.is_glob(path):
             files = [e for e in self.store.glob(c.id, path) if not e.is_dir]
         else:
@@ -439,7 +459,7 @@ class PfsService:
         yield bytes_value(b"\0" * 1024)
 
     def InspectFile(self, req: pfs.InspectFileRequest, ctx):
-        commit, c, path = self._file_target(req.file)
+        commit, c, path = self._file_target(req.file, "InspectFile")
         return self.file_info(commit, c, self.store.inspect(c.id, path))
 
     @staticmethod
@@ -456,9 +476,9 @@ class PfsService:
     def _encoder(commit: pfs.Commit, c: CommitRow) -> FileInfoEncoder:
         return FileInfoEncoder(commit, c.finished or c.started)
 
-    def _paged_listing(self, req, rows):
+    def _paged_listing(self, call, req, rows):
         """ListFile and WalkFile: `rows(commit id, path)` paged and encoded."""
-        commit, c, path = self._file_target(req.file)
+        commit, c, path = self._file_target(req.file, call)
         encode = self._encoder(commit, c).encode
         listing = rows(c.id, path)
         if req.reverse or req.number > 0 or (req.pagination_marker is not None and req.pagination_marker.path):
@@ -467,16 +487,16 @@ class PfsService:
             yield encode(p, is_dir, size, digest)
 
     def ListFile(self, req: pfs.ListFileRequest, ctx):
-        return self._paged_listing(
-            req, lambda cid, path: [(e.path, e.is_dir, e.size, e.hash) for e in self.store.list_dir(cid, path)]
-        )
+        def rows(cid, path):
+            return [(e.path, e.is_dir, e.size, e.hash) for e in self.store.list_dir(cid, path)]
+
+        return self._paged_listing("ListFile", req, rows)
 
     def WalkFile(self, req: pfs.WalkFileRequest, ctx):
-        return self._paged_listing(req, self.store.walk_rows)
+        return self._paged_listing("WalkFile", req, self.store.walk_rows)
 
     def GlobFile(self, req: pfs.GlobFileRequest, ctx):
-        repo, c = self._commit(req.commit)
-        self._needs(repo, "REPO_READ")
+        repo, c = self._commit(req.commit, "GlobFile")
         enc = self._encoder(self.commit_msg(repo, c), c)
         lo = req.path_range.lower if req.path_range else ""
         hi = req.path_range.upper if req.path_range else ""
@@ -486,11 +506,13 @@ class PfsService:
             yield enc.encode(e.path, e.is_dir, e.size, e.hash)
 
     def DiffFile(self, req: pfs.DiffFileRequest, ctx):
-        new_commit, new_c, path = self._file_target(req.new_file)
+        old_given = req.old_file is not None and req.old_file.commit is not None and self._is_set(req.old_file.commit)
+        if old_given:  # pachd checks the old file's repo first
+            self.perms.need("DiffFile", *self._commit_names(req.old_file.commit))
+        new_commit, new_c, path = self._file_target(req.new_file, "DiffFile")
         old_commit, old_c, old_path = None, None, path
-        if req.old_file is not None and req.old_file.commit is not None and (self._is_set(req.old_file.commit)):
+        if old_given:
             old_repo, old_c = self._commit(req.old_file.commit)
-            self._needs(old_repo, "REPO_READ")
             old_commit = self.commit_msg(old_repo, old_c)
             old_path = P.clean(req.old_file.path or "/")
         elif new_c.parent:

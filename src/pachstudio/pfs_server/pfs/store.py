@@ -322,11 +322,14 @@ class Store:
         db.execute("DELETE FROM branches WHERE repo_id=?", (repo.id,))
         db.execute("DELETE FROM repos WHERE id=?", (repo.id,))
 
-    def delete_repos(self, projects=(), all_: bool = False) -> list[RepoRow]:
+    def delete_repos(self, projects=(), all_: bool = False, allowed=lambda repo: True) -> list[RepoRow]:
+        """The repos of `projects` (every repo with `all_`) that `allowed` accepts, deleted in one
+        write; the others are left as they are."""
         with self._write() as db:
             repos = [RepoRow(*r) for r in db.execute("SELECT * FROM repos")]
             if not all_:
                 repos = [r for r in repos if r.project in set(projects)]
+            repos = [r for r in repos if allowed(r)]
             for repo in repos:
                 self._delete_repo(db, repo)
             return repos

@@ -313,10 +313,12 @@ class Pipelines:
         ]
 
     # -- creating and changing ----------------------------------------------------------------
-    def create(self, spec: dict, update: bool = False, reprocess: bool = False) -> Pipeline:
+    def create(self, spec: dict, update: bool = False, reprocess: bool = False, authorize=None) -> Pipeline:
         """pachd's CreatePipelineInTransaction: check, make the output and spec repos, a spec
         commit, and the output branch provenant on the inputs and the spec; all in one PFS
-        transaction whose commit set id is the first job's id."""
+        transaction whose commit set id is the first job's id. `authorize(spec, old)` (old: the
+        pipeline it updates, or None) runs where pachd authorizes: once the inputs are found,
+        before anything is made."""
         spec = check_spec(normalize(spec))
         project, name = spec["pipeline"]["project"]["name"], spec["pipeline"]["name"]
         with self.lock:
@@ -330,6 +332,8 @@ class Pipelines:
             inputs = []
             for p_project, p_repo, p_branch in input_branches(spec):
                 inputs.append((store.get_repo(p_project, p_repo), p_branch))  # NotFound: "repo x/y not found"
+            if authorize is not None:
+                authorize(spec, old)
             salt = old.salt if old is not None and not reprocess else uuid.uuid4().hex
             cid = uuid.uuid4().hex
             now = time.time()

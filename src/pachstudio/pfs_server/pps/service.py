@@ -13,12 +13,12 @@ from betterproto.lib.google.protobuf import Empty
 from pachyderm_sdk.api import pfs, pps
 
 from ... import datums as D
-from ..auth.service import caller
-from ..errors import InvalidArgument, NotFound, PfsError
+from ..auth.permissions import Permissions, caller
+from ..errors import InvalidArgument, NotFound, PfsError, Unimplemented
 from ..rpc import ts
 from . import sandbox
 from .jobs import JobRunner
-from .pipelines import TERMINAL, Job, Pipeline, Pipelines
+from .pipelines import TERMINAL, Job, Pipeline, Pipelines, input_branches
 
 
 def _project(msg) -> str:
@@ -29,15 +29,34 @@ class PpsService:
     def __init__(self, pipelines: Pipelines, runner: JobRunner, auth=None):
         self.pipelines, self.runner, self.auth = pipelines, runner, auth
         self.store = pipelines.store
+        self.perms = Permissions(auth)  # pachd's check of each call; none when auth is off
 
-    def _may(self, j: Job, permission: str) -> bool:
-        return self.auth is None or self.auth.allows(caller(), "REPO", f"{j.project}/{j.pipeline}", permission)
+    def _need(self, call: str, j) -> None:
+        """pachd's refusal unless the caller may make `call` on the output repo of `j` (a Job or
+        a Pipeline)."""
+        self.perms.need(call, j.project, getattr(j, "pipeline", None) or j.name)
 
-    def _check(self, j: Job, permission: str) -> None:
-        """pachd's refusal (PERMISSION_DENIED) unless the caller holds `permission` on the job's
-        output repo; nothing to check with auth off."""
-        if self.auth is not None:
-            self.auth.check(caller(), "REPO", f"{j.project}/{j.pipeline}", permission)
+    def _allowed(self, call: str, j) -> bool:
+        return self.perms.allowed(call, j.project, getattr(j, "pipeline", None) or j.name)
+
+    @staticmethod
+    def _inputs(spec: dict) -> list[tuple[str, str]]:
+        return [(project, repo) for project, repo, _ in input_branches(spec)]
+
+    def _authorize(self, spec: dict, old: Optional[Pipeline]) -> None:
+        """pachd's authorizePipelineOp at create (read every input) or update (and write the
+        output), then, for a new pipeline, the right to create its output repo."""
+        project, name = spec["pipeline"]["project"]["name"], spec["pipeline"]["name"]
+        self.perms.pipeline("UpdatePipeline" if old is not None else "", self._inputs(spec), project, name)
+        if old is None:
+            self.perms.need("CreatePipelineOutput", project, name)
+
+    def _datum_inputs(self, spec: dict) -> None:
+        try:
+            inputs = [(p["project"], p["repo"]) for p in D.pfs_inputs(spec)]
+        except D.DatumError as e:
+            raise InvalidArgument(str(e)) from None
+        self.perms.datum_inputs(inputs)
 
     # -- references ---------------------------------------------------------------------------
     def _pipeline(self, msg: Optional[pps.Pipeline]) -> Pipeline:
@@ -148,7 +167,8 @@ class PpsService:
 
             check_spec(normalize(spec))
             return Empty()
-        self._own_output(self.pipelines.create(spec, update=req.update, reprocess=req.reprocess))
+        created = self.pipelines.create(spec, update=req.update, reprocess=req.reprocess, authorize=self._authorize)
+        self._own_output(created)
         self.runner.discover()
         return Empty()
 
@@ -166,7 +186,7 @@ class PpsService:
         if req.dry_run:
             effective = check_spec(normalize(spec))
         else:
-            created = self.pipelines.create(spec, update=update, reprocess=reprocess)
+            created = self.pipelines.create(spec, update=update, reprocess=reprocess, authorize=self._authorize)
             self._own_output(created)
             effective = created.spec
             self.runner.discover()
@@ -179,16 +199,16 @@ class PpsService:
     def ListPipeline(self, req: pps.ListPipelineRequest, ctx):
         self.runner.discover()
         if req.pipeline and req.pipeline.name:
-            yield self.pipeline_info(self._pipeline(req.pipeline))
-            return
-        projects = {p.name for p in req.projects or []}
-        for p in self.pipelines.list(projects):
-            yield self.pipeline_info(p)
+            found = [self._pipeline(req.pipeline)]
+        else:
+            found = self.pipelines.list({p.name for p in req.projects or []})
+        for p in found:
+            if self.perms.may_see(p.project, p.name):  # pachd lists only what the caller may see
+                yield self.pipeline_info(p)
 
     def DeletePipeline(self, req: pps.DeletePipelineRequest, ctx):
         if req.all:
-            for p in self.pipelines.list({"default"}):
-                self._delete(p, keep_repo=req.keep_repo, force=req.force)
+            self._delete_all(self.pipelines.list({"default"}), keep_repo=req.keep_repo, force=req.force)
             return Empty()
         try:
             p = self._pipeline(req.pipeline)
@@ -196,8 +216,18 @@ class PpsService:
             if req.must_exist:
                 raise
             return Empty()
+        self._need("DeletePipeline", p)  # pachd stops it, then deletes it: both checked before either
         self._delete(p, keep_repo=req.keep_repo, force=req.force)
         return Empty()
+
+    def _delete_all(self, found: list, keep_repo: bool = False, force: bool = False) -> list:
+        """pachd's DeletePipelines: each pipeline stopped, then each deleted; here every check comes
+        before any change, so a refusal leaves every pipeline as it was."""
+        for p in found:
+            self._need("DeletePipelines", p)
+        for p in found:
+            self._delete(p, keep_repo=keep_repo, force=force)
+        return found
 
     def _delete(self, p: Pipeline, keep_repo: bool = False, force: bool = False) -> None:
         """The pipeline, its jobs and its logs (and its output repo unless keep_repo)."""
@@ -209,13 +239,9 @@ class PpsService:
 
     def DeletePipelines(self, req: pps.DeletePipelinesRequest, ctx):
         projects = None if req.all else {p.name for p in req.projects or []}
-        deleted = []
-        for p in self.pipelines.list(projects or ()):
-            if projects is not None and not projects:
-                break
-            self._delete(p, keep_repo=req.keep_repo, force=req.force)
-            deleted.append(self._pipeline_msg(p.project, p.name))
-        return pps.DeletePipelinesResponse(pipelines=deleted)
+        found = [] if projects is not None and not projects else self.pipelines.list(projects or ())
+        deleted = self._delete_all(found, keep_repo=req.keep_repo, force=req.force)
+        return pps.DeletePipelinesResponse(pipelines=[self._pipeline_msg(p.project, p.name) for p in deleted])
 
     def DeleteAll(self, req, ctx):
         for p in self.pipelines.list():
@@ -224,11 +250,13 @@ class PpsService:
 
     def StopPipeline(self, req: pps.StopPipelineRequest, ctx):
         p = self._pipeline(req.pipeline)
+        self._need("StopPipeline", p)
         self.pipelines.set_stopped(p.project, p.name, True)
         return Empty()
 
     def StartPipeline(self, req: pps.StartPipelineRequest, ctx):
         p = self._pipeline(req.pipeline)
+        self._need("StartPipeline", p)
         self.pipelines.set_stopped(p.project, p.name, False)
         self.runner.discover()
         return Empty()
@@ -236,6 +264,7 @@ class PpsService:
     # -- jobs ---------------------------------------------------------------------------------
     def InspectJob(self, req: pps.InspectJobRequest, ctx):
         job = self._job(req.job)
+        self._need("InspectJob", job)
         if req.wait:
             self.runner.wait(lambda: self._fresh(job).state in TERMINAL, lambda: not ctx.is_active())
         return self.job_info(self._fresh(job), details=True)
@@ -243,19 +272,24 @@ class PpsService:
     def StopJob(self, req: pps.StopJobRequest, ctx):
         if req.job is None:
             raise PfsError("Job must be specified")
-        self.runner.kill(self._job(req.job), req.reason or "job stopped")
+        job = self._job(req.job)
+        self._need("StopJob", job)
+        self.runner.kill(job, req.reason or "job stopped")
         return Empty()
 
     def DeleteJob(self, req: pps.DeleteJobRequest, ctx):
         if req.job is None:
             raise PfsError("job cannot be nil")
-        self.runner.kill(self._job(req.job), "job deleted", delete=True)
+        job = self._job(req.job)
+        self._need("DeleteJob", job)
+        self.runner.kill(job, "job deleted", delete=True)
         return Empty()
 
     def RestartDatum(self, req: pps.RestartDatumRequest, ctx):
         """pachd cancels a running datum matching the filters (it is then retried); this server
         runs each datum to its end, so none is ever found to restart."""
         job = self._job(req.job)
+        self._need("RestartDatum", job)
         filters = "[" + " ".join(req.data_filters or []) + "]"
         raise PfsError(f"datum matching filter {filters} could not be found for job ID {job.id}")
 
@@ -271,8 +305,10 @@ class PpsService:
             raise PfsError("first message must be a StartCreateDatumRequest message")
         if start.input is None:
             raise PfsError("first message must specify an input")
+        spec = start.input.to_dict(casing=betterproto.Casing.SNAKE)
+        self._datum_inputs(spec)
         try:
-            ds = D.datums(start.input.to_dict(casing=betterproto.Casing.SNAKE), self._head_files)
+            ds = D.datums(spec, self._head_files)
         except D.DatumError as e:
             raise InvalidArgument(str(e)) from None
         infos = [self._input_datum_info(d) for d in ds]
@@ -299,9 +335,9 @@ class PpsService:
         jobs = self.pipelines.jobs(project, req.pipeline.name if req.pipeline else "")
         # pachd: PIPELINE_LIST_JOB on the output repo of the pipeline asked for; without one,
         # the jobs the caller may not list are skipped silently
-        if req.pipeline and req.pipeline.name and jobs:
-            self._check(jobs[0], "PIPELINE_LIST_JOB")
-        jobs = [j for j in jobs if self._may(j, "PIPELINE_LIST_JOB")]
+        if req.pipeline and req.pipeline.name:
+            self.perms.need("ListJob", project, req.pipeline.name)
+        jobs = [j for j in jobs if self._allowed("ListJob", j)]
         projects = {p.name for p in req.projects or []}
         if projects:
             jobs = [j for j in jobs if j.project in projects]
@@ -317,6 +353,7 @@ class PpsService:
 
     def SubscribeJob(self, req: pps.SubscribeJobRequest, ctx):
         p = self._pipeline(req.pipeline)
+        self._need("SubscribeJob", p)
         seen: dict[str, tuple] = {}
         while ctx.is_active():
             self.runner.discover()
@@ -341,7 +378,7 @@ class PpsService:
         self.runner.discover()
         jobs = self.pipelines.jobs(job_id=req.job_set.id)
         for j in jobs:  # pachd walks the commit set: inspecting each output commit needs this
-            self._check(j, "REPO_INSPECT_COMMIT")
+            self._need("InspectCommit", j)
         if req.wait:
             for j in jobs:
                 self.runner.wait(lambda j=j: self._fresh(j).state in TERMINAL, lambda: not ctx.is_active())
@@ -360,6 +397,8 @@ class PpsService:
         order: list[str] = []
         by_id: dict[str, list] = {}
         for j in self.pipelines.jobs():
+            if not self._allowed("ListJob", j):  # as ListJob: the jobs the caller may not list are left out
+                continue
             if j.id not in by_id:
                 order.append(j.id)
             by_id.setdefault(j.id, []).append(j)
@@ -393,6 +432,7 @@ class PpsService:
             if req.job and req.job.id:
                 raise InvalidArgument("cannot specify both job and input")
             spec = req.input.to_dict(casing=betterproto.Casing.SNAKE)
+            self._datum_inputs(spec)
             try:
                 ds = D.datums(spec, self._head_files)
             except D.DatumError as e:
@@ -401,6 +441,7 @@ class PpsService:
                 yield self._input_datum_info(d)
             return
         job = self._job(req.job)
+        self._need("ListDatum", job)
         for row in self.pipelines.datum_rows(job):
             info = self._datum_info(job, row)
             if not states or info.state in states:
@@ -432,6 +473,7 @@ class PpsService:
         if req.datum is None or not req.datum.id:
             raise InvalidArgument("must specify a datum")
         job = self._job(req.datum.job)
+        self._need("InspectDatum", job)
         for row in self.pipelines.datum_rows(job):
             if row["id"] == req.datum.id:
                 return self._datum_info(job, row)
@@ -445,8 +487,14 @@ class PpsService:
             p = self._pipeline(req.pipeline)
         elif req.datum and req.datum.job and req.datum.job.pipeline:
             p = self._pipeline(req.datum.job.pipeline)
-        else:
+        elif req.job and req.job.id:
+            raise PfsError("pipeline must be specified for the given job")
+        elif req.datum or req.data_filters:
             raise InvalidArgument("must specify the Job or Pipeline that the datum is from to get logs for it")
+        else:  # pachd's own logs: a cluster permission, and this server keeps none to give
+            self.perms.need("PachdLogs")
+            raise Unimplemented("the embedded server has no pachd logs; ask for a pipeline's or a job's logs")
+        self.perms.pipeline("GetLogs", self._inputs(p.spec), p.project, p.name)
         job_id = (req.job.id if req.job else "") or (req.datum.job.id if req.datum and req.datum.job else "")
         datum_id = req.datum.id if req.datum else ""
         filters = list(req.data_filters or [])
