@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import datums as D, rules
+from . import spec_fields
 from .errors import AlreadyExists, InvalidArgument, NotFound, PfsError
 from .store import Store
 
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs(
     project TEXT, pipeline TEXT, id TEXT, version INTEGER, state TEXT, reason TEXT DEFAULT '',
     created REAL, started REAL, finished REAL, processed INTEGER DEFAULT 0, skipped INTEGER DEFAULT 0,
     failed INTEGER DEFAULT 0, total INTEGER DEFAULT 0, output_key TEXT, restart INTEGER DEFAULT 0,
-    seq INTEGER, PRIMARY KEY(project, pipeline, id));
+    seq INTEGER, recovered INTEGER DEFAULT 0, PRIMARY KEY(project, pipeline, id));
 CREATE TABLE IF NOT EXISTS datums(
     project TEXT, pipeline TEXT, job TEXT, id TEXT, hash TEXT, state TEXT, outputs TEXT, files TEXT,
     PRIMARY KEY(project, pipeline, job, id));
@@ -84,6 +85,7 @@ class Job:
     output_key: str
     restart: int
     seq: int
+    recovered: int = 0
 
 
 def _camel_to_snake(name: str) -> str:
@@ -142,6 +144,9 @@ def check_spec(spec: dict) -> dict:
         raise SpecError(f"pipeline name is {len(name)} characters long, but must have at most 63: {name!r}")
     project = (pipeline.get("project") or {}).get("name") or "default"
     spec["pipeline"] = {"name": name, "project": {"name": project}}
+    if spec.get("tf_job"):
+        raise SpecError("embedding TFJobs in pipelines is not supported yet")
+    spec_fields.check_fields(spec)
     transform = spec.get("transform")
     if transform is None:
         raise SpecError("pipeline must specify a transform")
@@ -149,9 +154,7 @@ def check_spec(spec: dict) -> dict:
         raise SpecError("invalid transform: pipeline transform must contain an image")
     if not transform.get("cmd"):
         raise InvalidArgument("invalid transform: this server needs transform.cmd: the command each datum runs")
-    for field in ("service", "spout", "tf_job", "egress"):
-        if spec.get(field):
-            raise InvalidArgument(f"'{field}' pipelines are not supported by this server")
+    spec_fields.settings(spec)  # every value it carries out can be carried out
     if not spec.get("input"):
         raise SpecError("no input set")
     _fill_inputs(spec["input"], project)
@@ -239,6 +242,9 @@ class Pipelines:
         self.lock = threading.RLock()
         self.changed = threading.Condition()
         self._conn().executescript(SCHEMA)
+        columns = {row[1] for row in self._conn().execute("PRAGMA table_info(jobs)")}
+        if "recovered" not in columns:  # a data folder of a version that had no err_cmd
+            self._conn().execute("ALTER TABLE jobs ADD COLUMN recovered INTEGER DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -330,7 +336,11 @@ class Pipelines:
             inputs = []
             for p_project, p_repo, p_branch in input_branches(spec):
                 inputs.append((store.get_repo(p_project, p_repo), p_branch))  # NotFound: "repo x/y not found"
-            salt = old.salt if old is not None and not reprocess else uuid.uuid4().hex
+            # pachd: the spec's salt, else a new one; an update keeps the old one; reprocess, a new one
+            if reprocess or (old is None and not spec.get("salt")):
+                salt = uuid.uuid4().hex
+            else:
+                salt = old.salt if old is not None else spec["salt"]
             cid = uuid.uuid4().hex
             now = time.time()
             with store.transaction(cid):
