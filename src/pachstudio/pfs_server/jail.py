@@ -8,8 +8,8 @@ then fork), so when it ends the kernel kills whatever the datum started. It then
 - builds a root of its own on a small tmpfs, holding only the system folders a program needs
   (SYSTEM, read-only), `/pfs` (the datum's inputs, read-only) with `/pfs/out` (read-write), a fresh
   `/tmp` (read-write, on the slot's disk folder), a minimal `/dev` and its own `/proc`; nothing
-  else of the machine (no /data, /run, /root, /home, /srv, /var, /sys) exists there. `pivot_root`
-  moves into it and the old root is detached, so it cannot be reached back;
+  else of the machine (no /data, /run, /root, /home, /srv, /var, /sys) exists there, and the
+  datum cannot reach back out of it (`_switch_root`);
 - sets the resource limits, drops every supplementary group, becomes the datum's own uid/gid
   (one no file on the machine belongs to: its capabilities go with root) and sets no_new_privs,
   so no setuid binary gives anything back; then execs the command.
@@ -68,13 +68,15 @@ def prctl(option: int, arg: int) -> None:
     _call(_libc.prctl(option, arg, 0, 0, 0), f"prctl({option})")
 
 
-def _pivot_root(new_root: str) -> None:
-    """Makes `new_root` (the current directory) the root and detaches the old one."""
+def _switch_root(new_root: str) -> None:
+    """Makes `new_root` (the current directory) the root: pivot_root with the old root detached
+    where the kernel lets us (Docker's default seccomp profile does not), else the mount moved
+    over / and chroot into it (what switch_root does; the old root stays below, out of reach of a
+    process without CAP_SYS_CHROOT, which a datum never has)."""
     number = SYS_PIVOT_ROOT.get(platform.machine())
-    if number is not None:
-        _call(_libc.syscall(number, b".", b"."), "pivot_root")  # the old root is stacked on "."
+    if number is not None and _libc.syscall(number, b".", b".") == 0:  # the old root is stacked on "."
         _call(_libc.umount2(b".", MNT_DETACH), "detach the old root")
-    else:  # no syscall number known here: move the new root over / (what switch_root does)
+    else:
         mount(new_root, "/", None, MS_MOVE)
         os.chroot(".")
     os.chdir("/")
@@ -179,7 +181,7 @@ def enter(plan: Plan, alive_fd: int, status_fd: int) -> None:
         mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the launcher's mounts
         _build_root(plan)
         os.chdir(plan.root)
-        _pivot_root(plan.root)
+        _switch_root(plan.root)
         mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         socket.sethostname(HOSTNAME)
         for which, limit in plan.rlimits.items():

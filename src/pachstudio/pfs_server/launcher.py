@@ -401,8 +401,8 @@ class Launcher:
             sock.bind(self.socket_path)
         finally:
             os.umask(old)
-        os.chown(self.socket_path, self.client_uid, self.client_gid)
         os.chmod(self.socket_path, 0o600)
+        os.chown(self.socket_path, self.client_uid, self.client_gid)
         sock.listen(64)
         sock.setblocking(False)
         return sock
