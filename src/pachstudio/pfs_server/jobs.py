@@ -55,14 +55,14 @@ class JobRunner:
         os.makedirs(self.work_dir, exist_ok=True)
         os.chmod(self.work_dir, 0o755)
         os.makedirs(self.log_dir, exist_ok=True)
-        self.sandbox = S.choose(self.work_dir, launcher)
-        # datums at once in the whole server: the cores (a launcher may allow fewer)
-        self.workers = min(workers or os.cpu_count() or 1, self.sandbox.max_datums or 1 << 30)
+        self._launcher, self._workers = launcher, workers
+        self._sandbox: Optional[object] = None  # chosen when a pipeline first needs it (it may start a launcher)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._made = threading.Lock()
         self.running: dict[tuple, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="datum")
         self.killed: set[str] = set()  # output commit keys of jobs stopped while they ran
         self.active: dict[str, dict[str, tuple]] = {}  # output key -> datum id -> (datum, its try's Stop)
 
@@ -80,8 +80,31 @@ class JobRunner:
             stops = [stop for datums in self.active.values() for _, stop in datums.values()]
         for stop in stops:
             stop.stop()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.sandbox.close()
+        with self._made:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._sandbox is not None:
+                self._sandbox.close()
+
+    @property
+    def sandbox(self):
+        with self._made:
+            if self._sandbox is None:
+                self._sandbox = S.choose(self.work_dir, self._launcher)
+            return self._sandbox
+
+    @property
+    def workers(self) -> int:
+        """Datums at once in the whole server: the cores (or as asked), no more than the launcher runs."""
+        return min(self._workers or os.cpu_count() or 1, self.sandbox.max_datums or 1 << 30)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        workers = self.workers
+        with self._made:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datum")
+            return self._pool
 
     # -- what a pipeline's datums get ------------------------------------------------------------
     def parallelism(self, s: spec_fields.RunSettings) -> int:
