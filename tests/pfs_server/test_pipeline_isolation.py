@@ -157,8 +157,8 @@ def test_a_job_past_its_job_timeout_is_killed(pach):
     assert out.error == " jobtimed out"
 
 
-@pytest.mark.parametrize("how", ["StopJob", "DeletePipeline"])
-def test_stopping_a_job_or_deleting_its_pipeline_leaves_no_process(pach, how):
+@pytest.mark.parametrize("how", ["StopJob", "StopPipeline", "DeletePipeline"])
+def test_stopping_a_job_or_its_pipeline_or_deleting_it_leaves_no_process(pach, how):
     repo = make_repo(pach, {"/a": b"1", "/b": b"2"})
     p, marker = name(), f"marker-{uuid.uuid4().hex}"
     create(pach, p, pfs_in(repo, name="in"), sleeper(marker))
@@ -168,6 +168,11 @@ def test_stopping_a_job_or_deleting_its_pipeline_leaves_no_process(pach, how):
         pach.pps.stop_job(job=job.job, reason="enough")
         done = wait_job(pach, p, job.job.id)
         assert (done.state, done.reason) == (pps.JobState.JOB_KILLED, "enough")
+    elif how == "StopPipeline":
+        pach.pps.stop_pipeline(pipeline=pps.Pipeline(name=p))
+        done = wait_job(pach, p, job.job.id)
+        reason = "all jobs killed because pipeline was stopped for user pach:root"  # pachd's, with the caller
+        assert (done.state, done.reason) == (pps.JobState.JOB_KILLED, reason)
     else:
         pach.pps.delete_pipeline(pipeline=pps.Pipeline(name=p))
         assert not pach.pps.pipeline_exists(pps.Pipeline(name=p))

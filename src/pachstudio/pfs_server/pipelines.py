@@ -319,7 +319,9 @@ class Pipelines:
         ]
 
     # -- creating and changing ----------------------------------------------------------------
-    def create(self, spec: dict, update: bool = False, reprocess: bool = False) -> Pipeline:
+    def create(
+        self, spec: dict, update: bool = False, reprocess: bool = False, user: str = "unknown_username"
+    ) -> Pipeline:
         """pachd's CreatePipelineInTransaction: check, make the output and spec repos, a spec
         commit, and the output branch provenant on the inputs and the spec; all in one PFS
         transaction whose commit set id is the first job's id."""
@@ -384,9 +386,16 @@ class Pipelines:
                 )
                 if old is not None:  # pachd: unfinished jobs of the previous version are killed
                     db.execute(
-                        "UPDATE jobs SET state='JOB_KILLED', reason='all jobs killed because pipeline was updated', "
-                        "finished=? WHERE project=? AND pipeline=? AND state NOT IN (?,?,?,?) AND version<?",
-                        (now, project, name, *TERMINAL, version),
+                        "UPDATE jobs SET state='JOB_KILLED', reason=?, finished=? "
+                        "WHERE project=? AND pipeline=? AND state NOT IN (?,?,?,?) AND version<?",
+                        (
+                            f"all jobs killed because pipeline was updated for user {user}",
+                            now,
+                            project,
+                            name,
+                            *TERMINAL,
+                            version,
+                        ),
                     )
             return self.get(project, name)
 

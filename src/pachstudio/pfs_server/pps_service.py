@@ -21,6 +21,11 @@ from .pipelines import TERMINAL, Job, Pipeline, Pipelines, check_spec, normalize
 from .service import ts
 
 
+def _username() -> str:
+    """Who asks, as pachd names them in the reasons of the jobs it kills."""
+    return caller() or "unknown_username"
+
+
 def _timeouts(settings: spec_fields.RunSettings) -> dict:
     """datum_timeout and job_timeout as PipelineInfo/JobInfo details hold them (only when set)."""
     out = {}
@@ -176,7 +181,7 @@ class PpsService:
             name = (spec.get("pipeline") or {}).get("name") or ""
             project = ((spec.get("pipeline") or {}).get("project") or {}).get("name") or "default"
             running = {j.output_key for j in self.pipelines.jobs(project, name) if j.state not in TERMINAL}
-        created = self.pipelines.create(spec, update=update, reprocess=reprocess)
+        created = self.pipelines.create(spec, update=update, reprocess=reprocess, user=_username())
         self._own_output(created)
         for j in self.pipelines.jobs(created.project, created.name):
             if j.output_key in running and j.state == "JOB_KILLED":
@@ -254,8 +259,12 @@ class PpsService:
         return Empty()
 
     def StopPipeline(self, req: pps.StopPipelineRequest, ctx):
+        """pachd's: no new job, and the running ones killed (their datums end)."""
         p = self._pipeline(req.pipeline)
         self.pipelines.set_stopped(p.project, p.name, True)
+        for j in self.pipelines.jobs(p.project, p.name):
+            if j.state not in TERMINAL:
+                self.runner.kill(j, f"all jobs killed because pipeline was stopped for user {_username()}")
         return Empty()
 
     def StartPipeline(self, req: pps.StartPipelineRequest, ctx):

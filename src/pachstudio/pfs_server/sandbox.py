@@ -19,8 +19,6 @@ namespace; locally: its process group).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
 import resource
@@ -35,15 +33,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import launcher as L
+from . import jail, launcher as L
+from .jail import MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 
 PFS = "/pfs"
-CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG = 1
 MOUNT_SERVER, LABEL_STUDIO = "127.0.0.1:9002", "port 8080"
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 @dataclass
@@ -241,7 +235,7 @@ class LauncherSandbox:
 
             stop.on_stop(kill)
             pump([out_r, err_r], on_line)
-            sock.settimeout(None)
+            sock.settimeout(300)  # the datum has ended: what is left is handing its folder back
             answer = L.recv_frame(sock)
         except OSError as e:
             answer = {"stage": "launcher", "error": f"the datum launcher's connection failed: {e.strerror or e}"}
@@ -288,19 +282,11 @@ def start_own_launcher(work_dir: str) -> LauncherSandbox:
 # -- as this server's own user ---------------------------------------------------------------------
 
 
-def _mount(src: Optional[str], dst: str, flags: int) -> None:
-    if _libc.mount(src.encode() if src else None, dst.encode(), None, flags, None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {src} on {dst}: {os.strerror(err)}")
-
-
 def _enter_namespace(pfs_dir: str) -> None:
     """Between fork and exec: a private mount namespace (through a user namespace mapping us to
     root in it, when we are not root) with `pfs_dir` on /pfs, read-only but for /pfs/out."""
     uid, gid, root = os.geteuid(), os.getegid(), os.geteuid() == 0
-    if _libc.unshare(CLONE_NEWNS | (0 if root else CLONE_NEWUSER)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
+    jail.unshare(jail.CLONE_NEWNS | (0 if root else jail.CLONE_NEWUSER))
     if not root:
         with open("/proc/self/setgroups", "w") as f:
             f.write("deny")
@@ -308,10 +294,10 @@ def _enter_namespace(pfs_dir: str) -> None:
             f.write(f"0 {uid} 1")
         with open("/proc/self/gid_map", "w") as f:
             f.write(f"0 {gid} 1")
-    _mount(None, "/", MS_REC | MS_PRIVATE)
-    _mount(pfs_dir, PFS, MS_BIND | MS_REC)
-    _mount(None, PFS, MS_BIND | MS_REMOUNT | MS_RDONLY)
-    _mount(os.path.join(pfs_dir, "out"), os.path.join(PFS, "out"), MS_BIND)
+    jail.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    jail.mount(pfs_dir, PFS, None, MS_BIND | MS_REC)
+    jail.mount(None, PFS, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    jail.mount(os.path.join(pfs_dir, "out"), os.path.join(PFS, "out"), None, MS_BIND)
 
 
 _PFS_WORD = re.compile(r"(?<![\w./-])/pfs(?=/|\b|$)")
@@ -327,12 +313,14 @@ LOCAL_LIMITS = {"as": resource.RLIMIT_AS, "cpu": resource.RLIMIT_CPU, "fsize": r
 class LocalSandbox:
     """Datums as this server's own user: what isolation needs privileges for is missing."""
 
-    copies_inputs = False  # in "namespace" mode /pfs is read-only: inputs may be hard links
+    max_datums = None  # no limit but the server's own
 
     def __init__(self, why_no_launcher: str):
         self.why_no_launcher = why_no_launcher
         self.kind, self._why = self._probe()
-        self.copies_inputs = self.kind == "paths"  # a datum could write through a hard link otherwise
+        # in "namespace" mode /pfs is read-only, so inputs may be hard links to the stored contents;
+        # in "paths" mode a datum could write through one
+        self.copies_inputs = self.kind == "paths"
 
     @staticmethod
     def _probe() -> tuple[str, str]:
@@ -351,8 +339,6 @@ class LocalSandbox:
             if r.returncode != 0:
                 return "paths", f"the probe exited {r.returncode}: {r.stderr.decode(errors='replace')[:200]}"
         return "namespace", ""
-
-    max_datums = None
 
     def describe(self) -> str:
         where = (
@@ -382,7 +368,7 @@ class LocalSandbox:
         namespace = self.kind == "namespace"
 
         def child():
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
             if namespace:
                 _enter_namespace(pfs_dir)
             for which, limit in limits.items():
