@@ -131,7 +131,7 @@ class JobRunner:
 
     def describe(self, spec: dict) -> str:
         """How this pipeline's datums run here: the sandbox, then its own numbers."""
-        s = spec_fields.settings(spec)
+        s = spec_fields.stored_settings(spec)
         lim = self.limits(s)
         gib = 1 << 30
         parts = [
@@ -283,6 +283,7 @@ class JobRunner:
         if out is None or out.finished is not None:
             self._recover()
             return
+        settings = spec_fields.settings(p.spec)  # a spec an older version accepted may fail here, naming why
         started = time.time()
         self._set(job, state="JOB_STARTING", started=started)
         self._log(
@@ -318,7 +319,6 @@ class JobRunner:
                 results[d.id] = {"state": "SKIPPED", "outputs": reused, "datum": d}
             else:
                 todo.append(d)
-        settings = spec_fields.settings(p.spec)
         if settings.every_job:  # reprocess_spec "every_job": nothing is skipped
             for r in results.values():
                 for h, _ in r["outputs"].values():
@@ -326,7 +326,8 @@ class JobRunner:
             todo, results = list(ds), {}
         timer = None
         if settings.job_timeout:
-            timer = threading.Timer(settings.job_timeout, self._time_out, (job,))
+            left = max(0.0, settings.job_timeout - (time.time() - started))  # pachd counts from the job's start
+            timer = threading.Timer(left, self._time_out, (job,))
             timer.daemon = True
             timer.start()
         ctx = JobContext(

@@ -85,7 +85,7 @@ class PpsService:
         else:
             state = pps.PipelineState.PIPELINE_STANDBY
         spec = p.spec
-        settings = spec_fields.settings(spec)
+        settings = spec_fields.stored_settings(spec)
         at_once = self.runner.parallelism(settings)
         details = pps.PipelineInfoDetails(
             transform=pps.Transform().from_dict(spec["transform"]),
@@ -152,7 +152,7 @@ class PpsService:
                     salt=p.salt,
                     resource_limits=pps.ResourceSpec().from_dict(p.spec.get("resource_limits") or {}),
                     resource_requests=pps.ResourceSpec().from_dict(p.spec.get("resource_requests") or {}),
-                    **_timeouts(spec_fields.settings(p.spec)),
+                    **_timeouts(spec_fields.stored_settings(p.spec)),
                 )
             except NotFound:
                 pass

@@ -275,3 +275,12 @@ def settings(spec: dict) -> RunSettings:
         working_dir=working_dir,
         every_job=spec.get("reprocess_spec") == "every_job",
     )
+
+
+def stored_settings(spec: dict) -> RunSettings:
+    """The settings of a stored spec, for showing it: one an older version of this server accepted
+    with a value this one refuses reads as the defaults (its jobs fail, naming the value)."""
+    try:
+        return settings(spec)
+    except InvalidArgument:
+        return settings({})
