@@ -262,6 +262,8 @@ class Launcher:
             self.free.insert(0, index)
             for fd in fds.values():
                 os.close(fd)
+            if "tmp" in fds:  # made here: the slot's next datum needs it gone
+                shutil.rmtree("tmp", dir_fd=slot_fd, ignore_errors=True)
             os.close(slot_fd)
             raise
         for fd in list(fds.values()) + [slot_fd]:
