@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-from pachstudio.labelstudio.target_exports import _stand_in_image, check_formats, offered
+from pachstudio.labelstudio.storage.target_exports import _stand_in_image, check_formats, offered
 
 pytestmark = pytest.mark.fast
 

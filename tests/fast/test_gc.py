@@ -7,7 +7,7 @@ import os
 import pytest
 from test_store import commit, read, tree
 
-from pachstudio.pfs_server.store import Store
+from pachstudio.pfs_server.pfs.store import Store
 
 pytestmark = pytest.mark.fast
 

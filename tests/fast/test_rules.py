@@ -120,8 +120,8 @@ def test_climbs_ignores_a_leading_slash():
 
 
 def test_pfs_server_words_a_bad_name_as_pachd_does():
-    from pachstudio.pfs_server import paths
     from pachstudio.pfs_server.errors import InvalidArgument
+    from pachstudio.pfs_server.pfs import paths
 
     assert paths.check_name("repo", "images") == "images"
     with pytest.raises(InvalidArgument, match="repo name must not be empty"):
@@ -139,7 +139,7 @@ def test_pfs_server_words_a_bad_name_as_pachd_does():
 
 
 def test_pfs_server_paths_keeps_its_public_names():
-    from pachstudio.pfs_server import paths
+    from pachstudio.pfs_server.pfs import paths
 
     assert list(paths.parent_dirs("/a/b/c")) == ["/a/", "/a/b/"]
     assert paths.is_glob("/a/*") and not paths.is_glob("/a/b")
@@ -147,7 +147,7 @@ def test_pfs_server_paths_keeps_its_public_names():
 
 
 def test_label_studio_paths_say_leaves_its_folder():
-    from pachstudio.labelstudio.paths import BadPath, check_relative, mount_name
+    from pachstudio.labelstudio.storage.paths import BadPath, check_relative, mount_name
 
     for evil in ("../x", "/etc", "a/../../b"):
         with pytest.raises(BadPath, match="leaves its folder"):

@@ -9,11 +9,11 @@ import socket
 import pytest
 
 from pachstudio.datums import Datum, DatumInput
-from pachstudio.pfs_server import launcher as L
-from pachstudio.pfs_server.datum_runs import DatumRun, JobContext, OutputError, environment, go_duration, matches
 from pachstudio.pfs_server.errors import InvalidArgument
-from pachstudio.pfs_server.pipelines import check_spec, normalize
-from pachstudio.pfs_server.spec_fields import check_fields, duration, memory_bytes, settings
+from pachstudio.pfs_server.pps import launcher as L
+from pachstudio.pfs_server.pps.datum_runs import DatumRun, JobContext, OutputError, environment, go_duration, matches
+from pachstudio.pfs_server.pps.pipelines import check_spec, normalize
+from pachstudio.pfs_server.pps.spec_fields import check_fields, duration, memory_bytes, settings
 
 pytestmark = pytest.mark.fast
 

@@ -6,7 +6,7 @@ writes touches only that helper."""
 import pytest
 
 from pachstudio.pfs_server.errors import AlreadyExists, InvalidArgument, NotFound
-from pachstudio.pfs_server.store import Store
+from pachstudio.pfs_server.pfs.store import Store
 
 pytestmark = pytest.mark.fast
 

@@ -1,7 +1,7 @@
 """Path rules of the storage: what a Source imports and which paths are refused."""
 import pytest
 
-from pachstudio.labelstudio.paths import BadPath, KeyFilter, mount_name, normalize_prefix, safe_join
+from pachstudio.labelstudio.storage.paths import BadPath, KeyFilter, mount_name, normalize_prefix, safe_join
 
 
 @pytest.mark.parametrize('raw, clean', [('', ''), (None, ''), ('/images/', 'images'), ('a/b', 'a/b'),

@@ -7,7 +7,7 @@ import os
 import httpx
 from ls_helpers import TEXT_CONFIG, commits, listing, make_repo, put
 
-from pachstudio.labelstudio.paths import mount_name
+from pachstudio.labelstudio.storage.paths import mount_name
 
 
 def mounts(labelstudio) -> dict:

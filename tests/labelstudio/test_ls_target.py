@@ -5,7 +5,7 @@ import pytest
 from label_studio_sdk.client import LabelStudio as LabelStudioSDK
 from ls_helpers import TEXT_CONFIG, commits, error_text, listing, make_repo, put, read
 
-from pachstudio.labelstudio.paths import mount_name
+from pachstudio.labelstudio.storage.paths import mount_name
 
 RESULT = [{'from_name': 'choice', 'to_name': 'text', 'type': 'choices', 'value': {'choices': ['cat']}}]
 

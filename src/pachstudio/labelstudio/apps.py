@@ -12,7 +12,7 @@ class PachydermStorageConfig(AppConfig):
     def ready(self):
         from django.core.signals import request_started
 
-        from . import signals  # (connects the annotation receivers)
+        from .storage import signals  # (connects the annotation receivers)
 
         signals.connect_storage_receivers()
 
@@ -24,7 +24,7 @@ def _resume_once(**kwargs):
     ready(): management commands such as migrate must not start jobs)."""
     from django.core.signals import request_started
 
-    from . import background
+    from .storage import background
 
     request_started.disconnect(dispatch_uid="pachyderm-resume-queued-syncs")
     try:

@@ -19,14 +19,14 @@ with open(_LS_SETTINGS) as _f:
     exec(compile(_f.read(), _LS_SETTINGS, "exec"), globals())
 
 INSTALLED_APPS = list(INSTALLED_APPS) + ["pachstudio.labelstudio.apps.PachydermStorageConfig"]  # noqa: F821
-GET_STORAGE_LIST = "pachstudio.labelstudio.storage_list.get_storage_list"
+GET_STORAGE_LIST = "pachstudio.labelstudio.storage.storage_list.get_storage_list"
 IO_STORAGES_IMPORT_LINK_NAMES = list(IO_STORAGES_IMPORT_LINK_NAMES) + [  # noqa: F821
     "io_storages_pachyderm_pachydermimportstoragelink",
 ]
 ROOT_URLCONF = "pachstudio.labelstudio.urls"
-# "Task history" and "Versions" links on the Data Manager and labeling pages (data_manager_links.py
+# "Task history" and "Versions" links on the Data Manager and labeling pages (web/data_manager_links.py
 # says why not a bundle patch)
-MIDDLEWARE = list(MIDDLEWARE) + ["pachstudio.labelstudio.data_manager_links.DataManagerLinksMiddleware"]  # noqa: F821
+MIDDLEWARE = list(MIDDLEWARE) + ["pachstudio.labelstudio.web.data_manager_links.DataManagerLinksMiddleware"]  # noqa: F821
 
 PACHSTUDIO_MOUNT_API = os.environ.get("PACHSTUDIO_MOUNT_API", "http://127.0.0.1:9002")
 PACHSTUDIO_MOUNT_DIR = os.environ.get("PACHSTUDIO_MOUNT_DIR", "/pfs")

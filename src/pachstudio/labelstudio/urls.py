@@ -2,8 +2,13 @@
 
 from django.urls import include, path, re_path
 
-from . import api, history_views, pipeline_views, version_api, versions, versions_page, views
-from .serializers import PachydermImportStorageSerializer
+from .history import views as history_views
+from .pipelines import views as pipeline_views
+from .storage import api
+from .storage.serializers import PachydermImportStorageSerializer
+from .versions import diff_restore_api, page as versions_page
+from .versions.api import TagsAPI, VersionsAPI
+from .web import files
 
 _storage_urls = [
     re_path(r"^pachyderm/?$", api.PachydermImportStorageListAPI.as_view(), name="storage-pachyderm-list"),
@@ -39,21 +44,19 @@ _storage_urls = [
     # with a slash appended, which would answer its HTML 404 page instead of our JSON one.
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/versions/?$",
-        versions.VersionsAPI.as_view(),
+        VersionsAPI.as_view(),
         name="export-storage-pachyderm-versions",
     ),
-    re_path(
-        r"^export/pachyderm/(?P<pk>[0-9]+)/tags/?$", versions.TagsAPI.as_view(), name="export-storage-pachyderm-tags"
-    ),
+    re_path(r"^export/pachyderm/(?P<pk>[0-9]+)/tags/?$", TagsAPI.as_view(), name="export-storage-pachyderm-tags"),
     # "/?": a 404 answer on a path without the slash is otherwise replaced by Label Studio's HTML page
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/diff/?$",
-        version_api.TargetDiffAPI.as_view(),
+        diff_restore_api.TargetDiffAPI.as_view(),
         name="export-storage-pachyderm-diff",
     ),
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/restore/?$",
-        version_api.TargetRestoreAPI.as_view(),
+        diff_restore_api.TargetRestoreAPI.as_view(),
         name="export-storage-pachyderm-restore",
     ),
     path(
@@ -74,7 +77,7 @@ _storage_urls = [
 
 urlpatterns = [
     path("api/storages/", include((_storage_urls, "pachyderm"), namespace="pachyderm")),
-    path("data/pachyderm/<int:storage_id>/", views.pachyderm_file, name="pachyderm-file"),
+    path("data/pachyderm/<int:storage_id>/", files.pachyderm_file, name="pachyderm-file"),
     re_path(r"^pachyderm/targets/(?P<pk>[0-9]+)/versions/?$", versions_page.versions_page, name="pachyderm-versions"),
     # an optional '/': Label Studio's append-slash middleware re-serves a 404 at the URL with one
     re_path(

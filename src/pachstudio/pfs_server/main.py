@@ -13,13 +13,13 @@ import sys
 import threading
 from typing import Optional
 
-from .auth import Auth
+from .auth.engine import Auth
 from .grpc_server import Limits, listen, make_server
-from .jobs import JobRunner
-from .pipelines import Pipelines
-from .pps_service import PpsService
-from .service import build_handlers
-from .store import Store
+from .handlers import build_handlers
+from .pfs.store import Store
+from .pps.jobs import JobRunner
+from .pps.pipelines import Pipelines
+from .pps.service import PpsService
 
 log = logging.getLogger("pachstudio.pfs_server")
 

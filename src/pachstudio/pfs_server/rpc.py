@@ -4,12 +4,14 @@ The SDK ships messages and client stubs but no server classes; its stubs name ev
 request and response classes, so the server schema is read from the stub objects (built over a
 recording channel) rather than written again.
 Requests are parsed here so a malformed one gets INVALID_ARGUMENT instead of grpcio's INTERNAL.
+`ts` is the time conversion every service's messages share.
 """
 
 import importlib
 import logging
 import typing
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable, Optional
 
 import grpc
@@ -20,6 +22,11 @@ from .errors import PfsError
 log = logging.getLogger("pachstudio.pfs_server")
 
 KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
+def ts(t: Optional[float]) -> Optional[datetime]:
+    """An engine's time (epoch seconds, None or 0 when unset) as the SDK's messages carry it."""
+    return datetime.fromtimestamp(t, timezone.utc) if t else None
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Per-task label history: a task's annotations across its Targets' commits, as JSON and as a page."""
