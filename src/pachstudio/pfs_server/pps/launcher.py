@@ -451,6 +451,8 @@ class Launcher:
             for key, _ in self.sel.select(0.2):
                 if key.fileobj in self.running:
                     key.data(key.fileobj)
+        if watch_stdin:  # a server's own launcher (sandbox.start_own_launcher): its folder goes with it
+            shutil.rmtree(self.state, ignore_errors=True)
         log.info("stopped")
         return 0
 

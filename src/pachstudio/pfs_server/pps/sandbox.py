@@ -266,12 +266,13 @@ class LauncherSandbox:
 
 
 def start_own_launcher(work_dir: str) -> LauncherSandbox:
-    """A launcher for a server that runs as root: its child, on a socket in a private folder;
-    it ends when this server's end of its stdin closes (at our exit, whatever kills us)."""
+    """A launcher for a server that runs as root: its child, on a socket in a private folder of
+    its own; it ends, removing that folder, when this server's end of its stdin closes (at our
+    exit, whatever kills us)."""
     state = tempfile.mkdtemp(prefix="pachstudio-launcher-")
     path = os.path.join(state, "datums.sock")
     cmd = [sys.executable, "-m", "pachstudio.cli", "datum-launcher", "--socket", path, "--work", work_dir,
-           "--client", str(os.getuid()), "--state", os.path.join(state, "state"), "--exit-with-stdin"]  # fmt: skip
+           "--client", str(os.getuid()), "--state", state, "--exit-with-stdin"]  # fmt: skip
     process = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 30
     while not os.path.exists(path) and process.poll() is None and time.monotonic() < deadline:
