@@ -92,8 +92,10 @@ RUN ln -s /usr/local/lib/pachstudio/docker-entrypoint.sh /usr/local/bin/docker-e
 
 VOLUME /data
 EXPOSE 8080 30650
-# Healthy = every program this container runs answers (Label Studio, mount server, PFS server).
-HEALTHCHECK --interval=5s --timeout=4s --start-period=180s --retries=3 CMD ["healthcheck"]
+# Healthy = every program this container runs answers (Label Studio, mount server, PFS server: a
+# real gRPC call with a 3 s deadline, about 0.1 s of CPU a check, 0.5-1.5 s of wall time on a busy
+# 2-core machine; the timeout leaves room for a slow start of its Python).
+HEALTHCHECK --interval=5s --timeout=8s --start-period=180s --retries=3 CMD ["healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["appliance"]

@@ -297,6 +297,8 @@ main() {
 			own_data "$DATA/pfs"
 			pfs_auth pfs-server
 			echo pfs-server > "$RUN_DIR/mode"
+			rm -f "$RUN_DIR/pfs-tls"
+			case " $* " in *" --tls-cert"*) touch "$RUN_DIR/pfs-tls" ;; esac  # the health check can only see its port
 			log "embedded PFS server only: port 30650, data in $DATA/pfs, as user $APP_USER"
 			# shellcheck disable=SC2086 # PACHSTUDIO_PFS_ARGS: flags, split on purpose
 			exec "${AS_APP_USER[@]}" pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" \

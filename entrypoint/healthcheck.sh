@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Docker HEALTHCHECK: healthy when every program of this container's mode answers.
-# No curl or python start-up: bash's /dev/tcp keeps a check cheap enough to run every few seconds.
+# Bash's /dev/tcp for the HTTP programs; the PFS server gets a real gRPC call with a deadline
+# (grpc_health.py, about 0.1 s of CPU), since a server whose workers are all stuck still accepts
+# connections. A TLS-only server (pfs-server mode with --tls-cert) is checked by its port alone.
 set -uo pipefail
 
 tcp_ok() { # port
@@ -21,14 +23,22 @@ http_ok() { # port path
 	return 1
 }
 
+pfs_ok() {
+	if [ -e /run/pachstudio/pfs-tls ]; then
+		tcp_ok 30650
+	else
+		python /usr/local/lib/pachstudio/grpc_health.py 127.0.0.1:30650 3
+	fi
+}
+
 mode="$(cat /run/pachstudio/mode 2>/dev/null)" || { echo "not started yet" >&2; exit 1; }
 if [ -e /run/pachstudio/setup-pending ]; then
 	echo "first start: Label Studio's migrations and first user are being set up" >&2
 	exit 1
 fi
 case "$mode" in
-	pfs-server) tcp_ok 30650 ;;
-	embedded) tcp_ok 30650 && http_ok 9002 /health && http_ok 8080 /health ;;
+	pfs-server) pfs_ok ;;
+	embedded) pfs_ok && http_ok 9002 /health && http_ok 8080 /health ;;
 	remote) http_ok 9002 /health && http_ok 8080 /health ;;
 	*) exit 1 ;;
 esac

@@ -9,6 +9,7 @@ import sys
 PROGRAMS = {
     "pfs-server": ("pachstudio.pfs_server.main", "embedded single-node PFS server (Pachyderm gRPC)"),
     "mount-server": ("pachstudio.mount.main", "FUSE mount server with its HTTP API"),
+    "datum-launcher": ("pachstudio.pfs_server.pps.launcher", "runs the PFS server's pipeline datums isolated (root)"),
     "status": ("pachstudio.status", "what the mount server says: cluster, mounts (--json: raw)"),
 }
 

@@ -139,7 +139,8 @@ class Proxy:
     """A TCP relay between a client and the server that can go silent: `vanish()` stops relaying
     in both directions and keeps both sockets open, as a client whose machine is gone does (no FIN,
     no RST). No real client can be made to vanish like that on loopback, so this stands in for one.
-    `closed_by_server` is set when the server closes its side."""
+    `closed_by_server` is set when the server closes its side; `goaway` when the server sends an
+    HTTP/2 GOAWAY (read from the frames it sends: a client that gets one may close first)."""
 
     def __init__(self, target: str):
         host, port = target.rsplit(":", 1)
@@ -148,6 +149,7 @@ class Proxy:
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.silent = threading.Event()
         self.closed_by_server = threading.Event()
+        self.goaway = threading.Event()
         self.sockets = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -161,9 +163,24 @@ class Proxy:
             self.sockets += [client, upstream]
             threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
 
+    def _frames(self, pending: bytes) -> bytes:
+        """Reads the server's HTTP/2 frames (9-byte header: length, type, ...); what is left over."""
+        while len(pending) >= 9:
+            length = int.from_bytes(pending[:3], "big")
+            if len(pending) < 9 + length:
+                break
+            if pending[3] == 0x7:  # GOAWAY
+                self.goaway.set()
+            pending = pending[9 + length :]
+        return pending
+
     def _relay(self, client, upstream):
+        from_server = b""
         while True:
-            readable, _, _ = select.select([client, upstream], [], [], 0.1)
+            try:
+                readable, _, _ = select.select([client, upstream], [], [], 0.1)
+            except (OSError, ValueError):  # closed by close()
+                return
             for s in readable:
                 try:
                     data = s.recv(MiB)
@@ -176,6 +193,8 @@ class Proxy:
                         return
                     readable = []  # a vanished client notices nothing
                     break
+                if s is upstream:
+                    from_server = self._frames(from_server + data)
                 if not self.silent.is_set():
                     (upstream if s is client else client).sendall(data)
             if self.silent.is_set() and self.closed_by_server.is_set():
@@ -234,7 +253,7 @@ def test_a_connection_with_no_call_is_closed_after_the_idle_time(serve):
         with channel(proxy.address) as ch:
             sdk(address).pfs.create_repo(repo=pfs.Repo.from_uri("idle"))
             assert inspect_repo(ch, "idle").repo.name == "idle"
-            assert proxy.closed_by_server.wait(15), "the idle connection stayed open"
+            assert proxy.goaway.wait(15), "the server never ended the idle connection"
             assert inspect_repo(ch, "idle", timeout=10).repo.name == "idle"  # the client just reconnects
     finally:
         proxy.close()

@@ -70,3 +70,23 @@ def test_a_table_without_the_database_column_is_refused(tmp_path):
     done, readme = report(tmp_path, old)
     assert done.returncode == 1 and "no Database column" in done.stderr and "run it again" in done.stderr
     assert "old table" in readme
+
+
+def test_merge_replaces_the_rows_of_the_cases_run_and_keeps_the_others(tmp_path):
+    done, readme = report(tmp_path, rows("passed", "passed", "passed"))
+    assert done.returncode == 0, done.stderr
+    run = [HEADER.replace("03:00", "04:00"), "| Kind | What was tried | Database | What happened | Result |",
+           "| --- | --- | --- | --- | --- |",
+           "| Fault | `docker kill` of the appliance mid-labeling | SQLite | 2 commits | passed |",
+           "| Security | a datum reads the root token | SQLite | not found | passed |"]  # fmt: skip
+    table = tmp_path / "reliability.md"
+    table.write_text("\n".join(run) + "\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--table", str(table), "--readme", str(tmp_path / "README.md"),
+                           "--merge"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    section = (tmp_path / "README.md").read_text().split("<!-- reliability:start -->")[1]
+    table_rows = [line for line in section.splitlines() if line.startswith("| ") and line[2:5] not in ("Kin", "---")]
+    assert table_rows[0] == "| Fault | `docker kill` of the appliance mid-labeling | SQLite | 2 commits | passed |"
+    assert "| PostgreSQL | 1 commit | passed |" in table_rows[1] and len(table_rows) == 4
+    assert table_rows[-1].startswith("| Security | a datum reads the root token |")
+    assert "3 cases, 3 passed" in section and "Merged in: run of 2026-12-01 04:00 UTC" in section

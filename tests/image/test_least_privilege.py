@@ -1,7 +1,8 @@
 """Who runs as whom in the image: Label Studio and the PFS server as the unprivileged user
 `pachstudio` (uid 999) without capabilities, the mount server as root with only what mounting FUSE
-needs; Label Studio still reads and writes /pfs; a /data volume from the old all-root layout comes
-up with everything in it; a first start on PostgreSQL loads the image's pre-migrated schema."""
+needs, the datum launcher as root with only what isolating a datum needs; Label Studio still reads
+and writes /pfs; a /data volume from the old all-root layout comes up with everything in it; a
+first start on PostgreSQL loads the image's pre-migrated schema."""
 import json
 
 import pytest
@@ -20,7 +21,8 @@ from plugins.image import ADMIN, IMAGE, files_at, sdk_client
 pytestmark = pytest.mark.image
 
 APP_UID = 999
-CAP_DAC_OVERRIDE, CAP_SYS_ADMIN = 1, 21
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SYS_CHROOT, CAP_SYS_ADMIN = 0, 1, 5, 6, 7, 18, 21
+LAUNCHER_CAPS = (CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL)
 
 # Every process of the container: pid, uid, effective capabilities, no_new_privs, command line.
 PROCESSES = r"""
@@ -65,6 +67,12 @@ def test_label_studio_and_the_pfs_server_run_unprivileged_and_still_use_pfs(appl
     [mount] = [p for p in program(procs, "mount-server") if "setpriv" not in p["cmd"]]
     assert mount["uid"] == 0
     assert mount["cap_eff"] == (1 << CAP_SYS_ADMIN) | (1 << CAP_DAC_OVERRIDE), hex(mount["cap_eff"])
+    # the datum launcher: root with what isolating a datum takes (config/supervisord-pfs-server.conf)
+    [launcher] = [p for p in program(procs, "pachstudio datum-launcher") if "setpriv" not in p["cmd"]]
+    assert launcher["uid"] == 0 and launcher["no_new_privs"] == 1, launcher
+    assert launcher["cap_eff"] == sum(1 << c for c in LAUNCHER_CAPS), hex(launcher["cap_eff"])
+    rc, out = app.exec("stat", "-c", "%U %a", "/run/pachstudio/datum-launcher.sock")
+    assert (rc, out.strip()) == (0, "pachstudio 600"), out
     rc, out = app.exec("id", "pachstudio")
     assert rc == 0 and out.startswith(f"uid={APP_UID}(pachstudio) gid={APP_UID}(pachstudio)"), out
 

@@ -101,12 +101,14 @@ class ServerProcess:
 class PfsServer(ServerProcess):
     """A `pachstudio pfs-server` process; restartable on the same data directory."""
 
-    def __init__(self, data_dir, port=None, log_path=None, root_token=None):
+    def __init__(self, data_dir, port=None, log_path=None, root_token=None, env=None, prefix=()):
         self.data_dir = str(data_dir)
         self.port = port or free_port()
         self.log_path = log_path or os.path.join(self.data_dir + ".log")
         self.proc = None
         self.root_token = root_token  # auth on, with this root token (given in a file)
+        self.env = env  # extra environment variables of the server
+        self.prefix = list(prefix)  # a command the server runs under (e.g. `unshare --user`)
 
     @property
     def address(self) -> str:
@@ -121,7 +123,8 @@ class PfsServer(ServerProcess):
             with open(token_file, "w") as f:
                 f.write(self.root_token + "\n")
             args += ["--root-token-file", token_file]
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(self.prefix + args, stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_for_port(self.port, self.proc)
         return self
 

@@ -43,6 +43,19 @@ def read_root_token(path: Optional[str]) -> Optional[str]:
     return token or None
 
 
+WORKERS_ENV = "PACHSTUDIO_PFS_WORKERS"
+
+
+def limits_from_env() -> Limits:
+    """The gRPC server's limits; PACHSTUDIO_PFS_WORKERS sets how many calls it serves at once."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if not raw:
+        return Limits()
+    if not raw.isdigit() or int(raw) < 2:
+        raise ValueError(f"{WORKERS_ENV}={raw!r}: use a whole number of at least 2 (the default is {Limits.workers})")
+    return Limits(workers=int(raw))
+
+
 class TlsError(Exception):
     """The certificate or key cannot be used; the message names the file and the problem."""
 
@@ -81,8 +94,10 @@ def build_server(
     tls: Optional[tuple[bytes, bytes]] = None,
     root_token: Optional[str] = None,
     limits: Limits = Limits(),
+    launcher: Optional[str] = None,
 ):
-    """The gRPC server over the engine in `data_dir`; `tls` from `load_tls`."""
+    """The gRPC server over the engine in `data_dir`; `tls` from `load_tls`; `launcher` the
+    datum launcher's socket (`sandbox.choose` says what runs datums without one)."""
     store = Store(data_dir)
     auth = Auth(data_dir)
     if root_token:
@@ -90,15 +105,17 @@ def build_server(
         repos = [f"{r.project}/{r.name}" for r in store.list_repos("user")]
         auth.activate(root_token, projects, repos)
     pipelines = Pipelines(store, data_dir)
-    runner = JobRunner(store, pipelines)
+    runner = JobRunner(store, pipelines, launcher=launcher)
     handlers, _ = build_handlers(store, auth, PpsService(pipelines, runner, auth))
     server = make_server(handlers, limits)
     try:
         bound = listen(server, host, port, tls)
     except OSError:
         server.stop(0).wait()
+        runner.stop()
         raise
     server.auth = auth
+    server.runner = runner
     runner.start()
     return server, store, bound
 
@@ -114,6 +131,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) to serve TLS with (grpcs://)")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--datum-launcher",
+        metavar="SOCKET",
+        help="the datum launcher's socket: pipeline datums run isolated through it (as root without it, the "
+        "server starts one of its own; else datums run as this server's user, and the pipelines say so)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -124,9 +147,15 @@ def main(argv=None) -> int:
     try:
         tls = load_tls(args.tls_cert, args.tls_key) if args.tls_cert else None
         server, store, port = build_server(
-            args.data, args.host, args.port, tls=tls, root_token=read_root_token(args.root_token_file)
+            args.data,
+            args.host,
+            args.port,
+            tls=tls,
+            root_token=read_root_token(args.root_token_file),
+            limits=limits_from_env(),
+            launcher=args.datum_launcher,
         )
-    except (OSError, RuntimeError, TlsError) as e:
+    except (OSError, RuntimeError, TlsError, ValueError) as e:
         log.error("%s", e)
         return 1
     stop = threading.Event()
@@ -149,5 +178,6 @@ def main(argv=None) -> int:
     stop.wait()
     log.info("stopping")
     server.stop(grace=5).wait()
+    server.runner.stop()  # the datums that run end (their jobs run again at the next start)
     store.collector.stop()
     return 0

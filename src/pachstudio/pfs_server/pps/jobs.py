@@ -2,23 +2,27 @@
 
 A job is an open commit on a pipeline's output branch (opened by provenance when an input or the
 spec got a commit); its ID is that commit's ID. Per pipeline one job runs at a time, oldest
-first; its datums run in parallel up to the cores, each in its own folder (`sandbox.py`). A datum
-whose hash (its input paths and contents, and the pipeline's salt) a previous successful job of
-the pipeline processed is skipped and its output reused. The output commit is written and
-finished in one PFS transaction, so a crash never leaves half of a job's output: on restart every
-job whose output commit is still open runs again from the start.
+first; its datums run in parallel (`parallelism_spec`, at most `workers` at once in the whole
+server), each in a slot folder of its own (`datum_runs.py`, through `sandbox.py`). A datum whose
+hash (its input paths and contents, and the pipeline's salt) a previous successful job of the
+pipeline processed is skipped and its output reused, unless `reprocess_spec` is "every_job". The
+output commit is written and finished in one PFS transaction, so a crash never leaves half of a
+job's output: on restart every job whose output commit is still open runs again from the start.
+StopJob, a job's `job_timeout`, a pipeline's update or deletion and the server's stop end the
+datums that run (with everything they started); RestartDatum ends a datum's running try.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
@@ -26,27 +30,42 @@ from ... import datums as D
 from ..errors import NotFound
 from ..pfs.records import CommitRow
 from ..pfs.store import Store
-from . import sandbox
+from . import sandbox as S, spec_fields
+from .datum_runs import DatumRun, JobContext, make_removable, matches
 from .pipelines import TERMINAL, Job, Pipeline, Pipelines, input_branches
+
+JOB_TIMED_OUT = " jobtimed out"  # pachd's reason for a job past its job_timeout, leading space and all
+PHYSICAL_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+DEFAULT_MEMORY = PHYSICAL_MEMORY // 2  # a datum's address space when resource_limits.memory is unset
+DEFAULT_CPU_SECONDS = 3600  # a datum's CPU time per core when it has no datum_timeout
+MAX_PROCESSES = 1024  # processes and threads of one datum
+MAX_FILE_SIZE = 64 << 30  # bytes of one file a datum writes
 
 log = logging.getLogger("pachstudio.pfs_server.pps.jobs")
 
 
 class JobRunner:
-    def __init__(self, store: Store, pipelines: Pipelines, workers: Optional[int] = None):
+    def __init__(self, store: Store, pipelines: Pipelines, workers: Optional[int] = None,
+                 launcher: Optional[str] = None):  # fmt: skip
         self.store, self.pipelines = store, pipelines
-        self.workers = workers or os.cpu_count() or 1
         self.work_dir = os.path.join(pipelines.dir, "work")
         self.log_dir = os.path.join(pipelines.dir, "logs")
-        shutil.rmtree(self.work_dir, ignore_errors=True)  # folders of datums cut by a crash
+        if os.path.isdir(self.work_dir):  # folders of datums cut by a crash
+            make_removable(self.work_dir)
+            shutil.rmtree(self.work_dir, ignore_errors=True)
         os.makedirs(self.work_dir, exist_ok=True)
+        os.chmod(self.work_dir, 0o755)
         os.makedirs(self.log_dir, exist_ok=True)
+        self._launcher, self._workers = launcher, workers
+        self._sandbox: Optional[object] = None  # chosen when a pipeline first needs it (it may start a launcher)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._made = threading.Lock()
         self.running: dict[tuple, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="datum")
         self.killed: set[str] = set()  # output commit keys of jobs stopped while they ran
+        self.active: dict[str, dict[str, tuple]] = {}  # output key -> datum id -> (datum, its try's Stop)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -55,7 +74,101 @@ class JobRunner:
         self._thread.start()
 
     def stop(self) -> None:
+        """The server stops: every running datum is ended (its job stays open and runs again at
+        the next start), and a launcher of our own ends."""
         self._stop.set()
+        with self._lock:
+            stops = [stop for datums in self.active.values() for _, stop in datums.values()]
+        for stop in stops:
+            stop.stop()
+        with self._made:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._sandbox is not None:
+                self._sandbox.close()
+
+    @property
+    def sandbox(self):
+        with self._made:
+            if self._sandbox is None:
+                self._sandbox = S.choose(self.work_dir, self._launcher)
+            return self._sandbox
+
+    @property
+    def workers(self) -> int:
+        """Datums at once in the whole server: the cores (or as asked), no more than the launcher runs."""
+        return min(self._workers or os.cpu_count() or 1, self.sandbox.max_datums or 1 << 30)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        workers = self.workers
+        with self._made:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datum")
+            return self._pool
+
+    # -- what a pipeline's datums get ------------------------------------------------------------
+    def parallelism(self, s: spec_fields.RunSettings) -> int:
+        """Datums of one job at once: parallelism_spec (else as many as allowed), no more than
+        resource_requests fit on this machine, never more than `workers`."""
+        n = s.parallelism or self.workers
+        if s.cpu_request:
+            n = min(n, max(1, int((os.cpu_count() or 1) // s.cpu_request)))
+        if s.memory_request:
+            n = min(n, max(1, PHYSICAL_MEMORY // s.memory_request))
+        return max(1, min(n, self.workers))
+
+    @staticmethod
+    def limits(s: spec_fields.RunSettings) -> dict:
+        """Each datum's resource limits: address space, CPU seconds (its cores times its
+        datum_timeout, else DEFAULT_CPU_SECONDS a core), processes, file size."""
+        cores = s.cpu_limit or 1
+        return {
+            "as": s.memory_limit or DEFAULT_MEMORY,
+            "cpu": math.ceil(cores * (s.datum_timeout or DEFAULT_CPU_SECONDS)) + 1,
+            "nproc": MAX_PROCESSES,
+            "fsize": MAX_FILE_SIZE,
+        }
+
+    def describe(self, spec: dict) -> str:
+        """How this pipeline's datums run here: the sandbox, then its own numbers."""
+        s = spec_fields.stored_settings(spec)
+        lim = self.limits(s)
+        gib = 1 << 30
+        parts = [
+            f"{self.parallelism(s)} datum(s) of a job at once (parallelism_spec "
+            f"{s.parallelism or 'unset'}; this server runs at most {self.workers} at once)",
+            f"memory {lim['as'] / gib:.1f} GiB of address space"
+            + ("" if s.memory_limit else " (half this machine's; resource_limits.memory sets it)"),
+            f"CPU time {lim['cpu']} s" + ("" if s.datum_timeout else " (no datum_timeout: 1 hour a core)"),
+            f"datum_timeout {s.datum_timeout:g}s" if s.datum_timeout else "no datum_timeout",
+            f"job_timeout {s.job_timeout:g}s" if s.job_timeout else "no job_timeout",
+        ]
+        return f"{self.sandbox.describe()}; this pipeline: " + ", ".join(parts)
+
+    # -- stopping what runs ----------------------------------------------------------------------
+    def halt(self, output_key: str) -> None:
+        """Ends the datums of a job that run, and starts none of it any more."""
+        self.killed.add(output_key)
+        with self._lock:
+            stops = [stop for _, stop in self.active.get(output_key, {}).values()]
+        for stop in stops:
+            stop.stop()
+
+    def _time_out(self, job: Job) -> None:
+        try:
+            self.kill(self.pipelines.job(job.project, job.pipeline, job.id), JOB_TIMED_OUT)
+        except NotFound:
+            pass
+
+    def restart_datum(self, job: Job, filters: list) -> int:
+        """pachd's RestartDatum: the running try of each datum of `job` matching `filters` is
+        ended (it counts as a failed try: the datum runs again while it has tries left); how many."""
+        with self._lock:
+            found = [stop for d, stop in self.active.get(job.output_key, {}).values() if matches(d, filters)]
+        for stop in found:
+            stop.stop()
+        return len(found)
 
     def _recover(self) -> None:
         """Jobs cut by a crash: finished output commit -> the state it says; open -> run again."""
@@ -138,6 +251,8 @@ class JobRunner:
         try:
             self.run_job(p, job)
         except Exception as e:  # noqa: BLE001 - a job's bug fails that job, not the server
+            if self._stop.is_set():
+                return  # cut by the server's stop: it runs again at the next start
             log.exception("job %s of %s failed", job.id, p)
             self._finish(job, None, [], "JOB_FAILURE", f"internal error: {type(e).__name__}: {e}")
         finally:
@@ -169,13 +284,14 @@ class JobRunner:
         if out is None or out.finished is not None:
             self._recover()
             return
+        settings = spec_fields.settings(p.spec)  # a spec an older version accepted may fail here, naming why
         started = time.time()
         self._set(job, state="JOB_STARTING", started=started)
         self._log(
             job,
             "",
             f"job {job.id} of pipeline {p} started; image {p.spec['transform'].get('image')!r} "
-            f"is recorded, not pulled: {sandbox.describe()}",
+            f"is recorded, not pulled: {self.describe(p.spec)}",
         )
         commits = self._input_commits(out, p.spec)
         for c in commits.values():  # pachd waits for its input commits to be finished
@@ -204,40 +320,81 @@ class JobRunner:
                 results[d.id] = {"state": "SKIPPED", "outputs": reused, "datum": d}
             else:
                 todo.append(d)
+        if settings.every_job:  # reprocess_spec "every_job": nothing is skipped
+            for r in results.values():
+                for h, _ in r["outputs"].values():
+                    pins.unpin(h)
+            todo, results = list(ds), {}
+        timer = None
+        if settings.job_timeout:
+            left = max(0.0, settings.job_timeout - (time.time() - started))  # pachd counts from the job's start
+            timer = threading.Timer(left, self._time_out, (job,))
+            timer.daemon = True
+            timer.start()
+        ctx = JobContext(
+            project=p.project,
+            pipeline=p.name,
+            job_id=job.id,
+            spec_commit=p.spec_commit,
+            cmd=list(p.spec["transform"]["cmd"]),
+            stdin=list(p.spec["transform"].get("stdin") or []),
+            tries=max(1, int(p.spec.get("datum_tries") or 3)),
+            settings=settings,
+            limits=self.limits(settings),
+            commits={key: c.cid for key, c in commits.items()},
+            empty_files=frozenset(i["name"] for i in D.pfs_inputs(p.spec["input"]) if i.get("empty_files")),
+            sandbox=self.sandbox,
+            store=self.store,
+            log=lambda d, message, user: self._log(job, d, message, user=user),
+            halted=lambda: job.output_key in self.killed or self._stop.is_set(),
+        )
         try:
-            self._run_datums(p, job, ds, todo, results)
+            self._run_datums(ctx, job, ds, todo, results, self.parallelism(settings))
         finally:
+            if timer is not None:
+                timer.cancel()
             for r in results.values():  # every output digest was pinned once: by its writer or above
                 for h, _ in r["outputs"].values():
                     pins.unpin(h)
 
-    def _run_datums(self, p: Pipeline, job: Job, ds: list, todo: list, results: dict) -> None:
+    def _run_datums(self, ctx: JobContext, job: Job, ds: list, todo: list, results: dict, at_once: int) -> None:
         self._save_datums(job, [(r["datum"], "SKIPPED", r["outputs"]) for r in results.values()])
         self._set(job, skipped=len(results))
         failed: Optional[str] = None
         slots: queue.Queue = queue.Queue()
-        if todo and sandbox.mode() == "namespace":
-            for k in range(min(self.workers, len(todo))):
-                slots.put(sandbox.Slot(os.path.join(self.work_dir, f"{job.id}-slot{k}")))
-        processed = 0
+        for k in range(at_once):
+            slots.put(k)
+        counts = {"SUCCESS": 0, "RECOVERED": 0, "FAILED": 0}
+        pending = iter(todo)
+        running: dict = {}
         try:
-            futures = {self.pool.submit(self._run_datum, p, job, d, slots): d for d in todo}
-            for fut in as_completed(futures):  # progress is saved as each datum ends
-                d = futures[fut]
-                state, outputs = fut.result()
-                results[d.id] = {"state": state, "outputs": outputs, "datum": d}
-                self._save_datums(job, [(d, state, outputs)])
-                if state == "SUCCESS":
-                    processed += 1
-                    self._set(job, processed=processed)
-                elif failed is None or d.id < failed:
-                    failed = d.id  # the same datum named whatever order they end in
+            while True:
+                while len(running) < at_once and not ctx.halted():
+                    d = next(pending, None)
+                    if d is None:
+                        break
+                    running[self.pool.submit(self._run_datum, ctx, job, d, slots)] = d
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:  # progress is saved as each datum ends
+                    d = running.pop(fut)
+                    state, outputs = fut.result()
+                    if ctx.halted():
+                        continue  # stopped: the job's end is written by whoever stopped it
+                    results[d.id] = {"state": state, "outputs": outputs, "datum": d}
+                    self._save_datums(job, [(d, state, outputs)])
+                    counts[state] += 1
+                    self._set(job, processed=counts["SUCCESS"], recovered=counts["RECOVERED"])
+                    if state == "FAILED" and (failed is None or d.id < failed):
+                        failed = d.id  # the same datum named whatever order they end in
         finally:
-            while not slots.empty():
-                slots.get().close()
+            for fut in running:
+                fut.result()
+        if ctx.halted():
+            return  # killed (its end is written), or the server stops (the job runs again at the next start)
         if failed is not None:
-            n_failed = sum(1 for r in results.values() if r["state"] == "FAILED")
-            self._set(job, failed=n_failed)
+            self._set(job, failed=counts["FAILED"])
             self._finish(job, None, [], "JOB_FAILURE", f"datum {failed} failed")
             return
         self._set(job, state="JOB_FINISHING")
@@ -293,8 +450,9 @@ class JobRunner:
     # -- one datum ----------------------------------------------------------------------------
     def kill(self, job: Job, reason: str, delete: bool = False) -> None:
         """pachd's stopJob: the output commit is finished with `reason` as its error, the job is
-        JOB_KILLED (a finished job keeps its state); datums not yet started are not run."""
-        self.killed.add(job.output_key)
+        JOB_KILLED (a finished job keeps its state); its running datums end, and datums not yet
+        started are not run."""
+        self.halt(job.output_key)
         try:
             self.store.finish_with_tree(job.output_key, None, error=reason)
         except NotFound:
@@ -311,88 +469,30 @@ class JobRunner:
                 )
         self._log(job, "", f"job {job.id} stopped: {reason}")
 
-    def _run_datum(self, p: Pipeline, job: Job, d: D.Datum, slots: queue.Queue) -> tuple[str, dict]:
-        if job.output_key in self.killed:
+    def _run_datum(self, ctx: JobContext, job: Job, d: D.Datum, slots: queue.Queue) -> tuple[str, dict]:
+        if ctx.halted():
             return "FAILED", {}
-        slot = None if slots.empty() and sandbox.mode() != "namespace" else slots.get()
-        folder = slot.folder if slot else os.path.join(self.work_dir, f"{job.id}-{d.id[:16]}")
+        slot = f"{job.id}-{slots.get()}"
+        folder = os.path.join(self.work_dir, slot)
+
+        def on_try(stop: S.Stop) -> None:
+            with self._lock:
+                self.active.setdefault(job.output_key, {})[d.id] = (d, stop)
+            if ctx.halted():
+                stop.stop()
+
+        run = DatumRun(ctx, d, slot, folder, on_try)
         try:
-            tries = max(1, int(p.spec.get("datum_tries") or 3))
-            for attempt in range(1, tries + 1):
-                if slot:
-                    slot.clear()
-                else:
-                    shutil.rmtree(folder, ignore_errors=True)
-                pfs_dir = os.path.join(folder, "pfs")
-                self._materialize(pfs_dir, d)
-                os.makedirs(os.path.join(pfs_dir, "out"), exist_ok=True)
-                t = p.spec["transform"]
-                env = dict(os.environ)
-                env.update({k: str(v) for k, v in (t.get("env") or {}).items()})
-                env.update(
-                    PACH_JOB_ID=job.id,
-                    PACH_DATUM_ID=d.id,
-                    PACH_OUTPUT_COMMIT_ID=job.id,
-                    PPS_PIPELINE_NAME=p.name,
-                    PPS_PROJECT_NAME=p.project,
-                )
-                code, out, err = sandbox.run(list(t["cmd"]), list(t.get("stdin") or []), env, pfs_dir, slot)
-                for stream in (out, err):
-                    for line in stream.decode(errors="replace").splitlines():
-                        self._log(job, d, line, user=True)
-                if code == 0:
-                    return "SUCCESS", self._collect(os.path.join(pfs_dir, "out"))
-                self._log(job, d, f"datum {d.id} exited with code {code} (try {attempt} of {tries})")
-            return "FAILED", {}
+            return run.run()
         finally:
-            if slot:
-                slot.clear()
-                slots.put(slot)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
-
-    def _materialize(self, pfs_dir: str, d: D.Datum) -> list[str]:
-        """The datum's input files under pfs_dir/<input name>/: hard links to the stored contents
-        where they are files of their own and /pfs is a read-only mount, else copies."""
-        link = sandbox.mode() == "namespace"
-        names = []
-        for inp in d.inputs:
-            names.append(inp.name)
-            base = os.path.join(pfs_dir, inp.name)
-            os.makedirs(base, exist_ok=True)
-            for path, h in inp.files:
-                target = os.path.join(base, path.lstrip("/"))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                blob = self.store.blobs.path(h)
-                if link and os.path.exists(blob):
-                    try:
-                        os.link(blob, target)
-                        continue
-                    except OSError:
-                        pass
-                with self.store.open_blob(h) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        return sorted(set(names))
-
-    def _collect(self, out_dir: str) -> dict:
-        """/pfs/out's files into the blob store: {path: (hash, size)}."""
-        outputs = {}
-        inline = []
-        for root, _, files in os.walk(out_dir):
-            for name in files:
-                full = os.path.join(root, name)
-                if not os.path.isfile(full):
-                    continue
-                w = self.store.blobs.writer()
-                w.copy_from(open(full, "rb"))
-                data = w.inline()
-                h, size = w.commit()
-                if data is not None:
-                    inline.append((h, data))
-                outputs["/" + os.path.relpath(full, out_dir)] = (h, size)
-        if inline:
-            self.store.save_inline(inline)
-        return outputs
+            with self._lock:
+                datums = self.active.get(job.output_key, {})
+                datums.pop(d.id, None)
+                if not datums:
+                    self.active.pop(job.output_key, None)
+            make_removable(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            slots.put(int(slot.rsplit("-", 1)[1]))
 
     # -- state and logs -----------------------------------------------------------------------
     def _set(self, job: Job, **fields) -> None:

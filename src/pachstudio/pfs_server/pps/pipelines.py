@@ -22,6 +22,7 @@ from typing import Optional
 from ... import datums as D, rules
 from ..errors import AlreadyExists, InvalidArgument, NotFound, PfsError
 from ..pfs.store import Store
+from . import spec_fields
 
 
 class SpecError(PfsError):
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs(
     project TEXT, pipeline TEXT, id TEXT, version INTEGER, state TEXT, reason TEXT DEFAULT '',
     created REAL, started REAL, finished REAL, processed INTEGER DEFAULT 0, skipped INTEGER DEFAULT 0,
     failed INTEGER DEFAULT 0, total INTEGER DEFAULT 0, output_key TEXT, restart INTEGER DEFAULT 0,
-    seq INTEGER, PRIMARY KEY(project, pipeline, id));
+    seq INTEGER, recovered INTEGER DEFAULT 0, PRIMARY KEY(project, pipeline, id));
 CREATE TABLE IF NOT EXISTS datums(
     project TEXT, pipeline TEXT, job TEXT, id TEXT, hash TEXT, state TEXT, outputs TEXT, files TEXT,
     PRIMARY KEY(project, pipeline, job, id));
@@ -84,6 +85,7 @@ class Job:
     output_key: str
     restart: int
     seq: int
+    recovered: int = 0
 
 
 def _camel_to_snake(name: str) -> str:
@@ -142,6 +144,9 @@ def check_spec(spec: dict) -> dict:
         raise SpecError(f"pipeline name is {len(name)} characters long, but must have at most 63: {name!r}")
     project = (pipeline.get("project") or {}).get("name") or "default"
     spec["pipeline"] = {"name": name, "project": {"name": project}}
+    if spec.get("tf_job"):
+        raise SpecError("embedding TFJobs in pipelines is not supported yet")
+    spec_fields.check_fields(spec)
     transform = spec.get("transform")
     if transform is None:
         raise SpecError("pipeline must specify a transform")
@@ -149,9 +154,7 @@ def check_spec(spec: dict) -> dict:
         raise SpecError("invalid transform: pipeline transform must contain an image")
     if not transform.get("cmd"):
         raise InvalidArgument("invalid transform: this server needs transform.cmd: the command each datum runs")
-    for field in ("service", "spout", "tf_job", "egress"):
-        if spec.get(field):
-            raise InvalidArgument(f"'{field}' pipelines are not supported by this server")
+    spec_fields.settings(spec)  # every value it carries out can be carried out
     if not spec.get("input"):
         raise SpecError("no input set")
     _fill_inputs(spec["input"], project)
@@ -239,6 +242,9 @@ class Pipelines:
         self.lock = threading.RLock()
         self.changed = threading.Condition()
         self._conn().executescript(SCHEMA)
+        columns = {row[1] for row in self._conn().execute("PRAGMA table_info(jobs)")}
+        if "recovered" not in columns:  # a data folder of a version that had no err_cmd
+            self._conn().execute("ALTER TABLE jobs ADD COLUMN recovered INTEGER DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -313,7 +319,14 @@ class Pipelines:
         ]
 
     # -- creating and changing ----------------------------------------------------------------
-    def create(self, spec: dict, update: bool = False, reprocess: bool = False, authorize=None) -> Pipeline:
+    def create(
+        self,
+        spec: dict,
+        update: bool = False,
+        reprocess: bool = False,
+        authorize=None,
+        user: str = "unknown_username",
+    ) -> Pipeline:
         """pachd's CreatePipelineInTransaction: check, make the output and spec repos, a spec
         commit, and the output branch provenant on the inputs and the spec; all in one PFS
         transaction whose commit set id is the first job's id. `authorize(spec, old)` (old: the
@@ -334,7 +347,11 @@ class Pipelines:
                 inputs.append((store.get_repo(p_project, p_repo), p_branch))  # NotFound: "repo x/y not found"
             if authorize is not None:
                 authorize(spec, old)
-            salt = old.salt if old is not None and not reprocess else uuid.uuid4().hex
+            # pachd: the spec's salt, else a new one; an update keeps the old one; reprocess, a new one
+            if reprocess or (old is None and not spec.get("salt")):
+                salt = uuid.uuid4().hex
+            else:
+                salt = old.salt if old is not None else spec["salt"]
             cid = uuid.uuid4().hex
             now = time.time()
             with store.transaction(cid):
@@ -378,9 +395,16 @@ class Pipelines:
                 )
                 if old is not None:  # pachd: unfinished jobs of the previous version are killed
                     db.execute(
-                        "UPDATE jobs SET state='JOB_KILLED', reason='all jobs killed because pipeline was updated', "
-                        "finished=? WHERE project=? AND pipeline=? AND state NOT IN (?,?,?,?) AND version<?",
-                        (now, project, name, *TERMINAL, version),
+                        "UPDATE jobs SET state='JOB_KILLED', reason=?, finished=? "
+                        "WHERE project=? AND pipeline=? AND state NOT IN (?,?,?,?) AND version<?",
+                        (
+                            f"all jobs killed because pipeline was updated for user {user}",
+                            now,
+                            project,
+                            name,
+                            *TERMINAL,
+                            version,
+                        ),
                     )
             return self.get(project, name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Optional
 
 import betterproto
@@ -16,9 +16,24 @@ from ... import datums as D
 from ..auth.permissions import Permissions, caller
 from ..errors import InvalidArgument, NotFound, PfsError, Unimplemented
 from ..rpc import ts
-from . import sandbox
+from . import spec_fields
 from .jobs import JobRunner
-from .pipelines import TERMINAL, Job, Pipeline, Pipelines, input_branches
+from .pipelines import TERMINAL, Job, Pipeline, Pipelines, check_spec, input_branches, normalize
+
+
+def _username() -> str:
+    """Who asks, as pachd names them in the reasons of the jobs it kills."""
+    return caller() or "unknown_username"
+
+
+def _timeouts(settings: spec_fields.RunSettings) -> dict:
+    """datum_timeout and job_timeout as PipelineInfo/JobInfo details hold them (only when set)."""
+    out = {}
+    for key in ("datum_timeout", "job_timeout"):
+        seconds = getattr(settings, key)
+        if seconds:
+            out[key] = timedelta(seconds=seconds)
+    return out
 
 
 def _project(msg) -> str:
@@ -89,6 +104,8 @@ class PpsService:
         else:
             state = pps.PipelineState.PIPELINE_STANDBY
         spec = p.spec
+        settings = spec_fields.stored_settings(spec)
+        at_once = self.runner.parallelism(settings)
         details = pps.PipelineInfoDetails(
             transform=pps.Transform().from_dict(spec["transform"]),
             input=pps.Input().from_dict(spec["input"]),
@@ -100,10 +117,14 @@ class PpsService:
             created_at=ts(p.created),
             updated_at=ts(p.updated),
             # where pachd names the workers' replication controller: where this server runs them
-            worker_rc=f"none: pachstudio's embedded server runs no containers; {sandbox.describe()}",
-            parallelism_spec=pps.ParallelismSpec(constant=self.runner.workers),
-            workers_requested=self.runner.workers,
-            workers_available=self.runner.workers,
+            worker_rc=f"none: pachstudio's embedded server runs no containers; {self.runner.describe(spec)}",
+            parallelism_spec=pps.ParallelismSpec(constant=settings.parallelism or at_once),
+            workers_requested=at_once,
+            workers_available=at_once,
+            resource_limits=pps.ResourceSpec().from_dict(spec.get("resource_limits") or {}),
+            resource_requests=pps.ResourceSpec().from_dict(spec.get("resource_requests") or {}),
+            autoscaling=bool(spec.get("autoscaling")),
+            **_timeouts(settings),
         )
         return pps.PipelineInfo(
             pipeline=self._pipeline_msg(p.project, p.name),
@@ -114,7 +135,7 @@ class PpsService:
             stopped=p.stopped,
             state=state,
             last_job_state=getattr(pps.JobState, jobs[0].state) if jobs else pps.JobState.JOB_STATE_UNKNOWN,
-            parallelism=self.runner.workers,
+            parallelism=at_once,
             type=pps.PipelineInfoPipelineType.PIPELINE_TYPE_TRANSFORM,
             details=details,
             user_spec_json=json.dumps(spec),
@@ -133,6 +154,7 @@ class PpsService:
             data_skipped=j.skipped,
             data_total=j.total,
             data_failed=j.failed,
+            data_recovered=j.recovered,
             state=getattr(pps.JobState, j.state),
             reason=j.reason or "",
             created=ts(j.created),
@@ -147,6 +169,9 @@ class PpsService:
                     input=pps.Input().from_dict(p.spec["input"]),
                     datum_tries=int(p.spec["datum_tries"]),
                     salt=p.salt,
+                    resource_limits=pps.ResourceSpec().from_dict(p.spec.get("resource_limits") or {}),
+                    resource_requests=pps.ResourceSpec().from_dict(p.spec.get("resource_requests") or {}),
+                    **_timeouts(spec_fields.stored_settings(p.spec)),
                 )
             except NotFound:
                 pass
@@ -160,17 +185,30 @@ class PpsService:
 
     def CreatePipeline(self, req: pps.CreatePipelineRequest, ctx):
         spec = req.to_dict(casing=betterproto.Casing.SNAKE)
-        for flag in ("update", "reprocess", "dry_run"):
+        for flag in spec_fields.FLAGS:
             spec.pop(flag, None)
         if req.dry_run:
-            from .pipelines import check_spec, normalize
-
             check_spec(normalize(spec))
             return Empty()
-        created = self.pipelines.create(spec, update=req.update, reprocess=req.reprocess, authorize=self._authorize)
-        self._own_output(created)
-        self.runner.discover()
+        self._create(spec, req.update, req.reprocess)
         return Empty()
+
+    def _create(self, spec: dict, update: bool, reprocess: bool) -> Pipeline:
+        """Creates or updates; an update's killed jobs lose their running datums too."""
+        running = set()
+        if update:
+            name = (spec.get("pipeline") or {}).get("name") or ""
+            project = ((spec.get("pipeline") or {}).get("project") or {}).get("name") or "default"
+            running = {j.output_key for j in self.pipelines.jobs(project, name) if j.state not in TERMINAL}
+        created = self.pipelines.create(
+            spec, update=update, reprocess=reprocess, authorize=self._authorize, user=_username()
+        )
+        self._own_output(created)
+        for j in self.pipelines.jobs(created.project, created.name):
+            if j.output_key in running and j.state == "JOB_KILLED":
+                self.runner.halt(j.output_key)
+        self.runner.discover()
+        return created
 
     def CreatePipelineV2(self, req: pps.CreatePipelineV2Request, ctx):
         try:
@@ -181,15 +219,10 @@ class PpsService:
             raise InvalidArgument("a pipeline spec must be a JSON object")
         update = req.update or bool(spec.pop("update", False))
         reprocess = req.reprocess or bool(spec.pop("reprocess", False))
-        from .pipelines import check_spec, normalize
-
-        if req.dry_run:
+        if req.dry_run or spec.pop("dry_run", False):
             effective = check_spec(normalize(spec))
         else:
-            created = self.pipelines.create(spec, update=update, reprocess=reprocess, authorize=self._authorize)
-            self._own_output(created)
-            effective = created.spec
-            self.runner.discover()
+            effective = self._create(spec, update, reprocess).spec
         return pps.CreatePipelineV2Response(effective_create_pipeline_request_json=json.dumps(effective))
 
     def InspectPipeline(self, req: pps.InspectPipelineRequest, ctx):
@@ -230,7 +263,11 @@ class PpsService:
         return found
 
     def _delete(self, p: Pipeline, keep_repo: bool = False, force: bool = False) -> None:
-        """The pipeline, its jobs and its logs (and its output repo unless keep_repo)."""
+        """The pipeline, its jobs (their running datums ended) and its logs (and its output repo
+        unless keep_repo)."""
+        for j in self.pipelines.jobs(p.project, p.name):
+            if j.state not in TERMINAL:
+                self.runner.halt(j.output_key)
         self.pipelines.delete(p.project, p.name, keep_repo=keep_repo, force=force)
         try:
             os.unlink(self.runner.log_path(p.project, p.name))
@@ -249,9 +286,13 @@ class PpsService:
         return Empty()
 
     def StopPipeline(self, req: pps.StopPipelineRequest, ctx):
+        """pachd's: no new job, and the running ones killed (their datums end)."""
         p = self._pipeline(req.pipeline)
         self._need("StopPipeline", p)
         self.pipelines.set_stopped(p.project, p.name, True)
+        for j in self.pipelines.jobs(p.project, p.name):
+            if j.state not in TERMINAL:
+                self.runner.kill(j, f"all jobs killed because pipeline was stopped for user {_username()}")
         return Empty()
 
     def StartPipeline(self, req: pps.StartPipelineRequest, ctx):
@@ -286,12 +327,15 @@ class PpsService:
         return Empty()
 
     def RestartDatum(self, req: pps.RestartDatumRequest, ctx):
-        """pachd cancels a running datum matching the filters (it is then retried); this server
-        runs each datum to its end, so none is ever found to restart."""
+        """pachd's: the running try of each datum of the job matching the filters (its input
+        paths or hashes; none: every running datum) is ended, and the datum runs again while it
+        has tries left; none running: pachd's error."""
         job = self._job(req.job)
         self._need("RestartDatum", job)
-        filters = "[" + " ".join(req.data_filters or []) + "]"
-        raise PfsError(f"datum matching filter {filters} could not be found for job ID {job.id}")
+        if not self.runner.restart_datum(job, list(req.data_filters or [])):
+            filters = "[" + " ".join(req.data_filters or []) + "]"
+            raise PfsError(f"datum matching filter {filters} could not be found for job ID {job.id}")
+        return Empty()
 
     def RunCron(self, req: pps.RunCronRequest, ctx):
         self._pipeline(req.pipeline)
