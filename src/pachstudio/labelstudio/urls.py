@@ -2,7 +2,7 @@
 
 from django.urls import include, path, re_path
 
-from . import api, history_views, pipeline_views, version_api, versions, versions_page, views
+from . import api, history_views, ls_frame, pipeline_views, version_api, versions, versions_page, views
 from .serializers import PachydermImportStorageSerializer
 
 _storage_urls = [
@@ -76,6 +76,7 @@ urlpatterns = [
     path("api/storages/", include((_storage_urls, "pachyderm"), namespace="pachyderm")),
     path("data/pachyderm/<int:storage_id>/", views.pachyderm_file, name="pachyderm-file"),
     re_path(r"^pachyderm/targets/(?P<pk>[0-9]+)/versions/?$", versions_page.versions_page, name="pachyderm-versions"),
+    re_path(r"^pachyderm/assets/(?P<name>[a-z_]{1,40}\.(?:js|css))$", ls_frame.asset, name="pachyderm-assets"),
     # an optional '/': Label Studio's append-slash middleware re-serves a 404 at the URL with one
     re_path(
         r"^api/pachyderm/tasks/(?P<task_id>[0-9]{1,18})/history/?$",

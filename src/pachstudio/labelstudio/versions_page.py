@@ -1,25 +1,22 @@
-"""The Versions page of a Pachyderm Target (`/pachyderm/targets/<id>/versions`): plain HTML and a
-little vanilla JS over the JSON APIs (versions, tags, diff, restore); no frontend build.
+"""The Versions page of a Pachyderm Target (`/pachyderm/targets/<id>/versions`), inside Label
+Studio's frame (`ls_frame`): a little vanilla JS over the JSON APIs (versions, tags, diff, restore,
+jobs); no frontend build.
 
 Served by Django like Label Studio's own pages: a signed-in session (else the login page), the
 project's organization only (else 404). Everything the page shows from the data is set as text by
 the script, never as HTML.
 """
 
-import json
 import pathlib
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
-from django.middleware.csrf import get_token
-from django.template import engines
+from django.http import Http404
 
+from . import ls_frame
 from .access import may_use
 from .models import PachydermExportStorage
 
-HERE = pathlib.Path(__file__).resolve().parent
-TEMPLATE = HERE / "versions_page.html"
-SCRIPT = HERE / "versions_page.js"
+TEMPLATE = pathlib.Path(__file__).resolve().parent / "versions_page.html"
 
 
 @login_required
@@ -28,21 +25,19 @@ def versions_page(request, pk: int):
     if storage is None or not may_use(request.user, storage.project):
         raise Http404(f"Pachyderm target storage {pk} not found")
     project = storage.project
+    title = storage.title or f"Target {storage.id}"
     config = {
         "storage": storage.id,
+        "title": title,
         "project": project.id,
         "api": f"/api/storages/export/pachyderm/{storage.id}",
-        "csrf": get_token(request),
+        "storage_settings": f"/projects/{project.id}/settings/storage",
+        "data_manager": f"/projects/{project.id}/data",
     }
-    template = engines["django"].from_string(TEMPLATE.read_text(encoding="utf-8"))
-    html = template.render(
-        {
-            "title": storage.title or f"Target {storage.id}",
-            "where": storage.describe(),
-            "project_title": project.title,
-            "project_id": project.id,
-            "config": json.dumps(config),
-            "script": SCRIPT.read_text(encoding="utf-8"),
-        }
-    )
-    return HttpResponse(html, content_type="text/html; charset=utf-8")
+    context = {
+        "title": title,
+        "where": storage.describe(),
+        "config": config,
+        "script_url": ls_frame.url("versions_page.js"),
+    }
+    return ls_frame.render_page(request, TEMPLATE, context, ls_frame.breadcrumbs(project, {"title": "Versions"}))
