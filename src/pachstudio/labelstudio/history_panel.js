@@ -11,7 +11,9 @@
 
   function source(history) {
     const s = history.source;
-    if (!s) return el("p", { id: "source", class: "ps-history-source ps-muted" }, "Source file: not from a Pachyderm Source");
+    if (!s) {
+      return el("p", { id: "source", class: "ps-history-source ps-muted" }, "Source file: not from a Pachyderm Source");
+    }
     const path = (s.path || "").replace(/^\/+/, "");
     const full = `${s.repo}@${s.commit || "?"}:/${path}`;
     return el("p", { id: "source", class: "ps-history-source", title: full, "data-full": full },
@@ -39,7 +41,8 @@
       : el("span", { class: "ps-muted", title: "not recorded by Label Studio" }, "unknown"));
     if (compact) {
       return el("ul", { class: "ps-history-list" }, ...ann.versions.map((v) => el("li", { "data-commit": v.commit },
-        el("div", {}, badge(v.change, CHANGE[v.change] || "sand", { cls: "change" }), time(v.finished, { empty: "open" })),
+        el("div", {}, badge(v.change, CHANGE[v.change] || "sand", { cls: "change" }),
+          time(v.finished, { empty: "open" })),
         el("div", { class: "ps-muted" }, commitId(v.commit), by(v),
           targets.size > 1 ? el("span", { title: v.repo }, targetName(v)) : null))));
     }
@@ -59,7 +62,8 @@
     const by = ann.by || "unknown";
     return el("section", { class: "annotation ps-history-annotation", "data-id": ann.id },
       el("div", { class: "ps-history-annotation-head" }, userpic(by),
-        typography(compact ? "h3" : "h2", "title-small", `Annotation ${ann.id} by ${by}`, { class: "annotation-title" })),
+        typography(compact ? "h3" : "h2", "title-small", `Annotation ${ann.id} by ${by}`,
+          { class: "annotation-title" })),
       el("p", { class: "ps-muted first-version" }, "first in version ",
         ann.first_version ? commitId(ann.first_version) : "none"),
       versionsTable(ann, history, compact));
@@ -85,7 +89,8 @@
       if (box.dataset.ticket !== ticket) return;
       box.replaceChildren(state("error", "The history cannot be read now", el("p", { id: "history-error" }, e.message),
         errorAdvice(e), el("div", { class: "ps-state-actions" },
-          P.button("Retry", { variant: "primary", id: "retry-history", onClick: () => render(box, taskId, { compact }) }))));
+          P.button("Retry", { variant: "primary", id: "retry-history",
+            onClick: () => render(box, taskId, { compact }) }))));
       return;
     }
     if (box.dataset.ticket !== ticket) return;

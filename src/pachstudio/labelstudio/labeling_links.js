@@ -102,7 +102,12 @@
     window.PachstudioHistory.render(body, task, { compact: true });
   }
 
+  let lastPath = null;
   function refresh() {
+    if (window.location.pathname !== lastPath) { // a page change: ask for the Targets again when back
+      lastPath = window.location.pathname;
+      for (const [project, known] of targets) if (Array.isArray(known)) targets.delete(project);
+    }
     const page = DATA_PAGE.exec(window.location.pathname);
     const task = page ? openTask() : null;
     if (panelTask && task !== panelTask) panelTask = task; // the panel follows the open task

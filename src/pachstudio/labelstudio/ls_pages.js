@@ -40,11 +40,13 @@
     return svg;
   }
   const ICONS = {
-    copy: "M8 3h10a2 2 0 0 1 2 2v10h-2V5H8V3zm-3 4h10a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V9a2 2 0 0 1 2-2zm0 2v10h10V9H5z",
+    copy: "M8 3h10a2 2 0 0 1 2 2v10h-2V5H8V3zm-3 4h10a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V9a2 2 0 0 1 " +
+      "2-2zm0 2v10h10V9H5z",
     check: "M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4z",
     more: "M12 8a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm0 6a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm0 6a2 2 0 1 1 0-4 2 2 0 0 1 0 4z",
     close: "M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z",
-    history: "M13 3a9 9 0 0 0-9 9H1l3.9 3.9L9 12H6a7 7 0 1 1 2.05 4.95l-1.42 1.42A9 9 0 1 0 13 3zm-1 5v5l4.25 2.52.77-1.28-3.52-2.09V8z",
+    history: "M13 3a9 9 0 0 0-9 9H1l3.9 3.9L9 12H6a7 7 0 1 1 2.05 4.95l-1.42 1.42A9 9 0 1 0 13 3zm-1 5v5l4.25 " +
+      "2.52.77-1.28-3.52-2.09V8z",
   };
 
   // Label Studio's Button: buttonVariant()'s utility classes and its CSS module's classes.
@@ -70,8 +72,8 @@
 
   // Label Studio's Badge; variant: kale (success), persimmon (failure), canteloupe (running), sand, grape, plum
   function badge(text, variant = "sand", { cls, title } = {}) {
-    return el("span", { title, class: [...pick(LS.badge, ["badge", `variant-${variant}`, "style-filled", "shape-squared",
-      "size-small"]), "ps-badge", cls] }, text);
+    const classes = pick(LS.badge, ["badge", `variant-${variant}`, "style-filled", "shape-squared", "size-small"]);
+    return el("span", { title, class: [...classes, "ps-badge", cls] }, text);
   }
 
   function userpic(email) {
