@@ -4,7 +4,7 @@ Pachyderm Target). Both sit among the header's own buttons.
 
 Chosen over a bundle patch: Label Studio 1.23.2 puts the open task in the page's URL
 (`/projects/<p>/data?task=<id>`) in both the Data Manager's quick view and the labeling stream, so a
-script added to its pages can follow that parameter (`labeling_links.js`). It depends on no
+script added to its pages can follow that parameter (static/pachstudio/web/labeling_links.js). It depends on no
 minified name of the bundle, so it cannot break the app. Label Studio changes pages without
 reloading them (from the project list into a project, say), so the script goes into every page of
 its app a signed-in user loads, follows the address, and asks the storage API for the project's

@@ -2,8 +2,6 @@
 `/pachyderm/tasks/<id>/history` (in Label Studio's frame, drawn from the JSON). Both answer only
 users of the task's organization; anyone else gets 404, as for the storages."""
 
-import pathlib
-
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from rest_framework.permissions import IsAuthenticated
@@ -16,7 +14,7 @@ from .access import may_use
 from .mount_client import MountServerError
 from .task_history import task_history
 
-TEMPLATE = pathlib.Path(__file__).resolve().parent / "history_page.html"
+TEMPLATE = "pachstudio/history/page.html"  # the app's templates/
 
 
 def task_for(user, task_id):
@@ -49,7 +47,7 @@ class TaskHistoryAPI(APIView):
 @login_required
 def task_history_page(request, task_id: int):
     """The page shell in Label Studio's frame; the history itself comes from the API above, drawn
-    by history_panel.js (as in the labeling view's panel), with its loading and error states."""
+    by static/pachstudio/history/panel.js (as in the labeling view's panel), with its loading and error states."""
     task = task_for(request.user, task_id)
     if task is None:
         return HttpResponse(_not_found(task_id), status=404, content_type="text/plain; charset=utf-8")

@@ -1,14 +1,15 @@
 """Our pages inside Label Studio's own frame, and their scripts and stylesheet.
 
-A page is a template extending Label Studio's `base.html`: its stylesheet, its React app (which
-draws the header, the menu and, from `frontend_settings`, the breadcrumbs around the page's
-`content`, shown for any path its router does not know), the project's breadcrumbs.
+A page is a template (the app's templates/) extending Label Studio's `base.html`: its stylesheet and
+React app, which draws the header, the menu and, from `frontend_settings`, the breadcrumbs around
+the page's `content` (shown for any path its router does not know).
 
-Scripts and stylesheet are plain files next to this module, no frontend build, served at
-`/pachyderm/assets/<name>`. Every script is served with the helpers (`ls_pages.js`) and Label
-Studio's component classes (`ls_look`) in front, so the pages style their buttons, badges and
-dialogs with the classes Label Studio's own stylesheet defines. URLs carry a
-digest of what is served (`?v=`), so a browser caches each version for good and never runs a stale one.
+Scripts and stylesheet are plain files in the app's static/ (found by Django's finders), no frontend
+build, served at `/pachyderm/assets/<name>`: Label Studio serves /static/ only from its own
+prebuilt STATIC_ROOT. Every script is served with the helpers (`ls_pages.js`) and Label Studio's
+component classes (`ls_look`) in front, so the pages style their buttons, badges and dialogs with
+the classes Label Studio's own stylesheets define. URLs carry a digest of what is served (`?v=`),
+so a browser caches each version for good and never runs a stale one.
 """
 
 import functools
@@ -17,25 +18,29 @@ import json
 import pathlib
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.http import Http404, HttpResponse
 from django.template import engines
 
 from . import ls_look
 
-HERE = pathlib.Path(__file__).resolve().parent
-# What each URL serves: the helpers every page uses first, then the page's own script (one file, so
-# the order holds however Label Studio re-inserts a page's scripts)
+# What each URL serves (files of static/pachstudio/): the helpers every page uses first, then the
+# page's own script (one file, so the order holds however Label Studio re-inserts a page's scripts)
 BUNDLES = {
     "ls_pages.css": ["ls_pages.css"],
-    "versions_page.js": ["ls_pages.js", "versions_page.js"],
-    "task_history.js": ["ls_pages.js", "history_panel.js"],
-    "labeling_links.js": ["ls_pages.js", "history_panel.js", "labeling_links.js"],
+    "versions_page.js": ["ls_pages.js", "versions/page.js"],
+    "task_history.js": ["ls_pages.js", "history/panel.js"],
+    "labeling_links.js": ["ls_pages.js", "history/panel.js", "web/labeling_links.js"],
 }
+
+
+def _read(name: str) -> str:
+    return pathlib.Path(finders.find(f"pachstudio/{name}")).read_text(encoding="utf-8")
 
 
 @functools.cache
 def content(name: str) -> bytes:
-    parts = [(HERE / part).read_text(encoding="utf-8") for part in BUNDLES[name]]
+    parts = [_read(part) for part in BUNDLES[name]]
     if name.endswith(".js"):
         found = json.dumps(ls_look.classes()).replace("<", "\\u003c")  # nothing in it can end the script
         parts.insert(0, f"window.PACHSTUDIO_LS_CLASSES = window.PACHSTUDIO_LS_CLASSES || {found};\n")
@@ -66,10 +71,10 @@ def breadcrumbs(project, *rest) -> list:
     ]
 
 
-def render_page(request, template: pathlib.Path, context: dict, crumbs: list) -> HttpResponse:
+def render_page(request, template: str, context: dict, crumbs: list) -> HttpResponse:
     # `frontend_settings` is a JavaScript object literal inside a script: JSON, "<" escaped
     frame = json.dumps({"breadcrumbs": crumbs}).replace("<", "\\u003c")
-    page = engines["django"].from_string(template.read_text(encoding="utf-8"))
+    page = engines["django"].get_template(template)
     heading = ls_look.classes()["typography"].get("typography-headline-small", "")  # Label Studio's page titles
     context = {**context, "frame_settings": frame, "css_url": url("ls_pages.css"), "heading_class": heading}
     return HttpResponse(page.render(context, request), content_type="text/html; charset=utf-8")

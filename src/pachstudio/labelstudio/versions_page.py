@@ -7,8 +7,6 @@ project's organization only (else 404). Everything the page shows from the data 
 the script, never as HTML.
 """
 
-import pathlib
-
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 
@@ -16,7 +14,7 @@ from . import ls_frame
 from .access import may_use
 from .models import PachydermExportStorage
 
-TEMPLATE = pathlib.Path(__file__).resolve().parent / "versions_page.html"
+TEMPLATE = "pachstudio/versions/page.html"  # the app's templates/
 
 
 @login_required

@@ -106,7 +106,7 @@
 
   window.PachstudioHistory = { render };
 
-  // The Task history page: drawn by Label Studio's app, maybe more than once (see versions_page.js)
+  // The Task history page: drawn by Label Studio's app, maybe more than once (see versions/page.js)
   function watch() {
     const root = document.getElementById("pachstudio-history");
     if (root && !root.dataset.started) {
