@@ -47,6 +47,7 @@ def content(name: str) -> bytes:
     return "\n".join(parts).encode()
 
 
+@functools.cache
 def url(name: str) -> str:
     return f"/pachyderm/assets/{name}?v={hashlib.sha256(content(name)).hexdigest()[:12]}"
 
