@@ -115,8 +115,11 @@
         setTimeout(() => { copyButton.replaceChildren(icon(ICONS.copy, 14)); copyButton.title = `Copy ${id}`; }, 1500);
       }
     });
-    return el("span", { class: ["ps-id", cls], "data-full": id },
-      el("code", { title: title || id }, prefix ? `${prefix}@${short(id)}` : short(id)), copyButton);
+    // a prefix (a repo) gives way first when the column is narrow: the short id stays readable
+    const text = prefix ? [el("span", { class: "ps-ellipsis" }, prefix), el("span", {}, `@${short(id)}`)]
+      : [short(id)];
+    return el("span", { class: ["ps-id", cls], "data-full": id }, el("code", { title: title || id }, ...text),
+      copyButton);
   }
 
   // "project/repo@<commit>" shortened to "repo@8bfc06e3", the whole reference on hover

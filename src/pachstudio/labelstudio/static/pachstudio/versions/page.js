@@ -60,16 +60,23 @@
     const when = (v) => (v.finished ? P.ago(v.finished) : "open");
     const label = (v) => [short(v.commit), when(v), ...v.tags].join(" · ");
 
+    // The short id; under it the version's tags (the first, and how many more: all on hover) and
+    // where a restore came from, or that no Sync made it
     function versionCell(v) {
-      let sub = null;
-      if (v.restored_from) {
-        sub = el("span", { class: "ps-sub", title: `restored from ${v.restored_from}` },
-          `restored from ${short(v.restored_from)}`);
-      } else if (!v.description) {
-        sub = el("span", { class: "ps-sub", title: "a commit made outside Label Studio: no Sync wrote it" },
-          "not a Sync");
+      const notes = [];
+      if (v.tags.length) {
+        notes.push(el("span", { class: "tags ps-tags", title: v.tags.join("\n") },
+          badge(el("span", { class: "ps-ellipsis" }, v.tags[0]), "grape"),
+          v.tags.length > 1 ? badge(`+${v.tags.length - 1}`, "sand") : null));
       }
-      return [commitId(v.commit), sub];
+      if (v.restored_from) {
+        notes.push(el("span", { class: "ps-ellipsis", title: `restored from ${v.restored_from}` },
+          `restored from ${short(v.restored_from)}`));
+      } else if (!v.description) {
+        notes.push(el("span", { class: "ps-ellipsis", title: "a commit made outside Label Studio: no Sync wrote it" },
+          "not a Sync"));
+      }
+      return [commitId(v.commit), notes.length ? el("span", { class: "ps-sub" }, ...notes) : null];
     }
 
     function count3(kind, cls, sign, n) {
@@ -95,14 +102,6 @@
         sources.length > 1 ? badge(`+${sources.length - 1}`, "sand", { title: sources.slice(1).join("\n") }) : null);
     }
 
-    // the first tag, and how many more (all of them on hover)
-    function tagsCell(v) {
-      if (!v.tags.length) return el("span", { class: "tags" });
-      return el("span", { class: "tags ps-tags", title: v.tags.join("\n") },
-        badge(el("span", { class: "ps-ellipsis" }, v.tags[0]), "grape"),
-        v.tags.length > 1 ? badge(`+${v.tags.length - 1}`, "sand") : null);
-    }
-
     // --- model metrics and health (present when the API gives them) -----------------------------------
     const metricId = (pipeline, key) => `${pipeline}\u0000${key}`;
     const metricName = (id) => id.split("\u0000");
@@ -116,6 +115,8 @@
     function metricsOf(v) {
       return v.metrics && typeof v.metrics === "object" ? v.metrics : {};
     }
+    // The chosen metric columns this page's versions have (a choice outlives pages without metrics)
+    const shownPins = (metrics) => pinned.filter((id) => metrics.includes(id));
     function allMetrics(versions) {
       const seen = new Map();
       for (const v of versions) {
@@ -213,30 +214,29 @@
     // --- the table ----------------------------------------------------------------------------------
     function columns(versions) {
       const metrics = allMetrics(versions);
-      pinned = pinned.filter((id) => metrics.includes(id));
+      const pins = shownPins(metrics);
       const cols = [
-        { title: "Version", width: 140, cell: versionCell },
-        { title: "Synced", width: 124, cell: (v) => time(v.finished, { empty: "open" }) },
-        { title: "Changes", hint: "annotations added, changed and deleted", width: 132, cell: changesCell },
+        { title: "Version", hint: "its commit, its tags", width: 124, cell: versionCell },
+        { title: "Synced", width: 112, cell: (v) => time(v.finished, { empty: "open" }) },
+        { title: "Changes", hint: "annotations added, changed and deleted", width: 118, cell: changesCell },
         { title: "Annotators", cell: annotatorsCell },
         { title: "Source commits", cell: sourcesCell },
-        { title: "Tags", width: 120, cell: tagsCell },
       ];
-      for (const id of pinned) {
+      for (const id of pins) {
         const [pipeline, key] = metricName(id);
-        cols.push({ title: key, hint: `${pipeline}: ${key}`, width: 92, cls: "ps-num",
+        cols.push({ title: key, hint: `${pipeline}: ${key}`, width: 84, cls: "ps-num",
           cell: (v) => metricCell(v, id) });
       }
-      if (metrics.length > pinned.length) {
+      if (metrics.length > pins.length) {
         cols.push({ title: "Metrics", hint: "model metrics of the jobs this version started", cell: metricsCell });
       }
       if (versions.some((v) => v.health !== undefined && v.health !== null)) {
         cols.push({ title: "Health", hint: "what the labels of this version look like", cell: healthCell });
       }
-      cols.push({ title: "Jobs", width: 72, cls: "jobs", cell: (v) => button(openJobs.has(v.commit) ? "Hide" : "Show",
+      cols.push({ title: "Jobs", width: 68, cls: "jobs", cell: (v) => button(openJobs.has(v.commit) ? "Hide" : "Show",
         { size: "smaller", cls: "jobs-button", title: "The pipeline jobs this version started",
           onClick: () => toggleJobs(v) }) });
-      cols.push({ title: "", width: 48, cls: "ps-menu-cell", cell: (v) => P.menuButton(`Actions for ${short(v.commit)}`,
+      cols.push({ title: "", width: 44, cls: "ps-menu-cell", cell: (v) => P.menuButton(`Actions for ${short(v.commit)}`,
         () => rowMenu(v), { cls: "row-menu" }) });
       return cols;
     }
@@ -278,12 +278,13 @@
     function metricsButton(metrics) {
       const slot = find("metrics-button-slot");
       if (!metrics.length) return slot.replaceChildren();
-      const trigger = button(`Metric columns (${pinned.length}/${MAX_PINNED})`, { id: "metric-columns" });
+      const trigger = button(`Metric columns (${shownPins(metrics).length}/${MAX_PINNED})`, { id: "metric-columns" });
       P.attachMenu(trigger, () => metrics.map((id) => {
         const [pipeline, key] = metricName(id);
         const on = pinned.includes(id);
         return { label: `${on ? "✓ " : ""}${pipeline}: ${key}`, cls: "metric-choice", onClick: () => {
-          pinned = on ? pinned.filter((p) => p !== id) : [...pinned, id].slice(-MAX_PINNED);
+          const others = shownPins(metrics).filter((p) => p !== id);
+          pinned = on ? others : [...others, id].slice(-MAX_PINNED);
           localStorage.setItem(pinnedKey, JSON.stringify(pinned));
           render();
         } };
