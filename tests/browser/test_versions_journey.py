@@ -1,5 +1,6 @@
 """The Versions page in Debian's Chromium, on the built image (issue 17): from the Target card to
-the page, compare two versions, tag one, restore one and see the Data Manager change.
+the page (inside Label Studio's frame), compare two versions, tag one and restore one from its
+row's menu, and see the Data Manager change.
 
 Two versions are made the way the API allows (a project, tasks, annotations, two Target Syncs);
 everything after that is done in the browser, and checked through the pachyderm SDK and the API.
@@ -9,6 +10,7 @@ import time
 
 import pytest
 from pachyderm_sdk.api import pfs
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 from test_appliance_journey import Journey
 
@@ -93,8 +95,13 @@ def test_a_person_compares_tags_and_restores_versions_of_a_target(data_volume, a
     hrefs = [a.get_attribute("href") for a in p.visible("#diff-result li.task a")]
     assert f"{url}/projects/{project}/data?task={second}" in hrefs
     journey.step("compare-v1-v2")
+    driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)  # closes the comparison's dialog
+    p.until(lambda: not driver.find_elements("id", "diff-dialog"), "the comparison did not close")
 
-    # 3. Tag v1: a Pachyderm branch at that commit, shown on its row.
+    # 3. Tag v1 (its row's menu): a Pachyderm branch at that commit, shown on its row.
+    p.click(f"tr[data-commit='{v1}'] .row-menu")
+    p.click(".ps-menu .tag-menu-item")
+    p.until(lambda: p.visible("#tag-dialog #tag-name"), "no tag dialog")
     Select(driver.find_element("id", "tag-commit")).select_by_value(v1)
     name = driver.find_element("id", "tag-name")
     name.send_keys("before synthetic")  # a name Pachyderm rejects: the rule is shown, nothing made
@@ -115,7 +122,8 @@ def test_a_person_compares_tags_and_restores_versions_of_a_target(data_volume, a
     p.open(f"{url}/projects/{project}/data")
     p.see("Submitted annotations: 2")
     p.open(f"{url}/pachyderm/targets/{target['id']}/versions")
-    button = p.until(lambda: p.visible(f"tr[data-commit='{v1}'] .restore-button"), "no Restore button on v1")[0]
+    p.click(f"tr[data-commit='{v1}'] .row-menu")
+    button = p.until(lambda: p.visible(".ps-menu .restore-button"), "no Restore in v1's menu")[0]
     p.click_now(button)
     preview = p.until(lambda: p.visible("#restore-counts"), "no restore preview")[0]
     assert "create 0, update 1 and delete 1" in preview.text, preview.text

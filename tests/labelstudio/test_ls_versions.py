@@ -1,5 +1,6 @@
 """A Target's versions and tags in Label Studio (issue 17 items 1 and 4): real Target Syncs make
 the commits, the pachyderm SDK and label-studio-sdk read them back."""
+import re
 import subprocess
 import sys
 
@@ -157,20 +158,35 @@ def test_another_organization_sees_neither_the_versions_nor_the_page(labelstudio
     assert login(labelstudio, STRANGER, STRANGER_PASSWORD).get(page, timeout=60).status_code == 404
     anonymous = requests.get(page, timeout=60, allow_redirects=False)
     assert anonymous.status_code == 302 and anonymous.headers['Location'].startswith('/user/login/')
-    # nor the project's Versions links on the Data Manager page (served to any signed-in user)
-    data_page = login(labelstudio, STRANGER, STRANGER_PASSWORD).get(
-        f'{labelstudio.url}/projects/{v["project"]}/data', timeout=60)
-    assert 'pachstudio-versions-links' not in data_page.text
+    # nor the project's Targets, which the Data Manager's Versions links come from (its page, served
+    # to any signed-in user, carries no project data of ours)
+    browser = login(labelstudio, STRANGER, STRANGER_PASSWORD)
+    data_page = browser.get(f'{labelstudio.url}/projects/{v["project"]}/data', timeout=60)
+    assert data_page.status_code == 200 and '/pachyderm/assets/labeling_links.js' in data_page.text
+    assert f'/pachyderm/targets/{v["target"]}' not in data_page.text
+    targets = browser.get(f'{labelstudio.url}/api/storages/export/pachyderm?project={v["project"]}', timeout=60)
+    assert targets.status_code == 404 and targets.json()['detail'] == f'project {v["project"]} not found'
 
 
-def test_the_versions_page_is_served_to_the_projects_user(labelstudio, versioned):
+def test_the_versions_page_is_served_to_the_projects_user_in_label_studios_frame(labelstudio, versioned):
     v = versioned
-    page = login(labelstudio, 'admin@example.com', 'pass1234').get(
-        f'{labelstudio.url}/pachyderm/targets/{v["target"]}/versions', timeout=60)
+    browser = login(labelstudio, 'admin@example.com', 'pass1234')
+    page = browser.get(f'{labelstudio.url}/pachyderm/targets/{v["target"]}/versions', timeout=60)
     assert page.status_code == 200 and page.headers['Content-Type'].startswith('text/html')
     assert f'default/{v["labels"]}@versions' in page.text and 'id="versions-table"' in page.text
     assert f'"api": "/api/storages/export/pachyderm/{v["target"]}"' in page.text
-    data_page = login(labelstudio, 'admin@example.com', 'pass1234').get(
-        f'{labelstudio.url}/projects/{v["project"]}/data', timeout=60)
-    assert data_page.status_code == 200
-    assert 'pachstudio-versions-links' in data_page.text and f'"id": {v["target"]}' in data_page.text
+    # Label Studio's base page (its app draws the header and menu) with the project's breadcrumbs
+    assert '<script id="app-settings"' in page.text and '/react-app/main.js' in page.text
+    assert ('{"breadcrumbs": [{"title": "Projects", "href": "/projects"}, {"title": "Versions", "href": '
+            f'"/projects/{v["project"]}/data"}}, {{"title": "Versions"}}]}}') in page.text
+    script = re.search(r'<script src="(/pachyderm/assets/versions_page\.js\?v=\w+)"', page.text).group(1)
+    served = browser.get(labelstudio.url + script, timeout=60)
+    assert served.status_code == 200 and served.headers['Content-Type'].startswith('text/javascript')
+    assert 'immutable' in served.headers['Cache-Control'] and 'window.PachstudioVersionsPage' in served.text
+    assert requests.get(labelstudio.url + script, timeout=60, allow_redirects=False).status_code == 302
+    assert browser.get(f'{labelstudio.url}/pachyderm/assets/settings.py', timeout=60).status_code == 404
+    # the Data Manager's Versions links: its page loads the script, the storage API lists the Targets
+    data_page = browser.get(f'{labelstudio.url}/projects/{v["project"]}/data', timeout=60)
+    assert data_page.status_code == 200 and '/pachyderm/assets/labeling_links.js' in data_page.text
+    targets = labelstudio.api('GET', f'/api/storages/export/pachyderm?project={v["project"]}', expect=200).json()
+    assert v['target'] in [t['id'] for t in targets]

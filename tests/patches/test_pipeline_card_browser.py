@@ -74,15 +74,19 @@ def test_the_target_card_follows_the_job_of_its_sync_to_success_without_a_reload
     assert pipelines_text(page, f"Review {tag}") == f"no pipeline reads default/{labels}@review"
     assert pipelines_text(page, f"Texts {tag}").endswith("is not a pipeline output")
 
-    # The Versions page tells the same per version, on demand: the newest version is this Sync.
+    # The Versions page tells the same per version, on demand, one line per job: the newest version is this Sync.
     page.driver.get(f"{page.url}/pachyderm/targets/{target['id']}/versions")
     row = page.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-commit='{commit}']"),
                           "the Versions page never listed the Sync's commit")[0]
     row.find_element(By.CSS_SELECTOR, ".jobs-button").click()
-    cell = f"tr[data-commit='{commit}'] td.jobs"
-    jobs = page.wait.until(lambda d: "datums" in (t := d.find_element(By.CSS_SELECTOR, cell).text) and t,
-                           "the Versions page never showed the version's jobs")
+    line = f"tr[data-jobs-for='{commit}'] .job[data-pipeline='default/{pipeline}']"
+    job = page.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, line),
+                          "the Versions page never showed the version's jobs")[0]
     page.shot("versions-page-jobs")
-    expected = (f"default/{pipeline}: success, datums 1 processed, 0 skipped, 0 failed, "
-                f"output default/{pipeline}@{commit}")
-    assert expected in jobs, jobs
+    assert job.find_element(By.CSS_SELECTOR, ".job-state").text == "success"
+    assert job.find_element(By.CSS_SELECTOR, ".ps-job-name").text == f"default/{pipeline}"
+    assert job.find_element(By.CSS_SELECTOR, ".job-datums").text == "1 processed · 0 skipped · 0 failed of 1"
+    output = job.find_element(By.CSS_SELECTOR, ".job-output code")
+    assert output.text == f"{pipeline}@{commit[:8]}"
+    assert output.get_attribute("title") == f"default/{pipeline}@{commit}"
+    assert job.size["height"] < 40, "a job takes more than one line"

@@ -1,6 +1,7 @@
 """"Who labeled that image?" as a user asks it: real Chromium on real Label Studio (with the
 Pachyderm storage app, the mount server and the embedded PFS server); from the Data Manager a task
-is opened, and one click on "Task history" shows who labeled it, in which version, and its source."""
+is opened, and one click on "Task history" shows who labeled it beside the task, then on its own page
+in which version, and its source."""
 import json
 import uuid
 
@@ -37,25 +38,39 @@ def test_one_click_from_an_open_task_shows_who_labeled_it(page, wizard_labelstud
     row = "//*[contains(text(), 'a kitten on a sofa')]"
     page.wait.until(lambda d: page_click(d, row), "the task's row never showed in the Data Manager")
     page.wait.until(lambda d: f"task={task['id']}" in d.current_url, "opening the task did not show it")
-    link = page.wait.until(lambda d: visible(d, "#pachstudio-task-history"), "no Task history link")
-    driver.save_screenshot(str(page.screenshots / "task-history-link.png"))
+    button = page.wait.until(lambda d: visible(d, ".lsf-menu-header #pachstudio-task-history"),
+                             "no Task history button")
+    driver.save_screenshot(str(page.screenshots / "task-history-button.png"))
 
-    link.click()
+    button.click()  # the history, beside the task
 
-    page.wait.until(lambda d: "/pachyderm/tasks/" in d.current_url and d.find_elements(By.CSS_SELECTOR, "h1"),
+    panel = page.wait.until(lambda d: visible(d, "#pachstudio-history-panel"), "the history panel never opened")
+    page.wait.until(lambda d: f"Annotation {annotation['id']} by admin@example.com" in panel.text,
+                    "the panel never showed who labeled the task")
+    driver.save_screenshot(str(page.screenshots / "task-history-panel.png"))
+    assert f"Task {task['id']} history" in panel.text
+    first = panel.find_element(By.CSS_SELECTOR, ".first-version code")
+    assert first.text == version[:8] and first.get_attribute("title") == version
+
+    # and on a page of its own
+    panel.find_element(By.ID, "pachstudio-history-page-link").click()
+    page.wait.until(lambda d: "/pachyderm/tasks/" in d.current_url
+                    and d.find_elements(By.CSS_SELECTOR, "#pachstudio-history .annotation-title"),
                     "the history page never opened")
     driver.save_screenshot(str(page.screenshots / "task-history-page.png"))
     text = driver.find_element(By.TAG_NAME, "body").text
     assert f"Task {task['id']} history" in text
     assert f"Annotation {annotation['id']} by admin@example.com" in text
-    assert f"first in version {version[:12]}" in text
-    assert f"default/{images}@{task['data']['pachyderm_commit']}:/kitten.json" in text
+    first = driver.find_element(By.CSS_SELECTOR, "#pachstudio-history .first-version code")
+    assert first.text == version[:8] and first.get_attribute("title") == version
+    source = driver.find_element(By.ID, "source").get_attribute("title")
+    assert source == f"default/{images}@{task['data']['pachyderm_commit']}:/kitten.json"
     back = driver.find_element(By.ID, "back-to-task").get_attribute("href")
     assert back.endswith(f"/projects/{project['id']}/data?task={task['id']}")
 
     # From the project's Data Manager, the Target's Versions page is one click away too.
     driver.get(f"{page.url}/projects/{project['id']}/data")
-    versions = page.wait.until(lambda d: visible(d, ".pachstudio-versions-link"), "no Versions link")
+    versions = page.wait.until(lambda d: visible(d, ".lsf-menu-header .pachstudio-versions-link"), "no Versions link")
     assert versions.text == f"Versions: {target['title'] or 'Target ' + str(target['id'])}"
     versions.click()
     page.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-commit='{version}']"),

@@ -2,6 +2,7 @@
 
 from django.urls import include, path, re_path
 
+from . import ls_frame
 from .history import views as history_views
 from .pipelines import views as pipeline_views
 from .storage import api
@@ -79,6 +80,7 @@ urlpatterns = [
     path("api/storages/", include((_storage_urls, "pachyderm"), namespace="pachyderm")),
     path("data/pachyderm/<int:storage_id>/", files.pachyderm_file, name="pachyderm-file"),
     re_path(r"^pachyderm/targets/(?P<pk>[0-9]+)/versions/?$", versions_page.versions_page, name="pachyderm-versions"),
+    re_path(r"^pachyderm/assets/(?P<name>[a-z_]{1,40}\.(?:js|css))$", ls_frame.asset, name="pachyderm-assets"),
     # an optional '/': Label Studio's append-slash middleware re-serves a 404 at the URL with one
     re_path(
         r"^api/pachyderm/tasks/(?P<task_id>[0-9]{1,18})/history/?$",
