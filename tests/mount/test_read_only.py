@@ -5,6 +5,8 @@ import mmap
 import os
 import subprocess
 
+import pytest
+
 from conftest import local_tree, mount, ndjson, put, stats
 
 
@@ -41,6 +43,7 @@ def test_writes_to_a_read_only_mount_are_refused(mount_server, pach, images):
     assert open(os.path.join(root, "a.txt"), "rb").read() == b"alpha"
 
 
+@pytest.mark.pfs_process  # kills the cluster's process
 def test_random_access_reads_fetch_only_what_they_need_and_are_cached(mount_server, pfs_server,
                                                                      pach, images):
     size = 48 << 20

@@ -13,16 +13,16 @@ import pytest
 from pachyderm_sdk.api import pfs, pps
 
 from pachstudio import datums as D
-from plugins.pfs import PfsServer
+from plugins.pfs import InProcessPfsServer, PfsServer
 
 from .conftest import is_finished, put, read
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = PfsServer(tmp_path_factory.mktemp("pps") / "pfs").start()
+    s = InProcessPfsServer(tmp_path_factory.mktemp("pps") / "pfs").start()
     yield s
-    s.stop(signal.SIGKILL)
+    s.stop()
 
 
 @pytest.fixture
@@ -431,8 +431,9 @@ def pfs_root():
         shutil.rmtree("/pfs", ignore_errors=True)
 
 
+@pytest.mark.host_pfs
 def test_with_a_pfs_folder_literal_pfs_paths_work_inside_scripts_and_inputs_are_read_only(tmp_path, pfs_root):
-    server = PfsServer(tmp_path / "pfs").start()
+    server = PfsServer(tmp_path / "pfs").start()  # a process: the server picks its sandbox once, as /pfs is then
     try:
         pach = server.client()
         repo = make_repo(pach, {"/a.txt": b"hello"})

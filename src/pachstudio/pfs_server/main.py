@@ -99,6 +99,7 @@ def build_server(
         server.stop(0).wait()
         raise
     server.auth = auth
+    server.runner = runner  # for a caller that serves in its own process and stops it (the tests)
     runner.start()
     return server, store, bound
 
