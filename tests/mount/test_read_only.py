@@ -70,6 +70,7 @@ def test_random_access_reads_fetch_only_what_they_need_and_are_cached(mount_serv
     assert stats(mount_server)["get_file"] == gets
 
 
+@pytest.mark.pfs_process  # a page fault on the mapped file holds this process's GIL while the mount server reads
 def test_large_cold_files_read_the_same_through_every_access_pattern(mount_server, pach, images):
     """A large file not yet cached is opened with direct_io (1 MiB requests, served from the
     received bytes): readers at once with different buffer sizes, a MAP_PRIVATE mmap while it
