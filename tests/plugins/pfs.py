@@ -122,7 +122,9 @@ class PfsEndpoint:
 class InProcessPfsServer(PfsEndpoint):
     """The embedded server in the test's own process, built as `pachstudio pfs-server` builds it
     (`build_server`, then its collector), on a port the system picks: no interpreter to start, no
-    port to race for. For every test whose point is not the process (see `PfsServer`)."""
+    port to race for. For every test whose point is not the process (see `PfsServer`), and that
+    does not wait on it while holding this process's GIL: a page fault on a memory-mapped file of
+    a FUSE mount it serves does, and never ends."""
 
     def __init__(self, data_dir, root_token=None, limits: Limits = Limits()):
         self.data_dir = str(data_dir)
@@ -173,7 +175,8 @@ class PfsServer(PfsEndpoint, ServerProcess):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "pfs_process: the test's `pfs_server` (or `auth_pfs_server`) is a real "
-                                       "process: the test kills, restarts or signals it, or reads its log")
+                                       "process: the test kills, restarts or signals it, reads its log or files, "
+                                       "or maps a file of a FUSE mount it serves into memory")
 
 
 def fresh_server(request, data_dir, root_token=None):
