@@ -34,10 +34,20 @@ SOURCE_TITLE, TARGET_TITLE = "Images from Pachyderm", "Labels to Pachyderm"
 LABEL_COUNTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "label-counts" / "pipeline.json"
 
 
+# The job stays running until the test has seen it running on the card, then the test creates this
+# file in the container (at most 30 s: where a datum cannot see the container's /tmp, it just waits).
+RELEASE = "/tmp/label-counts-may-finish"
+
+
 def slow_label_counts() -> str:
-    """examples/label-counts, 30 s slower: long enough to see its job running on the card."""
+    """examples/label-counts, held until RELEASE exists: long enough to see its job running on the card."""
     spec = json.loads(LABEL_COUNTS.read_text())
-    spec["transform"]["stdin"] = ["import time", "time.sleep(30)"] + spec["transform"]["stdin"]
+    spec["transform"]["stdin"] = [
+        "import os, time",
+        "deadline = time.monotonic() + 30",
+        f"while not os.path.exists({RELEASE!r}) and time.monotonic() < deadline:",
+        "    time.sleep(0.2)",
+    ] + spec["transform"]["stdin"]
     return json.dumps(spec)
 
 
@@ -335,6 +345,7 @@ def test_a_person_labels_pachyderm_images_and_syncs_one_commit(data_volume, appl
     running = p.until(lambda: "default/label-counts: " in (t := pipelines_item()) and t, "no job on the card")
     journey.step("target-card-job-running")
     assert "success" not in running and "updating every 2 s" in running, running
+    assert app.exec("touch", RELEASE)[0] == 0
     done = p.until(lambda: "default/label-counts: success" in (t := pipelines_item()) and t,
                    "the card never showed the job's success", timeout=180)
     journey.step("target-card-job-success")

@@ -15,6 +15,7 @@ def address(tmp_path):
     server.start()
     yield f"grpc://127.0.0.1:{port}"
     server.stop(0).wait()
+    server.runner.stop()  # its scheduler would otherwise poll the store for the rest of the session
 
 
 @pytest.fixture

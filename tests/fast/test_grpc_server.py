@@ -45,6 +45,7 @@ def serve(tmp_path):
     yield make
     for server in started:
         server.stop(0).wait()
+        server.runner.stop()
 
 
 def channel(address: str, **options) -> grpc.Channel:

@@ -29,16 +29,23 @@ def tls_client(pachd, ca_pem: bytes, timeout=120) -> Client:
     return sdk_client(f"grpcs://localhost:{pachd.port('30650/tcp')}", timeout, root_certs=ca_pem)
 
 
-def test_the_appliance_syncs_a_source_from_a_cluster_served_over_tls(appliance_factory, test_network, tmp_path):
+@pytest.fixture(scope="module")
+def tls_cluster(module_appliances, module_network, tmp_path_factory):
+    """One cluster served over TLS for the module's tests: (container, TlsFiles, name). A test adds
+    repos to it at most; the other only reaches it with the wrong CA."""
     name = new_name("pachstudio-tls-pachd")
-    tls = TlsFiles(tmp_path / "tls", names=(name, "localhost", "127.0.0.1"))
-    pachd = tls_pachd(appliance_factory, test_network, tls, name)
+    tls = TlsFiles(tmp_path_factory.mktemp("tls"), names=(name, "localhost", "127.0.0.1"))
+    return tls_pachd(module_appliances, module_network, tls, name), tls, name
+
+
+def test_the_appliance_syncs_a_source_from_a_cluster_served_over_tls(appliance_factory, module_network, tls_cluster):
+    pachd, tls, name = tls_cluster
     assert "serving Pachyderm's gRPC API on grpcs://0.0.0.0:30650" in pachd.logs()
     remote = tls_client(pachd, tls.ca_pem)
     put_json_tasks(remote, TEXTS)
 
     address = f"grpcs://{name}:30650"
-    app = appliance_factory(network=test_network, config_json=pachctl_config(address, tls.ca_pem),
+    app = appliance_factory(network=module_network, config_json=pachctl_config(address, tls.ca_pem),
                             ports=("8080/tcp",)).wait_healthy()
     rc, out = app.exec("pachstudio", "status")
     assert rc == 0 and f"{address}: answers (auth off)" in out, out
@@ -59,12 +66,10 @@ def test_the_appliance_syncs_a_source_from_a_cluster_served_over_tls(appliance_f
     assert {t["data"]["pachyderm_commit"] for t in tasks} == {head}
 
 
-def test_a_wrong_ca_is_named_at_start_and_in_status(appliance_factory, test_network, tmp_path):
-    name = new_name("pachstudio-tls-pachd")
-    tls = TlsFiles(tmp_path / "tls", names=(name, "localhost"))
-    tls_pachd(appliance_factory, test_network, tls, name)
+def test_a_wrong_ca_is_named_at_start_and_in_status(appliance_factory, module_network, tls_cluster):
+    _, tls, name = tls_cluster
     address = f"grpcs://{name}:30650"
-    app = appliance_factory(network=test_network, config_json=pachctl_config(address, tls.wrong_ca_pem),
+    app = appliance_factory(network=module_network, config_json=pachctl_config(address, tls.wrong_ca_pem),
                             ports=("8080/tcp",)).wait_healthy()
     deadline = time.monotonic() + 60
     while "cluster check at start:" not in app.logs() and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from ls_helpers import TEXT_CONFIG
 from pachyderm_sdk.api import pfs
 
 from plugins.labelstudio import LabelStudio, session_mount_server
-from plugins.pfs import PfsServer, put_many
+from plugins.pfs import InProcessPfsServer, put_many
 
 REPOS, FILES, COMMITS, STORAGES = 20, 1000, 100, 50
 BIG = 20 << 10  # every 50th file is stored as a blob file, the rest inline in the database
@@ -26,7 +26,7 @@ BIG = 20 << 10  # every 50th file is stored as a blob file, the rest inline in t
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("churn")
-    pfs_server = PfsServer(root / "pfs").start()
+    pfs_server = InProcessPfsServer(root / "pfs").start()
     mount_server = session_mount_server(root / "mount", pfs_server.address)
     ls = LabelStudio(root / "ls", mount_server.api, mount_server.mount_dir).start()
     yield pfs_server, mount_server, ls
@@ -75,7 +75,9 @@ def test_churn_gives_everything_back(stack):
     project = ls.create_project(label_config=TEXT_CONFIG)
     kept_source = ls.create_source(project["id"], repo="stays", prefix="d1")
     assert ls.sync(kept_source["id"])["status"] == "completed"
-    time.sleep(2)  # the start's collection has run
+    deadline = time.monotonic() + 60
+    while pfs_server.store.collector.runs < 1 and time.monotonic() < deadline:  # the start's collection has run
+        time.sleep(0.1)
     start = snapshot(pfs_server, mount_server)
     assert start["mounted"] and start["kernel"]
     started = time.monotonic()

@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from pachyderm_sdk.api import pfs
 
 from conftest import commits, local_tree, mount, put, tree
@@ -110,6 +111,7 @@ def test_writes_during_a_commit_go_to_the_next_commit(mount_server, pach, images
     assert final["/during.txt"] == b"new during the upload"
 
 
+@pytest.mark.pfs_process  # kills the cluster's process, then starts it again
 def test_cluster_killed_during_commit_keeps_staging_and_branch(mount_server, pfs_server, pach,
                                                               images):
     base = put(pach, "images@master", {"/seed": b"s"})

@@ -5,6 +5,8 @@ import mmap
 import os
 import subprocess
 
+import pytest
+
 from conftest import local_tree, mount, ndjson, put, stats
 
 
@@ -41,6 +43,7 @@ def test_writes_to_a_read_only_mount_are_refused(mount_server, pach, images):
     assert open(os.path.join(root, "a.txt"), "rb").read() == b"alpha"
 
 
+@pytest.mark.pfs_process  # kills the cluster's process
 def test_random_access_reads_fetch_only_what_they_need_and_are_cached(mount_server, pfs_server,
                                                                      pach, images):
     size = 48 << 20
@@ -67,6 +70,7 @@ def test_random_access_reads_fetch_only_what_they_need_and_are_cached(mount_serv
     assert stats(mount_server)["get_file"] == gets
 
 
+@pytest.mark.pfs_process  # a page fault on the mapped file holds this process's GIL while the mount server reads
 def test_large_cold_files_read_the_same_through_every_access_pattern(mount_server, pach, images):
     """A large file not yet cached is opened with direct_io (1 MiB requests, served from the
     received bytes): readers at once with different buffer sizes, a MAP_PRIVATE mmap while it

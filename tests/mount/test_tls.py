@@ -11,7 +11,7 @@ import pytest
 from pachyderm_sdk.api import pfs
 
 from plugins.mount import MountServer
-from plugins.pfs import PfsServer, commit_files
+from plugins.pfs import InProcessPfsServer, commit_files
 from plugins.tls import TlsFiles, TlsPfsServer, pachctl_config
 
 
@@ -94,7 +94,7 @@ def test_a_certificate_for_another_name_is_named(tmp_path, stopped):
 
 
 def test_grpcs_to_a_plaintext_server_says_it_does_not_answer_tls(tmp_path, stopped):
-    plain = PfsServer(tmp_path / "pfs").start()
+    plain = InProcessPfsServer(tmp_path / "pfs").start()
     try:
         tls = TlsFiles(tmp_path / "tls")
         ms = mount_server_with_config(tmp_path, pachctl_config(f"grpcs://localhost:{plain.port}", tls.ca_pem))
@@ -103,7 +103,7 @@ def test_grpcs_to_a_plaintext_server_says_it_does_not_answer_tls(tmp_path, stopp
         assert f"the server at localhost:{plain.port} does not answer TLS" in error, error
         assert f"use grpc://localhost:{plain.port}" in error
     finally:
-        plain.kill()
+        plain.stop()
 
 
 def test_grpc_to_a_tls_server_says_to_use_grpcs(tmp_path, tls_pfs_server, stopped):

@@ -28,7 +28,16 @@ def pipelines_text(page, title: str) -> str:
     return ""
 
 
-def test_the_target_card_follows_the_job_of_its_sync_to_success_without_a_reload(page, shared_pfs_server):
+@pytest.fixture
+def release():
+    """A path the test creates once it has seen the job running: the datum waits for it (at most
+    20 s). Under /tmp itself, where a datum of any user can see it."""
+    path = pathlib.Path(f"/tmp/pachstudio-release-{uuid.uuid4().hex[:8]}")
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def test_the_target_card_follows_the_job_of_its_sync_to_success_without_a_reload(page, shared_pfs_server, release):
     ls, pach = page.ls, shared_pfs_server.client()
     tag = uuid.uuid4().hex[:8]
     source_repo, labels = f"texts-{tag}", f"labels-{tag}"
@@ -40,7 +49,12 @@ def test_the_target_card_follows_the_job_of_its_sync_to_success_without_a_reload
     spec = json.loads(EXAMPLE.read_text())
     spec["pipeline"]["name"] = pipeline = f"counts-{tag}"
     spec["input"]["pfs"].update(repo=labels, name="labels")
-    spec["transform"]["stdin"] = ["import time", "time.sleep(20)"] + spec["transform"]["stdin"]  # seen running
+    spec["transform"]["stdin"] = [  # running until the card was seen running
+        "import os, time",
+        "deadline = time.monotonic() + 20",
+        f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:",
+        "    time.sleep(0.2)",
+    ] + spec["transform"]["stdin"]
     pach.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
 
     project = ls.create_project(title=f"pipelines {tag}", label_config=CONFIG)["id"]
@@ -61,6 +75,7 @@ def test_the_target_card_follows_the_job_of_its_sync_to_success_without_a_reload
                               and t, "the Target card never showed its pipeline")
     page.shot("pipelines-card-running")
     assert "success" not in running and "updating every 2 s" in running, running  # still running: it follows
+    release.touch()
     done = page.wait.until(lambda d: "success" in (t := pipelines_text(page, f"Labels {tag}")) and t,
                            "the Target card never showed the job's success")
     page.shot("pipelines-card-success")

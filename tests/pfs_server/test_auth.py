@@ -1,5 +1,6 @@
 """Auth in the embedded server, as pachd 2.12 with auth answers it: tokens, robot tokens, repo
-roles and their refusals, word for word; the real SDK over gRPC against a real server process."""
+roles and their refusals, word for word; the real SDK over gRPC against the real server (a process
+where its restart, start-up, log or files are the point)."""
 import os
 import subprocess
 import sys
@@ -157,6 +158,7 @@ def test_the_creator_of_a_repo_owns_it(auth_pfs_server):
     assert "mine" not in {i.repo.name for i in auth_pfs_server.root().pfs.list_repo()}
 
 
+@pytest.mark.pfs_process  # restarts it
 def test_auth_state_survives_a_restart_and_the_root_token_can_change(labels, monkeypatch):
     reader, token = robot(labels, "reader", "repoReader", "labels")
     labels.stop()
@@ -175,6 +177,7 @@ def test_auth_state_survives_a_restart_and_the_root_token_can_change(labels, mon
     assert read(reader, "labels@master:/a.json") == b"{}"
 
 
+@pytest.mark.pfs_process  # reads its log and the mode of the file it wrote
 def test_tokens_are_never_stored_or_logged_in_clear(labels):
     _, token = robot(labels, "reader", "repoReader", "labels")
     state = open(os.path.join(labels.data_dir, "auth.json")).read()

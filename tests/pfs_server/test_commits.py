@@ -98,7 +98,9 @@ def test_subscribe_commit_sends_existing_then_new(pach, pfs_server, repo):
 
     t = threading.Thread(target=consume)
     t.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:  # subscribed: the existing commit has arrived
+        time.sleep(0.01)
     second = put(pfs_server.client(), "images@master", {"/b": b"2"})
     t.join(10)
     assert got == [first.id, second.id]

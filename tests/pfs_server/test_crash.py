@@ -3,9 +3,12 @@ import os
 import threading
 import time
 
+import pytest
 from pachyderm_sdk.api import pfs
 
 from .conftest import is_finished, put, read
+
+pytestmark = pytest.mark.pfs_process  # every test kills the server process
 
 
 def test_kill_during_upload_then_restart(pfs_server, tmp_path):

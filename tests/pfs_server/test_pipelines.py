@@ -11,16 +11,16 @@ import pytest
 from pachyderm_sdk.api import pfs, pps
 
 from pachstudio import datums as D
-from plugins.pfs import PfsServer
+from plugins.pfs import InProcessPfsServer, PfsServer
 
 from .conftest import is_finished, put, read
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = PfsServer(tmp_path_factory.mktemp("pps") / "pfs").start()
+    s = InProcessPfsServer(tmp_path_factory.mktemp("pps") / "pfs").start()
     yield s
-    s.stop(signal.SIGKILL)
+    s.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from pachyderm_sdk.api import pfs
 
-from plugins.pfs import PfsServer
+from plugins.pfs import InProcessPfsServer
 
 from .conftest import code_of, is_finished, put, read
 
@@ -129,7 +129,7 @@ def test_a_data_dir_from_before_commit_sets_still_opens(tmp_path):
     db.execute("INSERT INTO deltas VALUES(?, '/f', 'h1', 3)", (cid,))
     db.commit()
     db.close()
-    server = PfsServer(data).start()
+    server = InProcessPfsServer(data).start()
     try:
         pach = server.client()
         info = pach.pfs.inspect_commit(commit=pfs.Commit.from_uri("old@master"))

@@ -1,4 +1,4 @@
-"""The server as a process: the non-PFS calls, malformed input, clean stop, concurrency."""
+"""The server: the non-PFS calls, malformed input, concurrency; as a process, a restart and a clean stop."""
 import signal
 import threading
 
@@ -22,6 +22,7 @@ def test_cluster_version_auth_health(pach, pfs_server):
     assert check(b"") == b"\x08\x01"  # SERVING
 
 
+@pytest.mark.pfs_process
 def test_deployment_id_survives_restart(pfs_server):
     before = pfs_server.client().admin.inspect_cluster().deployment_id
     pfs_server.restart()
@@ -42,6 +43,7 @@ def test_malformed_request_is_invalid_argument_and_server_lives(pach, pfs_server
     assert [p.project.name for p in pach.pfs.list_project()] == ["default"]
 
 
+@pytest.mark.pfs_process
 def test_sigterm_stops_cleanly(pfs_server):
     assert pfs_server.stop(signal.SIGTERM) == 0
 

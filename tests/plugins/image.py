@@ -1,7 +1,8 @@
 """Fixtures for the integration tests of the appliance image: a real Docker engine (docker-py on
-its socket), the image built by scripts/docker-engine once per session, and containers, volumes
+its socket), the image built by scripts/docker-engine once per run, and containers, volumes
 and networks that are removed afterwards (all labelled, so a crashed run is cleaned up too)."""
 import contextlib
+import fcntl
 import json
 import os
 import pathlib
@@ -54,38 +55,91 @@ def _remove_labelled(client):
             v.remove(force=True)
 
 
-_engine: dict = {}  # scripts/docker-engine's exit code, once it ran in this session
+ENGINE_STATE = ARTIFACTS / "docker-engine.state"  # the run that started scripts/docker-engine; then its exit code
 
 
-def _docker_engine() -> int:
-    """Runs scripts/docker-engine once a session (idempotent: starts an engine where none answers,
-    reuses Docker's build cache); its output goes to test-artifacts/docker-engine.log."""
-    if "rc" not in _engine:
-        ARTIFACTS.mkdir(exist_ok=True)
-        with open(ENGINE_LOG, "wb") as out:
-            _engine["rc"] = subprocess.call([str(REPO / "scripts" / "docker-engine")], stdout=out,
-                                            stderr=subprocess.STDOUT)
-    return _engine["rc"]
+def _run_id(config) -> str:
+    """One id for the whole run: pytest-xdist gives its workers the same `testrunuid`."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput["testrunuid"] if workerinput else f"pid-{os.getpid()}"
+
+
+_build: list = []  # the build this process started, polled so that it is reaped
+
+
+def _engine_state() -> list[str]:
+    for build in _build:
+        build.poll()
+    try:
+        return ENGINE_STATE.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def docker_engine_ended(config) -> bool:
+    state = _engine_state()
+    return state[:1] == [_run_id(config)] and len(state) > 1
+
+
+def start_docker_engine(config) -> None:
+    """Starts scripts/docker-engine in the background, once a run: the first process to ask (with
+    pytest-xdist, one of the workers) starts it, under a lock, for all. Idempotent: it starts an
+    engine where none answers and reuses Docker's build cache. Output: test-artifacts/docker-engine.log."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    run = _run_id(config)
+    with open(ARTIFACTS / "docker-engine.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _engine_state()[:1] == [run]:
+            return
+        ENGINE_STATE.write_text(run + "\n")
+        # the exit code is appended by the shell, so it lands whichever process outlives the build
+        _build.append(subprocess.Popen(
+            ["bash", "-c", '"$0" > "$1" 2>&1; echo "$?" >> "$2"', str(REPO / "scripts" / "docker-engine"),
+             str(ENGINE_LOG), str(ENGINE_STATE)], stdin=subprocess.DEVNULL))
+
+
+def wait_docker_engine(config) -> int:
+    """scripts/docker-engine's exit code, once it has ended (started now if it was not)."""
+    start_docker_engine(config)
+    run = _run_id(config)
+    while True:
+        state = _engine_state()
+        if state[:1] != [run]:
+            raise RuntimeError(f"{ENGINE_STATE} was taken over by another run: {state}")
+        if len(state) > 1:
+            return int(state[1])
+        time.sleep(0.5)
 
 
 def pytest_collection_finish(session):
-    """When the selected tests include an image test, the engine and the image are made ready
-    here, before the first test: the build takes minutes on a fresh machine and must not count
-    against one test's timeout. A run without image tests never touches Docker."""
+    """When the selected tests include an image test, the engine and the image are made ready in
+    the background from here, while the other tests run; the first image test waits for them,
+    outside its timeout (the build takes minutes on a fresh machine). A run without image tests
+    never touches Docker."""
     if session.config.option.collectonly:
         return
     if any(item.get_closest_marker("image") for item in session.items):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"image tests selected: scripts/docker-engine (log: {ENGINE_LOG})")
-        _docker_engine()
+            reporter.write_line(f"image tests selected: scripts/docker-engine in the background (log: {ENGINE_LOG})")
+        start_docker_engine(session.config)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's wrapper: the wait is not the test's
+def pytest_runtest_protocol(item):
+    if item.get_closest_marker("image") and not docker_engine_ended(item.config):
+        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"waiting for scripts/docker-engine (log: {ENGINE_LOG})")
+        wait_docker_engine(item.config)
+    yield
 
 
 @pytest.fixture(scope="session")
-def docker_client():
+def docker_client(pytestconfig):
     """The engine and the `pachstudio` image, made ready by scripts/docker-engine (run once a
-    session, normally already before the first test)."""
-    rc = _docker_engine()
+    run, normally already before the first image test)."""
+    rc = wait_docker_engine(pytestconfig)
     if rc != 0:
         pytest.fail(f"scripts/docker-engine failed ({rc}); see {ENGINE_LOG}:\n" + ENGINE_LOG.read_text()[-3000:])
     import docker
@@ -175,7 +229,12 @@ class Appliance:
         return f"grpc://127.0.0.1:{self.port('30650/tcp')}"
 
     def wait_healthy(self, timeout=300):
-        """Docker's own HEALTHCHECK verdict; fails at once (with the log) if the container exits."""
+        """Until the image's HEALTHCHECK command passes, run here with `docker exec` as soon as the
+        container could pass it (Label Studio's published port answers /health, where it has one),
+        not at Docker's interval: Docker says "healthy" only at its next check, up to 5 s later.
+        Fails at once (with the log) if the container exits."""
+        import docker
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.state()
@@ -183,8 +242,20 @@ class Appliance:
                 raise AssertionError(f"container exited ({state['ExitCode']}):\n{self.logs()[-5000:]}")
             if state.get("Health", {}).get("Status") == "healthy":
                 return self
-            time.sleep(0.5)
+            if "8080/tcp" not in self.ports or self._answers_health():
+                try:
+                    if self.container.exec_run(["healthcheck"]).exit_code == 0:
+                        return self
+                except docker.errors.APIError:  # it stopped meanwhile: the next state() says how
+                    pass
+            time.sleep(0.25)
         raise AssertionError(f"not healthy after {timeout}s:\n{self.logs()[-5000:]}")
+
+    def _answers_health(self) -> bool:
+        try:
+            return requests.get(self.url + "/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     def wait_exit(self, timeout=120) -> int:
         return self.container.wait(timeout=timeout)["StatusCode"]
@@ -261,6 +332,26 @@ def appliance_factory(docker_client, tmp_path):
     """Appliances removed after the test."""
     with appliances(docker_client, tmp_path) as make:
         yield make
+
+
+@pytest.fixture(scope="module")
+def module_appliances(docker_client, tmp_path_factory):
+    """The appliance maker, with containers that live for the whole module: for tests that only look
+    at a container, or change nothing another test of the module reads (starting one costs most of
+    a minute)."""
+    with appliances(docker_client, tmp_path_factory.mktemp("appliances")) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_network(docker_client):
+    """A user-defined bridge network for a module's containers (they find each other by name)."""
+    network = docker_client.networks.create(new_name("pachstudio-test-net"), driver="bridge", labels=LABELS)
+    yield network.name
+    try:
+        network.remove()
+    except Exception:  # noqa: BLE001 - a container still attached: the session cleanup removes it
+        pass
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures that run the embedded PFS server as a real process on loopback."""
+"""Fixtures that run the embedded PFS server on loopback: in the test's own process (the default), or
+as a real process for a test marked `pfs_process`, whose point is the process itself."""
 import os
 import signal
 import socket
@@ -11,6 +12,8 @@ import pytest
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 
+from pachstudio.pfs_server.grpc_server import Limits
+from pachstudio.pfs_server.main import build_server
 from pachstudio.pfswire import add_file
 
 
@@ -98,8 +101,56 @@ class ServerProcess:
             return ""
 
 
-class PfsServer(ServerProcess):
-    """A `pachstudio pfs-server` process; restartable on the same data directory."""
+class PfsEndpoint:
+    """What a test reaches a server by: its `address`, `port`, `data_dir`, and SDK clients."""
+
+    data_dir = ""
+    port = 0
+    root_token = None
+
+    @property
+    def address(self) -> str:
+        return f"grpc://127.0.0.1:{self.port}"
+
+    def client(self, token=None) -> Client:
+        return Client.from_pachd_address(self.address, auth_token=token)
+
+    def root(self) -> Client:
+        return self.client(self.root_token)
+
+
+class InProcessPfsServer(PfsEndpoint):
+    """The embedded server in the test's own process, built as `pachstudio pfs-server` builds it
+    (`build_server`, then its collector), on a port the system picks: no interpreter to start, no
+    port to race for. For every test whose point is not the process (see `PfsServer`), and that
+    does not wait on it while holding this process's GIL: a page fault on a memory-mapped file of
+    a FUSE mount it serves does, and never ends."""
+
+    def __init__(self, data_dir, root_token=None, limits: Limits = Limits()):
+        self.data_dir = str(data_dir)
+        self.root_token = root_token  # auth on, with this root token
+        self.limits = limits
+        self.server = self.store = None
+
+    def start(self):
+        self.server, self.store, self.port = build_server(self.data_dir, "127.0.0.1", 0, root_token=self.root_token,
+                                                          limits=self.limits)
+        self.server.start()
+        self.store.collector.start()
+        return self
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop(0).wait()
+            self.server.runner.stop()
+            self.store.collector.stop()
+            self.server = None
+
+
+class PfsServer(PfsEndpoint, ServerProcess):
+    """A `pachstudio pfs-server` process; restartable on the same data directory. For tests whose
+    point is the process: a kill or a crash, a restart, a signal, its start-up from flags and
+    files, its log or exit code, the modes of the files it writes."""
 
     def __init__(self, data_dir, port=None, log_path=None, root_token=None, env=None, prefix=()):
         self.data_dir = str(data_dir)
@@ -109,10 +160,6 @@ class PfsServer(ServerProcess):
         self.root_token = root_token  # auth on, with this root token (given in a file)
         self.env = env  # extra environment variables of the server
         self.prefix = list(prefix)  # a command the server runs under (e.g. `unshare --user`)
-
-    @property
-    def address(self) -> str:
-        return f"grpc://127.0.0.1:{self.port}"
 
     def start(self):
         log = open(self.log_path, "ab")
@@ -128,31 +175,45 @@ class PfsServer(ServerProcess):
         wait_for_port(self.port, self.proc)
         return self
 
-    def client(self, token=None) -> Client:
-        return Client.from_pachd_address(self.address, auth_token=token)
 
-    def root(self) -> Client:
-        return self.client(self.root_token)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pfs_process: the test's `pfs_server` (or `auth_pfs_server`) is a real "
+                                       "process: the test kills, restarts or signals it, reads its log or files, "
+                                       "or maps a file of a FUSE mount it serves into memory")
 
+
+def fresh_server(request, data_dir, root_token=None):
+    """A started server for one test: a process if the test is marked `pfs_process`, else in-process."""
+    if request.node.get_closest_marker("pfs_process"):
+        return PfsServer(data_dir, root_token=root_token).start()
+    return InProcessPfsServer(data_dir, root_token=root_token).start()
+
+
+def stop_server(server):
+    if isinstance(server, PfsServer):
+        server.stop(signal.SIGKILL)
+    else:
+        server.stop()
 
 
 @pytest.fixture
-def pfs_server(tmp_path):
-    """A fresh server for one test, stopped afterwards."""
-    server = PfsServer(tmp_path / "pfs").start()
+def pfs_server(request, tmp_path):
+    """A fresh server for one test, stopped afterwards (in-process unless marked `pfs_process`)."""
+    server = fresh_server(request, tmp_path / "pfs")
     yield server
-    server.stop(signal.SIGKILL)
+    stop_server(server)
 
 
 ROOT_TOKEN = "root-token-for-tests-0123456789"
 
 
 @pytest.fixture
-def auth_pfs_server(tmp_path):
-    """A fresh server with auth on (root token ROOT_TOKEN), stopped afterwards."""
-    server = PfsServer(tmp_path / "pfs", root_token=ROOT_TOKEN).start()
+def auth_pfs_server(request, tmp_path):
+    """A fresh server with auth on (root token ROOT_TOKEN), stopped afterwards (in-process unless
+    marked `pfs_process`)."""
+    server = fresh_server(request, tmp_path / "pfs", root_token=ROOT_TOKEN)
     yield server
-    server.stop(signal.SIGKILL)
+    stop_server(server)
 
 
 @pytest.fixture(scope="session")
