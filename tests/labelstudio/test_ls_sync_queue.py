@@ -50,12 +50,16 @@ def test_several_presses_during_a_source_sync_make_one_more_run(labelstudio, ls_
     first = press(labelstudio, source['id'], False)
     put(ls_pach, repo, {'f/late.png': b'y'})  # only a run that starts after this press sees it
     later = [press(labelstudio, source['id'], False) for _ in range(3)]
+    runs_meanwhile = labelstudio.storage(source['id'])['meta'].get('attempts')
 
     assert first['status'] in ('queued', 'in_progress') and 'message' not in first, first
     assert all(says_queued(a) for a in later), later
     done = labelstudio.wait_storage(source['id'], timeout=180)
     assert done['status'] == 'completed' and 'queued' not in done['meta'], done
-    assert done['meta']['attempts'] == 2  # the first run and exactly one queued run
+    if runs_meanwhile == 1:  # all three presses came during the first run: they make exactly one more
+        assert done['meta']['attempts'] == 2
+    else:  # a slow machine ended the first run between presses: each later press still adds at most one
+        assert done['meta']['attempts'] in (runs_meanwhile, runs_meanwhile + 1), (runs_meanwhile, done['meta'])
     assert len(labelstudio.tasks(project['id'])) == 1501
 
 

@@ -193,6 +193,15 @@ def hold(address: str, repo: str, connections: int, per_connection: int) -> list
     return calls
 
 
+def docker_verdict(app, wanted: str) -> bool:
+    """True once Docker's health status is `wanted`; until then, fails with what its last checks said."""
+    health = app.state()["Health"]
+    if health["Status"] == wanted:
+        return True
+    last = [(entry["ExitCode"], entry["Output"].strip()[-200:]) for entry in health.get("Log", [])[-3:]]
+    raise AssertionError(f"{health['Status']}, failing streak {health.get('FailingStreak')}, last checks {last}")
+
+
 @pytest.mark.reliability("Fault", "every worker of the PFS server held by SubscribeCommit watches (4 workers)")
 def test_the_health_check_notices_a_pfs_server_whose_workers_are_all_stuck(module_appliances, outcome):
     app = module_appliances(env={"PACHSTUDIO_PFS_WORKERS": "4"}).wait_healthy()
@@ -207,7 +216,7 @@ def test_the_health_check_notices_a_pfs_server_whose_workers_are_all_stuck(modul
     try:
         rc, out = app.exec("healthcheck")
         assert rc == 1 and "DEADLINE_EXCEEDED" in out, out
-        wait_for(lambda: app.state()["Health"]["Status"] == "unhealthy", "Docker's verdict unhealthy", timeout=120)
+        wait_for(lambda: docker_verdict(app, "unhealthy"), "Docker's verdict unhealthy", timeout=120)
         unhealthy = time.monotonic() - started
         outcome(f"healthcheck: '{out.strip()}'; Docker: unhealthy {unhealthy:.0f} s after the workers were taken")
     finally:
@@ -215,5 +224,5 @@ def test_the_health_check_notices_a_pfs_server_whose_workers_are_all_stuck(modul
             call.cancel()
             channel.close()
     released = time.monotonic()
-    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", "healthy again", timeout=120)
+    wait_for(lambda: docker_verdict(app, "healthy"), "healthy again", timeout=120)
     outcome(f"watches cancelled: healthy again {time.monotonic() - released:.0f} s later")
