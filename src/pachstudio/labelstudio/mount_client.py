@@ -185,6 +185,18 @@ def read_files(project: str, repo: str, commit: str, paths: list) -> dict:
     return out
 
 
+def branch_head(project: str, repo: str, branch: str) -> str:
+    """The id of the branch's newest finished commit; 404 names the missing repo or branch."""
+    return call("GET", _branch_url(project, repo, branch) + "/head")["commit"]
+
+
+def glob_files(project: str, repo: str, commit: str, pattern: str, max_size: int) -> Iterator[dict]:
+    """{"path", "size", "data" (text or null), "problem"} of each file of `commit` matching the glob,
+    all read by the mount server in one cluster call."""
+    url = f"{_repo_url(project, repo)}/commits/{quote(commit, safe='')}/glob"
+    return stream_ndjson(url, {"pattern": pattern, "max_size": max_size})
+
+
 def commit_jobs(project: str, repo: str, commit: str, branch: str) -> dict:
     """The jobs `commit` started: {"commit", "branch", "state": none|hidden|jobs, "message", "jobs", ...}."""
     return call("GET", f"{_repo_url(project, repo)}/commits/{quote(commit)}/jobs", params={"branch": branch})
