@@ -1,6 +1,7 @@
 """Fixtures for the frontend patch: pristine copies of the pinned bundle, never the venv's own files."""
 import hashlib
 import importlib.util
+import os
 import pathlib
 import shutil
 import subprocess
@@ -96,7 +97,7 @@ def patched_site(tmp_path_factory, installed_package_dir, installed_web_dir) -> 
 def start_patched_labelstudio(root: pathlib.Path, mount_server, patched_site: pathlib.Path, **extra_env):
     """Label Studio with the Pachyderm storage app and mount server, serving the patched bundle."""
     import plugins.labelstudio
-    from plugins.labelstudio import LabelStudio
+    from plugins.labelstudio import LabelStudio, pachstudio_path
 
     site_package = str(patched_site / "label_studio")
 
@@ -105,7 +106,8 @@ def start_patched_labelstudio(root: pathlib.Path, mount_server, patched_site: pa
         on sys.path makes Django refuse Label Studio's namespace-package apps."""
 
         def env(self) -> dict:
-            return {**super().env(), "PYTHONPATH": str(patched_site), **extra_env}
+            return {**super().env(), "PYTHONPATH": os.pathsep.join([str(patched_site), pachstudio_path()]),
+                    **extra_env}
 
         def start(self):
             with pytest.MonkeyPatch.context() as mp:

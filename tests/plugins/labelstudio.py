@@ -38,6 +38,14 @@ def label_studio_dir() -> str:
     return os.path.dirname(label_studio.__file__)
 
 
+def pachstudio_path() -> str:
+    """The folder this test run imports `pachstudio` from (a worktree's `src`, not necessarily the
+    editable install's): Label Studio's processes import the same code."""
+    import pachstudio
+
+    return str(pathlib.Path(pachstudio.__file__).resolve().parents[1])
+
+
 def clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ('HOST', 'PORT', 'USERNAME', 'DJANGO_SETTINGS_MODULE', 'PYTHONPATH')
@@ -101,7 +109,7 @@ class LabelStudio:
             PACHSTUDIO_MOUNT_API=self.mount_api, PACHSTUDIO_MOUNT_DIR=self.mount_dir,
             SENTRY_DSN='', FRONTEND_SENTRY_DSN='', LATEST_VERSION_CHECK='false', COLLECT_ANALYTICS='false',
             LOCAL_FILES_SERVING_ENABLED='true', LOCAL_FILES_DOCUMENT_ROOT=self.local_root,
-            LOG_LEVEL='INFO', PYTHONUNBUFFERED='1',
+            LOG_LEVEL='INFO', PYTHONUNBUFFERED='1', PYTHONPATH=pachstudio_path(),
         )
 
     def init_data_dir(self, log):
