@@ -68,6 +68,7 @@ def test_predictions_attach_to_their_tasks_with_the_files_or_the_commits_model_v
     # the newest predictions are what labelers see: the project's model version
     assert project_version(labelstudio, project["id"]) == default
     meta = done["meta"]["predictions"]
+    assert set(meta.pop("seconds")) == {"find", "read", "known", "write"}
     assert meta == {"from": f"default/{pred_repo}@master", "commit": head, "files": 2, "added": 3, "tasks": 2,
                     "skipped": 0, "model_version": default, "project_model_version": default,
                     "message": f"3 prediction(s) added to 2 task(s) from default/{pred_repo}@master at {head[:12]}, "
