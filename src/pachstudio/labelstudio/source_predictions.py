@@ -4,10 +4,10 @@ Studio's format (`result`, optional `score` and `model_version`). A Sync attache
 Source's tasks as Label Studio predictions; no prediction file becomes a task.
 
 - What is read: at a new commit of the branch, the files of every task of the Source (its
-  predictions go beside the older ones, under that commit's model version); at the commit already
-  applied, only those of the tasks this Sync created. Many files come from the mount server in one
-  call (a glob of the commit), a few by name. (Reading in a thread while the Sync made the tasks
-  was measured: on a busy 2-core machine it was not faster, the threads only contended.)
+  predictions go beside the older ones, under that commit's model version), in one call to the
+  mount server (a glob of the commit) that a thread makes while the Sync makes the tasks; it only
+  waits for the answer's bytes: parsing there too made the tasks slower than it saved (the GIL).
+  At the commit already applied, only the files of the tasks this Sync created, by name when few.
 - Idempotent: a task never gets a second prediction of one model version, which is the file's
   `model_version`, else `<repo>@<commit id>`. The same commit synced again adds nothing.
 - A file that is not JSON or does not fit the labeling config (Label Studio's own check,
@@ -19,6 +19,7 @@ Source's tasks as Label Studio predictions; no prediction file becomes a task.
 
 import json
 import logging
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -186,13 +187,24 @@ def insert_predictions(project_id: int, rows: list):
 
 
 class PredictionSync:
-    def __init__(self, storage, created_keys):
+    """`start` with the Sync: at a new commit of the branch its files are read by a thread meanwhile
+    (the mount server and the cluster work while Label Studio makes the tasks); `run` once the
+    tasks are made attaches what belongs to them."""
+
+    def __init__(self, storage):
         self.storage = storage
-        self.created_keys = created_keys
         self.project_name, self.repo, self.branch = storage.predictions_branch()
         self.out = Outcome(source=f"{self.project_name}/{self.repo}@{self.branch}")
         self.limit = settings.PACHSTUDIO_MAX_JSON_MB * 1024 * 1024
+        self.fresh, self.body, self.fetch_error, self.reader = False, b"", None, None
         self.clock = time.perf_counter()
+
+    def start(self):
+        self.out.commit = mount_client.branch_head(self.project_name, self.repo, self.branch)
+        self.fresh = self.out.commit != self.storage.predictions_commit
+        if self.fresh:
+            self.reader = threading.Thread(target=self.fetch, name=f"predictions-{self.storage.id}", daemon=True)
+            self.reader.start()
 
     def lap(self, name: str):
         now = time.perf_counter()
@@ -200,25 +212,42 @@ class PredictionSync:
         self.clock = now
 
     # --- which tasks, which files --------------------------------------------------------------
-    def tasks_by_file(self, fresh: bool) -> dict:
+    def tasks_by_file(self, created_keys) -> dict:
         """{"<key>.json": (key, [(row_index, task id)])} of the tasks to look for predictions for:
         all of the Source's at a new commit, else those this Sync created."""
         links = self.storage.links.filter(object_exists=True)
         rows = []
-        if fresh:
+        if self.fresh:
             rows = list(links.values_list("key", "row_index", "task_id"))
         else:
-            for chunk in _batched(set(self.created_keys)):
+            for chunk in _batched(set(created_keys)):
                 rows += links.filter(key__in=chunk).values_list("key", "row_index", "task_id")
         by_key = defaultdict(list)
         for key, row, task in rows:
             by_key[key].append((row, task))
         return {f"{key}.json": (key, tasks) for key, tasks in by_key.items()}
 
+    def glob(self) -> bytes:
+        return mount_client.glob_files(
+            self.project_name, self.repo, self.out.commit, _glob(self.storage.clean_prefix), self.limit
+        )
+
+    def fetch(self):
+        """The reader thread's: every prediction file under the Source's prefix, as the mount
+        server's answer (bytes: the thread does no per-file work that would hold the GIL)."""
+        try:
+            self.body = self.glob()
+        except Exception as exc:  # noqa: BLE001 - raised again in the Sync's thread
+            self.fetch_error = exc
+
     def read(self, wanted: dict):
         """(path, text, None) or (path, None, why it cannot be read) of each wanted file the commit
-        holds: by name when few, else every file of the glob in one call."""
-        if len(wanted) <= FEW:
+        holds: at a new commit those of the glob read meanwhile, else by name when few, else a glob."""
+        if self.fresh:
+            self.reader.join()
+            if self.fetch_error:
+                raise self.fetch_error
+        elif len(wanted) <= FEW:
             texts = mount_client.read_files(self.project_name, self.repo, self.out.commit, sorted(wanted))
             for path, text in texts.items():
                 if text is None:
@@ -230,10 +259,7 @@ class PredictionSync:
                 else:
                     yield path, text, None
             return
-        rows = mount_client.glob_files(
-            self.project_name, self.repo, self.out.commit, _glob(self.storage.clean_prefix), self.limit
-        )
-        for row in rows:
+        for row in mount_client.ndjson_rows(self.body if self.fresh else self.glob()):
             if row["path"] in wanted:
                 problem = row["problem"] and (
                     self.too_big if row["data"] is None and row["size"] > self.limit else f"is {row['problem']}"
@@ -245,10 +271,9 @@ class PredictionSync:
         return f"is bigger than the {settings.PACHSTUDIO_MAX_JSON_MB} MB a JSON file may have (PACHSTUDIO_MAX_JSON_MB)"
 
     # --- the work ------------------------------------------------------------------------------
-    def run(self) -> Outcome:
-        self.out.commit = mount_client.branch_head(self.project_name, self.repo, self.branch)
-        fresh = self.out.commit != self.storage.predictions_commit
-        wanted = self.tasks_by_file(fresh)
+    def run(self, created_keys) -> Outcome:
+        self.clock = time.perf_counter()
+        wanted = self.tasks_by_file(created_keys)
         checker = Checker(self.storage.project.label_config)
         default_version = f"{self.repo}@{self.out.commit}"
         self.lap("find")
@@ -324,22 +349,38 @@ class PredictionSync:
         self.out.project_version = current
 
 
-def sync_predictions(storage, created_keys) -> Outcome | None:
-    """Attach the predictions of `predictions_from` (None when the Source has none). A failure to
-    read them is reported, and the next Sync reads every task's file again (nothing is doubled)."""
-    if not storage.predictions_from:
-        return None
-    work = PredictionSync(storage, created_keys)
-    try:
-        out = work.run()
-        storage.predictions_commit = out.commit
-    except MountServerError as exc:
-        logger.warning("predictions of source %s not read: %s", storage.id, exc)
-        out = work.out
-        out.errors.append(
-            f"predictions from {out.source} could not be read ({explain(exc)}); the next Sync tries again."
-        )
-        out.commit = ""
-        storage.predictions_commit = None
-    storage.save(update_fields=["predictions_commit", "predictions_version"])
-    return out
+class Started:
+    """A Sync's predictions, begun: `finish(created_keys)` once the tasks are made."""
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.work = PredictionSync(storage)
+        self.error = None
+        try:
+            self.work.start()
+        except MountServerError as exc:
+            self.error = exc
+
+    def finish(self, created_keys) -> Outcome:
+        """Attach the predictions. A failure to read them is reported, and the next Sync reads every
+        task's file again (nothing is doubled)."""
+        storage, out = self.storage, self.work.out
+        try:
+            if self.error:
+                raise self.error
+            self.work.run(created_keys)
+            storage.predictions_commit = out.commit
+        except MountServerError as exc:
+            logger.warning("predictions of source %s not read: %s", storage.id, exc)
+            out.errors.append(
+                f"predictions from {out.source} could not be read ({explain(exc)}); the next Sync tries again."
+            )
+            out.commit = ""
+            storage.predictions_commit = None
+        storage.save(update_fields=["predictions_commit", "predictions_version"])
+        return out
+
+
+def start_predictions(storage) -> Started | None:
+    """At the start of a Source's Sync: its `predictions_from` begins to be read (None without one)."""
+    return Started(storage) if storage.predictions_from else None

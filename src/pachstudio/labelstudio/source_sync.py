@@ -24,7 +24,7 @@ from webhooks.utils import emit_webhooks_for_instance
 
 from . import cluster_checks, mount_client
 from .mount_client import MountServerError
-from .source_predictions import sync_predictions
+from .source_predictions import start_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -391,14 +391,15 @@ def sync_source(storage):
         added, changed, deleted = _full_scan(storage, keep)
     timer.lap("list" if mode.startswith("full") else "diff")
 
+    predictions = start_predictions(storage)  # read meanwhile, at a new commit of predictions_from
     work = SourceSync(storage, head)
     work.deleted(deleted)
     work.changed(changed)
     work.added(added)
     out = work.out
     timer.lap("tasks")
-    predictions = sync_predictions(storage, out.created_keys)
     if predictions is not None:
+        predictions = predictions.finish(out.created_keys)
         timer.lap("predictions")
 
     from io_storages.base_models import backfill_fsm_states_for_tasks
