@@ -4,6 +4,7 @@ the real mount server and the embedded PFS server written to through the real SD
 import json
 
 from ls_helpers import IMAGE_CONFIG, TEXT_CONFIG, error_text, make_repo, put
+from pachyderm_sdk.api import pfs
 
 from plugins.labelstudio import unique
 
@@ -273,3 +274,25 @@ def test_predictions_from_is_checked_when_the_source_is_saved(labelstudio, ls_pa
     labelstudio.api("PATCH", f"/api/storages/pachyderm/{source['id']}", json={"predictions_from": pred_repo},
                     expect=200)
     assert labelstudio.sync(source["id"])["meta"]["predictions"]["added"] == 1
+
+
+def test_predictions_that_cannot_be_read_are_reported_and_the_tasks_still_come(labelstudio, ls_pach):
+    project, source, pred_repo, head = images_and_predictions(labelstudio, ls_pach, {"a.png": b"a"}, {
+        "a.png.json": choice("cat")})
+    ls_pach.pfs.delete_repo(repo=pfs.Repo.from_uri(f"default/{pred_repo}"), force=True)
+
+    done = labelstudio.sync(source["id"])
+
+    assert done["status"] == "completed_with_errors" and done["last_sync_count"] == 1, done
+    assert f"predictions from default/{pred_repo}@master could not be read" in done["traceback"]
+    assert pred_repo in done["traceback"] and "not found" in done["traceback"], done["traceback"]
+    assert done["meta"]["predictions"]["message"] == \
+        f"predictions from default/{pred_repo}@master could not be read (View Logs)"
+    assert done["predictions_commit"] is None
+    # once the branch is back, the next Sync reads every task's file
+    make_repo(ls_pach, pred_repo)
+    again = put(ls_pach, pred_repo, {"a.png.json": json.dumps(choice("dog"))})
+    done = labelstudio.sync(source["id"])
+    assert done["status"] == "completed" and done["meta"]["predictions"]["added"] == 1, done
+    [task] = labelstudio.tasks(project["id"])
+    assert [p["model_version"] for p in predictions(labelstudio, task["id"])] == [f"{pred_repo}@{again}"]
