@@ -174,7 +174,10 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
     def prediction_suffix(self) -> str:
         """Predictions kept beside the data (the same repo and branch) are not tasks: a blob
         Source's `*.json` files, a JSON-tasks Source's `*.json.json` (the predictions of `t.json`)."""
-        if self.predictions_branch() != (self.project_name, self.repo, self.branch or "master"):
+        try:
+            if self.predictions_branch() != (self.project_name, self.repo, self.branch or "master"):
+                return ""
+        except ValueError:  # not a branch: the form says so (serializers, cluster_checks)
             return ""
         return ".json" if self.use_blob_urls else ".json.json"
 
