@@ -19,7 +19,8 @@ from io_storages.base_models import (
     ProjectStorageMixin,
 )
 
-from .. import mount_client, rules
+from ... import rules
+from .. import mount_client
 from . import background, cluster_checks
 from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
 from .source_sync import read_task_objects, sync_source
