@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 from pachyderm_sdk.api import pfs
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+
+from .storage_page import click_visible
 
 pytestmark = pytest.mark.browser
 
@@ -37,15 +39,6 @@ return at >= 0 && row ? row.querySelectorAll('.lsf-table__cell')[at].textContent
 """
 
 
-def click_text(driver, text) -> bool:
-    for element in driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']"):
-        try:
-            if element.is_displayed():
-                element.click()
-                return True
-        except WebDriverException:
-            return False
-    return False
 
 
 def test_predictions_from_pachyderm_are_pre_annotations(page, shared_pfs_server):
@@ -85,7 +78,8 @@ def test_predictions_from_pachyderm_are_pre_annotations(page, shared_pfs_server)
     page.shot("data-manager")
 
     # Opening the task shows the predicted choice already selected.
-    page.wait.until(lambda d: click_text(d, "a kitten on a sofa"), "the task's row never showed")
+    kitten_row = "//*[normalize-space(text())='a kitten on a sofa']"
+    page.wait.until(lambda d: click_visible(d, kitten_row), "the task's row never showed")
     page.wait.until(lambda d: f"task={kitten['id']}" in d.current_url, "opening the task did not show it")
     page.wait.until(lambda d: choices_checked(d) == {"cat": False, "dog": True},
                     f"the prediction is not pre-selected: {choices_checked(driver)}")
