@@ -151,9 +151,18 @@ def summary_insertion(js: str, bundle: pathlib.Path) -> tuple[int, str]:
                  f'{item}{{term:"Repository",children:[{s}.pach_project||"default","/",{s}.repo,"@",'
                  f'{s}.commit||{s}.branch].join("")}}),'
                  f'{item}{{term:"Commit",children:{s}.last_commit||{s}.synced_commit||"not synced yet"}}),'
+                 f'{predictions_item(jsx, items, s)},'
                  f'{pipeline_jobs_item(jsx, items, s)},{versions_item(jsx, items)}]}})')
     text = f',{SUMMARY_MARKER}(0,{jsx}.jsx)({component},{{case:"pachyderm",storage:{storage}}}){SUMMARY_END}'
     return m.end(), text
+
+
+def predictions_item(jsx: str, items: str, s: str) -> str:
+    """Sources with `predictions_from`: what the last Sync did with its predictions (the Sync's
+    `meta.predictions.message`; the files it skipped, with why, are in the card's View Logs)."""
+    message = f'{s}.meta&&{s}.meta.predictions&&{s}.meta.predictions.message'
+    return (f'!!{s}.predictions_from&&(0,{jsx}.jsx)({items}.Item,{{term:"Predictions",'
+            f'children:({message})||"from "+{s}.predictions_from+": not synced yet"}})')
 
 
 def versions_item(jsx: str, items: str) -> str:

@@ -33,6 +33,11 @@
       schema: __STRING__().optional().default(""), target: "import"
     },
     {
+      name: "predictions_from", type: "text", label: "Predictions from (optional)", placeholder: "[project/]repo@branch, e.g. predict@master",
+      description: "A branch holding <path>.json predictions of the tasks from <path> (a pipeline's output): each Sync adds them as pre-annotations",
+      schema: __STRING__().optional().default(""), target: "import"
+    },
+    {
       name: "prefix", type: "text", label: "Path prefix", placeholder: "labels",
       description: "Folder in the repo the annotation files are written to",
       schema: __STRING__().optional().default(""), target: "export"
@@ -65,6 +70,7 @@
     { fields: ["pach_project"] },
     { fields: ["repo", "branch"] },
     { fields: ["commit"] },
+    { fields: ["predictions_from"] },
     { fields: ["prefix"] },
     { fields: ["file_format"] },
     { fields: ["layout"] },

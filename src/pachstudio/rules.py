@@ -16,6 +16,8 @@ Where the rules come from (pachd's sources):
 - ancestry (`ancestry.Parse`): `ref^`, `ref^^`, `ref^N`, `ref~N` go N commits back; `ref.N` is
   the N-th commit of the branch counted from its start.
 - paths: pachd cleans every path like Go's `path.Clean` rooted at '/'.
+- a branch written as one text (`pfs.Branch.from_uri`, pachctl's `[project/]repo@branch`): the
+  project before the first '/', the branch after the '@'.
 """
 
 import posixpath
@@ -58,6 +60,28 @@ def branch_name_problem(name) -> Optional[str]:
     if not is_name(name) or _UUID_RE.search(name):
         return f"{name[:100]!r} is not a branch name Pachyderm accepts: {BRANCH_RULE}"
     return None
+
+
+def parse_branch_uri(text) -> tuple[str, str, str]:
+    """`[project/]repo[@branch]` as (project or "", repo, branch or "master"); ValueError naming
+    the part that is not a Pachyderm name (a commit id or ancestry is not a branch here)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("give it as [project/]repo@branch")
+    text = text.strip()
+    rest, _, branch = text.partition("@")
+    project, slash, repo = rest.rpartition("/")
+    if "@" in text and not branch:
+        raise ValueError(f"{text[:100]!r} names no branch after '@': give it as [project/]repo@branch")
+    for part, value in (("project", project), ("repo", repo)):
+        if (value or part == "repo" or slash) and not is_name(value):
+            raise ValueError(
+                f"{part} {value[:100]!r} of {text[:100]!r} is not a Pachyderm name: use only letters, digits, "
+                f'"_" and "-", at most {MAX_NAME} characters, as [project/]repo@branch'
+            )
+    problem = branch_name_problem(branch) if branch else None
+    if problem:
+        raise ValueError(f"{problem}, as [project/]repo@branch")
+    return project, repo, branch or "master"
 
 
 def is_commit_id(value) -> bool:

@@ -1,6 +1,8 @@
 """Pachyderm's rules (pachstudio.rules) and how each layer words a refusal: plain functions, no
 servers."""
 
+import re
+
 import pytest
 
 from pachstudio import rules
@@ -182,3 +184,34 @@ def test_mount_api_checks_names_and_paths_with_the_same_rules():
     _check_prefix("a/b")
     with pytest.raises(BadRequest, match="without '..'"):
         _check_prefix("a/../b")
+
+
+@pytest.mark.parametrize(
+    "text, parts",
+    [
+        ("preds@master", ("", "preds", "master")),
+        ("vision/preds@out", ("vision", "preds", "out")),
+        (" preds ", ("", "preds", "master")),
+        ("vision/preds", ("vision", "preds", "master")),
+    ],
+)
+def test_a_branch_given_as_one_text(text, parts):
+    assert rules.parse_branch_uri(text) == parts
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("", "give it as [project/]repo@branch"),
+        ("preds@", "names no branch after '@'"),
+        ("a/b/preds@master", "project 'a/b' of 'a/b/preds@master' is not a Pachyderm name"),
+        ("pre ds@master", "repo 'pre ds'"),
+        ("/preds@master", "project ''"),
+        ("preds@master^", "'master^' is not a branch name Pachyderm accepts"),
+        ("preds@0123456789ab4def0123456789abcdef", "not a branch name Pachyderm accepts"),
+        ("@master", "repo ''"),
+    ],
+)
+def test_a_branch_text_that_is_not_one_says_which_part_is_wrong(text, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        rules.parse_branch_uri(text)

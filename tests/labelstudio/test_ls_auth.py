@@ -69,6 +69,24 @@ def test_a_source_on_a_repo_without_access_is_refused(auth_ls):
     assert r.status_code == 400 and "write permission (REPO_WRITE)" in error_text(r), r.text
 
 
+def test_predictions_from_a_repo_the_token_may_not_read_are_refused(auth_ls, robot_token):
+    ls, _, token = auth_ls
+    server, _ = robot_token
+    r = post(ls, "pachyderm", repo="readable", predictions_from="hidden@master")
+    assert r.status_code == 400, r.text
+    text = error_text(r)
+    assert "repo default/hidden: the cluster token has no access to it; predictions_from of a Source needs read " \
+        "permission (REPO_READ)" in text, text
+    assert token not in r.text
+    prediction = {"result": [{"from_name": "choice", "to_name": "text", "type": "choices",
+                              "value": {"choices": ["cat"]}}]}
+    commit_files(server.root(), "writable@master", {"t.json.json": json.dumps(prediction).encode()})
+    project = ls.create_project(label_config=TEXT_CONFIG)
+    source = ls.create_source(project["id"], repo="readable", predictions_from="writable@master")
+    done = ls.sync(source["id"])
+    assert done["status"] == "completed" and done["meta"]["predictions"]["added"] == 1, done
+
+
 def test_repos_the_token_may_use_work(auth_ls, robot_token):
     ls, ms, token = auth_ls
     server, _ = robot_token

@@ -1,11 +1,28 @@
 """A page driver for Label Studio's Settings > Cloud Storage screens, waiting on page state."""
-from selenium.common.exceptions import ElementClickInterceptedException, ElementNotInteractableException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 WAIT = 60
+
+
+def click_visible(driver, xpath) -> bool:
+    """Clicks the first shown element `xpath` finds; False (try again) while none is, or while the
+    page replaces it under the click: meant for `WebDriverWait.until`."""
+    for element in driver.find_elements(By.XPATH, xpath):
+        try:
+            if element.is_displayed():
+                element.click()
+                return True
+        except WebDriverException:
+            return False
+    return False
 
 
 class StoragePage:

@@ -45,8 +45,15 @@ def test_patch_inserts_the_pachyderm_entry_into_the_providers_object(bundle_root
     providers = providers_object(bundle.read_text(encoding="utf-8"))
     assert re.search(r'redis:[\w$]+,pachyderm:/\* pachstudio:pachyderm-provider \*/ \{ name: "pachyderm", '
                      r'title: "Pachyderm"', providers)
-    for field in ("pach_project", "repo", "branch", "commit", "prefix", "file_format", "layout", "export_formats_text"):
+    for field in ("pach_project", "repo", "branch", "commit", "predictions_from", "prefix", "file_format", "layout",
+                  "export_formats_text"):
         assert f'name: "{field}"' in providers
+    # predictions_from: an optional text of the Source form only, on a row of its own
+    entry = providers.split("pachyderm:", 1)[1]
+    field = entry[entry.index('name: "predictions_from"'):]
+    field = field[:field.index("}")]
+    assert 'type: "text"' in field and '.optional().default("")' in field and 'target: "import"' in field
+    assert '{ fields: ["commit"] }, { fields: ["predictions_from"] },' in entry
 
 
 def test_patched_bundle_is_valid_javascript(bundle_root, bundle):
@@ -118,6 +125,20 @@ def test_card_summary_shows_the_repository_and_commit_for_pachyderm_only(bundle_
     # it sits among the card's other cases, right before the Status item
     assert js[end:end + 60].startswith(']}),(0,') and 'term:"Status"' in js[end:end + 80]
     assert js.count("/* pachstudio:pachyderm-summary */") == 1
+
+
+def test_card_summary_says_what_the_last_sync_did_with_a_sources_predictions(bundle_root, bundle):
+    """Only a Source with predictions_from gets the item; it shows the Sync's meta.predictions.message."""
+    assert run_apply(bundle_root).returncode == 0
+    js = bundle.read_text(encoding="utf-8")
+    start, end = apply_frontend.summary_span(js)
+    summary = js[start:end]
+    item = summary[summary.index('!!e.storage.predictions_from&&'):]
+    item = item[:item.index(apply_frontend.JOBS_MARKER)]
+    assert 'term:"Predictions"' in item
+    assert ('children:(e.storage.meta&&e.storage.meta.predictions&&e.storage.meta.predictions.message)'
+            '||"from "+e.storage.predictions_from+": not synced yet"') in item
+    assert summary.index('term:"Commit"') < summary.index('term:"Predictions"')
 
 
 def test_card_summary_has_a_delimited_pipelines_item_that_polls_the_storage_endpoints(bundle_root, bundle):

@@ -9,6 +9,8 @@ import pytest
 from pachyderm_sdk.api import pfs
 from selenium.webdriver.common.by import By
 
+from .storage_page import click_visible
+
 pytestmark = pytest.mark.browser
 
 TEXT_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="choice" toName="text">'
@@ -36,7 +38,7 @@ def test_one_click_from_an_open_task_shows_who_labeled_it(page, wizard_labelstud
     driver = page.driver
     driver.get(f"{page.url}/projects/{project['id']}/data")
     row = "//*[contains(text(), 'a kitten on a sofa')]"
-    page.wait.until(lambda d: page_click(d, row), "the task's row never showed in the Data Manager")
+    page.wait.until(lambda d: click_visible(d, row), "the task's row never showed in the Data Manager")
     page.wait.until(lambda d: f"task={task['id']}" in d.current_url, "opening the task did not show it")
     button = page.wait.until(lambda d: visible(d, ".lsf-menu-header #pachstudio-task-history"),
                              "no Task history button")
@@ -85,14 +87,3 @@ def visible(driver, css):
     return None
 
 
-def page_click(driver, xpath) -> bool:
-    from selenium.common.exceptions import WebDriverException
-
-    for element in driver.find_elements(By.XPATH, xpath):
-        try:
-            if element.is_displayed():
-                element.click()
-                return True
-        except WebDriverException:
-            return False
-    return False

@@ -141,6 +141,19 @@ def test_get_file_tar(pach, repo):
     assert got == {"a/1": b"one", "a/2": b"two" * 300}
 
 
+def test_get_file_tar_of_a_glob_is_whole_across_message_boundaries(pach, repo):
+    """Many small files and one bigger than a message, in one glob: every byte arrives where the
+    tar says, and the small files share messages (pachd writes the tar as one buffered stream)."""
+    small = {f"/p/{i:03}.json": f'{{"n": {i}}}'.encode() for i in range(300)}
+    big = os.urandom((5 << 20) + 7)
+    put(pach, "images@master", {**small, "/p/150-big.json": big})
+    messages = [m.value for m in pach.pfs.get_file_tar(file=pfs.File.from_uri("images@master:/p/*.json"))]
+    with tarfile.open(fileobj=io.BytesIO(b"".join(messages))) as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert got == {**{k.lstrip("/"): v for k, v in small.items()}, "p/150-big.json": big}
+    assert len(messages) < 10
+
+
 def test_diff_file_against_parent_and_between_commits(pach, repo):
     a = put(pach, "images@master", {"/keep": b"k", "/change": b"v1", "/gone": b"g"})
     put(pach, "images@master", {"/change": b"v2", "/gone": None, "/new": b"n"})

@@ -185,6 +185,25 @@ def read_files(project: str, repo: str, commit: str, paths: list) -> dict:
     return out
 
 
+def branch_head(project: str, repo: str, branch: str) -> str:
+    """The id of the branch's newest finished commit; 404 names the missing repo or branch."""
+    return call("GET", _branch_url(project, repo, branch) + "/head")["commit"]
+
+
+def glob_files(project: str, repo: str, commit: str, pattern: str, max_size: int) -> bytes:
+    """The NDJSON of the files of `commit` matching the glob, all read by the mount server in one
+    cluster call, as one body (`ndjson_rows` reads it): {"path", "size", "data" (text or null),
+    "problem"} per file. Taken whole, so a thread can wait for it while the caller's works."""
+    url = f"{_repo_url(project, repo)}/commits/{quote(commit, safe='')}/glob"
+    return get_bytes(url, {"pattern": pattern, "max_size": max_size})
+
+
+def ndjson_rows(body: bytes) -> Iterator[dict]:
+    for line in body.splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
 def commit_jobs(project: str, repo: str, commit: str, branch: str) -> dict:
     """The jobs `commit` started: {"commit", "branch", "state": none|hidden|jobs, "message", "jobs", ...}."""
     return call("GET", f"{_repo_url(project, repo)}/commits/{quote(commit)}/jobs", params={"branch": branch})
@@ -203,9 +222,13 @@ def file_history(project: str, repo: str, branch: str, paths: list, contents: bo
 
 def file_at(project: str, repo: str, commit: str, path: str) -> bytes:
     """One file's bytes as commit `commit` holds it."""
+    return get_bytes(f"{_repo_url(project, repo)}/file", {"commit": commit, "path": path})
+
+
+def get_bytes(url: str, params=None) -> bytes:
     try:
         with _client() as client:
-            response = client.get(f"{_repo_url(project, repo)}/file", params={"commit": commit, "path": path})
+            response = client.get(url, params=params)
     except httpx.HTTPError as exc:
         raise _unreachable(exc) from None
     if response.status_code >= 400:

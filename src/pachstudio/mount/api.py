@@ -21,7 +21,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
-from . import diffs, history, versions
+from . import diffs, glob_read, history, versions
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
 from .pipeline_jobs import register as register_pipeline_jobs
@@ -226,6 +226,10 @@ def _first_then_rest(rows: Iterator[dict]) -> Iterator[dict]:
         yield from rows
 
     return gen()
+
+
+def _ndjson_response(rows: Iterator[dict]) -> StreamingResponse:
+    return StreamingResponse(_ndjson(_first_then_rest(rows)), media_type="application/x-ndjson")
 
 
 def build_app(table: MountTable, reconfigure) -> FastAPI:
@@ -433,13 +437,11 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     @app.get("/mounts/{name}/files", dependencies=login)
     def files(name: str, prefix: str = "", recursive: bool = True):
         _check_prefix(prefix)
-        rows = _first_then_rest(table.files(name, prefix, recursive))
-        return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson")
+        return _ndjson_response(table.files(name, prefix, recursive))
 
     @app.get("/mounts/{name}/diff", dependencies=login)
     def diff(name: str, since: str = Query(..., min_length=1, pattern=COMMIT_ID)):
-        rows = _first_then_rest(table.diff(name, since))
-        return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson")
+        return _ndjson_response(table.diff(name, since))
 
     @app.get("/mounts/{name}/staged", response_model=StagedAnswer)
     def staged(name: str):
@@ -454,6 +456,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
         return Stats(calls=dict(remote().calls), cache_bytes=table.cache.total)
 
     diffs.add_routes(app, table, login)
+    glob_read.add_routes(app, remote, login, _ndjson_response)
     history.add_routes(app, remote, login)
     return app
 

@@ -143,7 +143,7 @@ def add_routes(app: FastAPI, table, login: list) -> None:
     def branch_commit(project: str, repo: str, branch: str, commit: str):
         """404 unless `commit` is in the history of `branch` (a version of a Target on it)."""
         for field, value in (("project", project), ("repo", repo), ("branch", branch)):
-            _check_name(field, value)
+            check_name(field, value)
         info = commit_on_branch(remote(), project, repo, branch, commit)
         parent = info.parent_commit.id if info.parent_commit and info.parent_commit.id else None
         return BranchCommitAnswer(id=commit, parent=parent, finished=_when(info), description=info.description or "")
@@ -156,18 +156,18 @@ def add_routes(app: FastAPI, table, login: list) -> None:
         new: str = Query(..., alias="to", description="the newer commit"),
         prefix: str = "",
     ):
-        _check_name("project", project)
-        _check_name("repo", repo)
+        check_name("project", project)
+        check_name("repo", repo)
         prefix = _check_path("prefix", prefix).strip("/")
         return diff_rows(remote(), project, repo, old, new, prefix)
 
     @app.post("/repos/{project}/{repo}/read", response_model=list[FileContent], dependencies=login)
     def repo_read(project: str, repo: str, req: ReadRequest):
-        _check_name("project", project)
-        _check_name("repo", repo)
+        check_name("project", project)
+        check_name("repo", repo)
         return read_files(remote(), project, repo, req.commit, req.paths)
 
 
-def _check_name(field: str, value: str) -> None:
+def check_name(field: str, value: str) -> None:
     if not is_name(value) or len(value) > MAX_NAME:
         raise BadRequest(f"{field}: {value[:100]!r} is not a Pachyderm name (letters, digits, '_' and '-')")

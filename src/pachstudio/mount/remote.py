@@ -437,6 +437,13 @@ class Remote:
             "get_file", f"reading {path}", lambda c: self._raw(c, "GetFile", pfswire.bytes_value_of)(req)
         )
 
+    def read_tar(self, commit: pfs.Commit, pattern: str) -> Iterator[memoryview]:
+        """The files matching a glob as one tar stream (GetFileTAR), in chunks."""
+        req = pfs.GetFileRequest(file=pfs.File(commit=commit, path=pattern))
+        yield from self.stream(
+            "get_file_tar", f"reading {pattern}", lambda c: self._raw(c, "GetFileTAR", pfswire.bytes_value_of)(req)
+        )
+
     def diff(self, new: pfs.Commit, old: pfs.Commit) -> Iterator:
         return self.stream(
             "diff_file",

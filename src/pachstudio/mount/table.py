@@ -74,6 +74,26 @@ def finished(info) -> bool:
     return info.finished is not None and info.finished.timestamp() > 0
 
 
+def finished_head(remote: Remote, repo: pfs.Repo, branch: str, create: bool = False):
+    """(CommitInfo of the newest finished commit of a branch, id of the branch head): an open head
+    is being written by someone. `create`: a missing branch is made (a Target's)."""
+    b = pfs.Branch(repo=repo, name=branch)
+    try:
+        info = remote.inspect_branch(b)
+    except NotFound:
+        if not create:
+            raise NotFound(f"branch {branch} not found in repo {repo.project.name}/{repo.name}") from None
+        remote.create_branch(b)
+        info = remote.inspect_branch(b)
+    head = info.head
+    for _ in range(100):
+        c = remote.inspect_commit(pfs.Commit(id=head.id, repo=repo, branch=b))
+        if finished(c) or not c.parent_commit or not c.parent_commit.id:
+            return c, head.id
+        head = c.parent_commit
+    return c, head.id
+
+
 def check_mount_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
         raise BadRequest(
@@ -221,22 +241,7 @@ class MountTable:
         return repo
 
     def _finished_head(self, repo: pfs.Repo, branch: str, create: bool = False):
-        """The newest finished commit of a branch (an open head is being written by someone)."""
-        b = pfs.Branch(repo=repo, name=branch)
-        try:
-            info = self.remote.inspect_branch(b)
-        except NotFound:
-            if not create:
-                raise NotFound(f"branch {branch} not found in repo {repo.project.name}/{repo.name}") from None
-            self.remote.create_branch(b)
-            info = self.remote.inspect_branch(b)
-        head = info.head
-        for _ in range(100):
-            c = self.remote.inspect_commit(pfs.Commit(id=head.id, repo=repo, branch=b))
-            if finished(c) or not c.parent_commit or not c.parent_commit.id:
-                return c, head.id
-            head = c.parent_commit
-        return c, head.id
+        return finished_head(self.remote, repo, branch, create)
 
     def _tree(self, repo: pfs.Repo, info, paths: tuple = ()) -> CommitTree:
         commit = pfs.Commit(id=info.commit.id, repo=repo)

@@ -50,7 +50,7 @@ def check_cluster():
         _fail(f"Pachyderm cluster unreachable at {cfg.get('pachd_address') or '(no address configured)'}")
 
 
-def check_access(found: dict, project: str, repo: str, write: bool) -> None:
+def check_access(found: dict, project: str, repo: str, write: bool, who: str = "") -> None:
     """The cluster token's access to the repo, as the mount server reports it (pachctl's
     `authorization`: off, none, read, write): a Source needs read, a Target write."""
     access = found.get("authorization") or "off"
@@ -58,32 +58,39 @@ def check_access(found: dict, project: str, repo: str, write: bool) -> None:
         return
     needed = "write permission (REPO_WRITE)" if write else "read permission (REPO_READ)"
     have = "may only read it" if access == "read" else "has no access to it"
+    who = who or ("a Target" if write else "a Source")
     _fail(
-        f"repo {project}/{repo}: the cluster token {have}; a {'Target' if write else 'Source'} needs {needed}. "
+        f"repo {project}/{repo}: the cluster token {have}; {who} needs {needed}. "
         f"Ask a cluster admin for the {'repoWriter' if write else 'repoReader'} role on it "
         f"(pachctl auth set repo {repo} {'repoWriter' if write else 'repoReader'} <user>)."
     )
 
 
 def check_repo(storage, branch_must_exist: bool, write: bool = False):
-    project, repo, branch = storage.project_name, storage.repo, storage.branch or "master"
-    if not repo:
+    if not storage.repo:
         _fail("repo is required")
+    check_branch(storage.project_name, storage.repo, storage.branch or "master", branch_must_exist, write)
+
+
+def check_branch(project: str, repo: str, branch: str, must_exist: bool, write: bool = False, what: str = ""):
+    """The project, the repo and (`must_exist`) the branch are there, and the token may use the
+    repo. `what`: the field being checked, named in front of each refusal."""
+    lead = f"{what}: " if what else ""
     try:
         names = [(p.get("project") or {}).get("name") for p in mount_client.projects()]  # ProjectInfo
         if project not in names:
-            _fail(f'Pachyderm project "{project}" not found (projects: {", ".join(sorted(names)) or "none"})')
+            _fail(f'{lead}Pachyderm project "{project}" not found (projects: {", ".join(sorted(names)) or "none"})')
         found = [
             r for r in mount_client.repos() if r.get("repo") == repo and (r.get("project") or "default") == project
         ]
     except MountServerError as exc:
-        _fail(explain(exc))
+        _fail(lead + explain(exc))
     if not found:
-        _fail(f'repo "{repo}" not found in Pachyderm project "{project}"')
-    check_access(found[0], project, repo, write)
+        _fail(f'{lead}repo "{repo}" not found in Pachyderm project "{project}"')
+    check_access(found[0], project, repo, write, who=f"{what} of a Source" if what else "")
     branches = found[0].get("branches") or []
-    if branch_must_exist and branch not in branches:
-        _fail(f'branch "{branch}" not found in repo {project}/{repo} (branches: {", ".join(branches) or "none"})')
+    if must_exist and branch not in branches:
+        _fail(f'{lead}branch "{branch}" not found in repo {project}/{repo} (branches: {", ".join(branches) or "none"})')
 
 
 def ensure_mount(storage) -> dict:
@@ -116,6 +123,7 @@ def check_source(storage):
     check_cluster()
     check_repo(storage, branch_must_exist=not storage.commit)
     ensure_mount(storage)
+    check_predictions(storage)
     if storage.clean_prefix or storage.regex_filter:
         try:
             for _ in storage.iter_objects():
@@ -128,6 +136,17 @@ def check_source(storage):
         _fail(
             f"no files {what} in {storage.describe()}" + ("" if storage.recursive_scan else " (recursive scan is off)")
         )
+
+
+def check_predictions(storage):
+    """`predictions_from` names a branch the token may read (it is read at each Sync)."""
+    if not storage.predictions_from:
+        return
+    try:
+        project, repo, branch = storage.predictions_branch()
+    except ValueError as exc:
+        _fail(f"predictions_from: {exc}")
+    check_branch(project, repo, branch, must_exist=True, what="predictions_from")
 
 
 def check_target(storage):

@@ -5,6 +5,7 @@ and `cluster_checks`, and every cluster access goes through the mount server (`m
 """
 
 import logging
+from typing import Optional
 from urllib.parse import quote
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from io_storages.base_models import (
     ProjectStorageMixin,
 )
 
+from ... import rules
 from .. import mount_client
 from . import background, cluster_checks
 from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
@@ -129,6 +131,26 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
         blank=True,
         help_text="Signature of the filters of the last sync; a change means a full scan",
     )
+    predictions_from = models.CharField(
+        _("predictions from"),
+        max_length=256,
+        blank=True,
+        default="",
+        help_text="[project/]repo@branch whose <path>.json files hold predictions for the tasks from <path>",
+    )
+    predictions_commit = models.CharField(
+        _("predictions commit"),
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Commit of predictions_from whose predictions the last Sync attached",
+    )
+    predictions_version = models.TextField(
+        _("predictions version"),
+        null=True,
+        blank=True,
+        help_text="The model version this Source last made the project's; a person who picks another keeps theirs",
+    )
 
     class Meta:
         abstract = True
@@ -143,8 +165,25 @@ class PachydermImportStorageBase(PachydermMixin, ImportStorage):
             spec["commit"] = self.commit
         return spec
 
+    def predictions_branch(self) -> Optional[tuple[str, str, str]]:
+        """(project, repo, branch) of `predictions_from` (its project defaults to this Source's)."""
+        if not self.predictions_from:
+            return None
+        project, repo, branch = rules.parse_branch_uri(self.predictions_from)
+        return project or self.project_name, repo, branch
+
+    def prediction_suffix(self) -> str:
+        """Predictions kept beside the data (the same repo and branch) are not tasks: a blob
+        Source's `*.json` files, a JSON-tasks Source's `*.json.json` (the predictions of `t.json`)."""
+        try:
+            if self.predictions_branch() != (self.project_name, self.repo, self.branch or "master"):
+                return ""
+        except ValueError:  # not a branch: the form says so (serializers, cluster_checks)
+            return ""
+        return ".json" if self.use_blob_urls else ".json.json"
+
     def key_filter(self) -> KeyFilter:
-        return KeyFilter(self.clean_prefix, self.regex_filter, self.recursive_scan)
+        return KeyFilter(self.clean_prefix, self.regex_filter, self.recursive_scan, self.prediction_suffix())
 
     def validate_connection(self, client=None):
         cluster_checks.check_source(self)

@@ -60,14 +60,15 @@ class KeyFilter:
     of Label Studio's own storages are common, and neither surprises).
     """
 
-    def __init__(self, prefix: str = "", regex: Optional[str] = None, recursive: bool = True):
+    def __init__(self, prefix: str = "", regex: Optional[str] = None, recursive: bool = True, not_suffix: str = ""):
         self.prefix = normalize_prefix(prefix)
         self.regex = re.compile(regex) if regex else None
         self.recursive = recursive
+        self.not_suffix = not_suffix  # files ending so are not tasks (predictions kept beside the data)
 
     def __call__(self, path: str) -> bool:
         path = path.lstrip("/")
-        if path.endswith("/"):
+        if path.endswith("/") or (self.not_suffix and path.endswith(self.not_suffix)):
             return False
         if self.prefix:
             if not path.startswith(self.prefix + "/"):

@@ -68,10 +68,21 @@ class PachydermSerializerMixin:
 class PachydermImportStorageSerializer(PachydermSerializerMixin, ImportStorageSerializer):
     type = serializers.ReadOnlyField(default="pachyderm")
 
+    def validate_predictions_from(self, value):
+        """`[project/]repo@branch`, kept as typed (its project defaults to the Source's); whether it
+        exists and may be read is the connection check's (cluster_checks.check_predictions)."""
+        value = (value or "").strip()
+        if value:
+            try:
+                rules.parse_branch_uri(value)
+            except ValueError as exc:
+                raise serializers.ValidationError(str(exc))
+        return value
+
     class Meta:
         model = PachydermImportStorage
         fields = "__all__"
-        read_only_fields = ("synced_commit", "synced_filter")
+        read_only_fields = ("synced_commit", "synced_filter", "predictions_commit", "predictions_version")
 
 
 class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSerializer):

@@ -25,6 +25,7 @@ from webhooks.utils import emit_webhooks_for_instance
 from .. import mount_client
 from ..mount_client import MountServerError
 from . import cluster_checks
+from .source_predictions import start_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Outcome:
     removed: int = 0
     marked: int = 0
     errors: list = field(default_factory=list)
+    created_keys: list = field(default_factory=list)  # paths this sync made tasks of
 
 
 def batched(iterable, n=BATCH):
@@ -76,6 +78,8 @@ def scan_signature(storage) -> str:
         str(bool(storage.recursive_scan)),
         str(bool(storage.use_blob_urls)),
     ]
+    if storage.prediction_suffix():  # predictions beside the data: those files are not tasks
+        parts.append("not " + storage.prediction_suffix())
     return hashlib.sha1("\x00".join(parts).encode()).hexdigest()
 
 
@@ -208,6 +212,7 @@ class SourceSync:
             )
             if hasattr(self.project, "summary"):
                 self.project.summary.update_data_columns(tasks)
+        self.out.created_keys.extend(o.key for o in objects)
         self._created([t.id for t in tasks])
 
     def _create_with_annotations(self, obj):
@@ -225,6 +230,7 @@ class SourceSync:
         except (ValidationError, ValueError) as exc:
             self.out.errors.append(f'"{obj.key}" task {obj.row_index or 0}: {exc}; skipped.')
             return
+        self.out.created_keys.append(obj.key)
         self._created([task.id])
 
     def _created(self, ids):
@@ -386,12 +392,16 @@ def sync_source(storage):
         added, changed, deleted = _full_scan(storage, keep)
     timer.lap("list" if mode.startswith("full") else "diff")
 
+    predictions = start_predictions(storage)  # read meanwhile, at a new commit of predictions_from
     work = SourceSync(storage, head)
     work.deleted(deleted)
     work.changed(changed)
     work.added(added)
     out = work.out
     timer.lap("tasks")
+    if predictions is not None:
+        predictions = predictions.finish(out.created_keys)
+        timer.lap("predictions")
 
     from io_storages.base_models import backfill_fsm_states_for_tasks
 
@@ -419,8 +429,12 @@ def sync_source(storage):
         files_skipped=len(out.errors),
         tasks_existed=max(total - out.created, 0),
     )
+    errors = out.errors
+    if predictions is not None:
+        counts["predictions"] = predictions.meta()
+        errors = errors + predictions.errors
     logger.info("Pachyderm source %s synced %s at %s: %s", storage.id, storage.describe(), head, counts)
-    if out.errors:
-        storage.info_set_completed_with_errors(last_sync_count=out.created, validation_errors=out.errors, **counts)
+    if errors:
+        storage.info_set_completed_with_errors(last_sync_count=out.created, validation_errors=errors, **counts)
     else:
         storage.info_set_completed(last_sync_count=out.created, **counts)

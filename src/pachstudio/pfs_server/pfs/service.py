@@ -448,15 +448,22 @@ class PfsService:
         if not files:
             raise self.store.file_not_found(c.id, path)
         mtime = int(c.finished or c.started)
+        # Buffered into messages of up to about GET_CHUNK, as pachd's streaming bytes writer does:
+        # three messages a file made a glob of 10,000 small files cost 30,000 messages.
+        out = bytearray()
         for e in files:
             info = tarfile.TarInfo(e.path.lstrip("/"))
             info.size, info.mtime, info.mode = e.size, mtime, 0o644
-            yield bytes_value(info.tobuf(format=tarfile.PAX_FORMAT))
+            out += info.tobuf(format=tarfile.PAX_FORMAT)
             for chunk in self.store.read(e, 0, GET_CHUNK):
-                yield bytes_value(chunk)
+                out += chunk
+                if len(out) >= GET_CHUNK:
+                    yield bytes_value(bytes(out))
+                    out.clear()
             if e.size % 512:
-                yield bytes_value(b"\0" * (512 - e.size % 512))
-        yield bytes_value(b"\0" * 1024)
+                out += b"\0" * (512 - e.size % 512)
+        out += b"\0" * 1024
+        yield bytes_value(bytes(out))
 
     def InspectFile(self, req: pfs.InspectFileRequest, ctx):
         commit, c, path = self._file_target(req.file, "InspectFile")

@@ -1,0 +1,126 @@
+"""Many small files of one commit in one cluster call, and a branch's newest finished commit: what
+Label Studio needs to read a pipeline's predictions (one `<path>.json` per task, thousands of them).
+
+One GetFileTAR of a glob, unpacked as it streams, instead of a GetFile (or a FUSE read) per file:
+on the embedded server 10,000 small files took a fifth of the time of the `/read` route's GetFiles
+and a tenth of FUSE reads through a mount (measured while choosing; `scripts/bench-sync` measures
+the Sync that uses it).
+"""
+
+import io
+import tarfile
+from typing import Iterator
+
+from fastapi import FastAPI, Query
+from pachyderm_sdk.api import pfs
+from pydantic import BaseModel, Field
+
+from ..rules import clean_path, climbs, is_commit_id
+from .diffs import check_name
+from .errors import BadRequest, NotFound
+from .remote import Remote
+from .table import finished_head
+
+
+def _repo(project: str, repo: str) -> pfs.Repo:
+    return pfs.Repo(name=repo, type="user", project=pfs.Project(name=project))
+
+
+def branch_head(remote: Remote, project: str, repo: str, branch: str) -> str:
+    """The id of the branch's newest finished commit; NotFound names the repo or the branch."""
+    r = _repo(project, repo)
+    try:
+        info, _ = finished_head(remote, r, branch)
+    except NotFound:
+        remote.inspect_repo(r)  # a missing repo is named as such
+        raise
+    return info.commit.id
+
+
+class _Chunks(io.RawIOBase):
+    """A stream of byte chunks as a file, for tarfile's streaming reader."""
+
+    def __init__(self, chunks: Iterator):
+        self._chunks = iter(chunks)
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._left:
+            try:
+                self._left = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def check_glob(pattern: str) -> str:
+    if not pattern or "\x00" in pattern or "\\" in pattern or climbs(pattern):
+        raise BadRequest(f"pattern: {pattern[:200]!r} is not a glob inside the repo (no '..' or backslashes)")
+    return clean_path(pattern)
+
+
+def glob_files(remote: Remote, project: str, repo: str, commit: str, pattern: str, max_size: int) -> Iterator[dict]:
+    """{"path", "size", "data", "problem"} of each file of `commit` matching `pattern`, in path
+    order: `data` the file's text, or null with `problem` saying why (bigger than `max_size`
+    bytes, not UTF-8 text). No matching file is no row (pachd answers NotFound then)."""
+    if not is_commit_id(commit):
+        raise BadRequest(f"commit: {commit[:100]!r} is not a commit id (32 lowercase hex characters)")
+    pattern = check_glob(pattern)
+    c = pfs.Commit(id=commit, repo=_repo(project, repo))
+    try:
+        remote.inspect_commit(c)
+    except NotFound:
+        raise NotFound(f"commit {commit} not found in repo {project}/{repo}") from None
+    return _unpacked(remote.read_tar(c, pattern), max_size)
+
+
+def _unpacked(chunks: Iterator, max_size: int) -> Iterator[dict]:
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_Chunks(chunks), 1 << 16), mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                row = {"path": member.name.lstrip("/"), "size": member.size, "data": None, "problem": None}
+                if member.size > max_size:
+                    row["problem"] = f"{member.size} bytes, more than the {max_size} allowed"
+                else:
+                    raw = tar.extractfile(member).read()
+                    try:
+                        row["data"] = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        row["problem"] = "not UTF-8 text"
+                yield row
+    except NotFound:  # the glob matched no file
+        return
+
+
+class BranchHead(BaseModel):
+    commit: str = Field(description="the branch's newest finished commit")
+
+
+def add_routes(app: FastAPI, remote, login: list, ndjson_response) -> None:
+    @app.get("/repos/{project}/{repo}/branches/{branch}/head", response_model=BranchHead, dependencies=login)
+    def head(project: str, repo: str, branch: str):
+        """The branch's newest finished commit, without mounting it."""
+        for field, value in (("project", project), ("repo", repo), ("branch", branch)):
+            check_name(field, value)
+        return BranchHead(commit=branch_head(remote(), project, repo, branch))
+
+    @app.get("/repos/{project}/{repo}/commits/{commit}/glob", dependencies=login)
+    def glob(
+        project: str,
+        repo: str,
+        commit: str,
+        pattern: str = Query(..., min_length=1, max_length=4096, description="a Pachyderm glob: /images/**.json"),
+        max_size: int = Query(64 << 20, ge=0, description="bytes; larger files come with data null"),
+    ):
+        """NDJSON, one {"path", "size", "data", "problem"} per matching file, from one GetFileTAR."""
+        check_name("project", project)
+        check_name("repo", repo)
+        return ndjson_response(glob_files(remote(), project, repo, commit, pattern, max_size))
