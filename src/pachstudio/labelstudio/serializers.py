@@ -5,6 +5,7 @@ from io_storages.serializers import ExportStorageSerializer, ImportStorageSerial
 from rest_framework import serializers
 
 from .. import rules
+from . import target_splits
 from .access import project_or_404
 from .cluster_checks import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
@@ -80,6 +81,21 @@ class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSe
     export_formats = serializers.JSONField(required=False)
     # the same as text, for the storage wizard, whose fields are strings
     export_formats_text = serializers.CharField(required=False, allow_blank=True)
+
+    def validate_splits(self, value):
+        try:
+            return target_splits.canonical(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc))
+
+    def update(self, instance, validated_data):
+        """A new split rule re-splits: every label file is staged again (its links dropped), so the
+        next Sync writes each with its new split."""
+        before = instance.splits
+        storage = super().update(instance, validated_data)
+        if storage.splits != before:
+            storage.links.all().delete()
+        return storage
 
     def validate(self, data):
         if data.get("layout", self.instance.layout if self.instance else "id") == "source_path":

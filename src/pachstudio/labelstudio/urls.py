@@ -45,6 +45,11 @@ _storage_urls = [
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/tags/?$", versions.TagsAPI.as_view(), name="export-storage-pachyderm-tags"
     ),
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/job-tags/?$",
+        versions.JobTagsAPI.as_view(),
+        name="export-storage-pachyderm-job-tags",
+    ),
     # "/?": a 404 answer on a path without the slash is otherwise replaced by Label Studio's HTML page
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/diff/?$",

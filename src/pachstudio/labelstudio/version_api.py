@@ -6,7 +6,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import label_diff, restore
+from . import label_diff, model_metrics, restore
 from .label_diff import VersionError
 from .models import PachydermExportStorage
 from .mount_client import MountServerError
@@ -44,7 +44,10 @@ class TargetDiffAPI(APIView):
                 {"detail": 'give from=<commit> and to=<commit or "staged">: the two versions to compare'}, status=400
             )
         try:
-            return Response(label_diff.diff(storage, old, new))
+            answer = label_diff.diff(storage, old, new)
+            if new != label_diff.STAGED:  # what the two versions' pipeline jobs measured, side by side
+                answer["metrics"] = model_metrics.changes(storage, old, new)
+            return Response(answer)
         except (VersionError, MountServerError, ValidationError) as exc:
             return _refusal(exc)
 
