@@ -39,9 +39,15 @@ def label_studio_dir() -> str:
 
 
 def clean_env(**extra) -> dict:
+    """The environment of a Label Studio under test: none of the caller's Label Studio or Django
+    settings, and PYTHONPATH only the folder of the pachstudio package the tests import (a git
+    worktree's, not the editable install's), so the server runs the code under test."""
+    import pachstudio
+
     env = {k: v for k, v in os.environ.items()
            if k not in ('HOST', 'PORT', 'USERNAME', 'DJANGO_SETTINGS_MODULE', 'PYTHONPATH')
            and not k.startswith('LABEL_STUDIO_')}
+    env['PYTHONPATH'] = str(pathlib.Path(pachstudio.__file__).resolve().parent.parent)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
