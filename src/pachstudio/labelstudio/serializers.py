@@ -91,7 +91,8 @@ class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSe
     def update(self, instance, validated_data):
         """A new split rule re-splits: every label file is staged again (its links dropped), so the
         next Sync writes each with its new split."""
-        before = instance.splits
+        # from the database: validate() already set the new values on the instance for its checks
+        before = type(instance).objects.filter(pk=instance.pk).values_list("splits", flat=True).first()
         storage = super().update(instance, validated_data)
         if storage.splits != before:
             storage.links.all().delete()
