@@ -70,7 +70,7 @@
       el("td", { class: "num added" }, v.added), el("td", { class: "num changed" }, v.changed),
       el("td", { class: "num deleted" }, v.deleted),
       el("td", { class: "annotators" }, v.annotators.join(", ") || "none"),
-      sources, tags, jobs, el("td", {}, restoreButton));
+      sources, tags, jobs, ...modelLoopCells(v), el("td", {}, restoreButton));
   }
 
   // The jobs a version started (the same answer as the Target card's Pipelines item), on demand:
@@ -96,6 +96,7 @@
     try {
       const data = await call("GET", `/versions?page=${page}&page_size=${pageSize}`);
       shown = data.versions;
+      showModelLoop(data);
       document.querySelector("#versions-table tbody").replaceChildren(...shown.map(row));
       const pages = Math.max(1, Math.ceil(data.count / pageSize));
       document.getElementById("page-info").textContent = `page ${page} of ${pages}`;
@@ -143,6 +144,7 @@
         el("span", { class: "changed" }, `${c.changed} changed`), ", ",
         el("span", { class: "lost" }, `${c.lost} lost`));
       out.replaceChildren(head, taskList(diff.tasks));
+      showMetricChanges(diff.metrics);
     } catch (e) {
       out.replaceChildren(el("p", { class: "error" }, `Cannot compare: ${e.message}`));
     }
@@ -203,6 +205,133 @@
       button.disabled = false;
     }
   }
+
+  // -- model loop: metric columns, the jobs still running, health, Compare's metric changes and the
+  // tag of a job's output. Kept apart from the page's layout code above.
+  let metricColumns = [];
+  let polling = null;
+  const number = (x) => (Number.isInteger(x) ? String(x) : Number(x).toPrecision(4).replace(/\.?0+$/, ""));
+  const pipelineName = (p) => p.replace(/^default\//, "");
+
+  function showModelLoop(data) {
+    metricColumns = data.metric_columns || [];
+    const head = document.getElementById("versions-head");
+    head.querySelectorAll(".metric-head").forEach((th) => th.remove());
+    const anchor = head.querySelector(".health-head");
+    for (const c of metricColumns) {
+      anchor.before(el("th", { class: "metric-head", title: c.pipeline }, `${pipelineName(c.pipeline)} · ${c.key}`));
+    }
+    const running = data.versions.filter((v) => v.jobs && v.jobs.state === "running");
+    const note = document.getElementById("jobs-note");
+    const state = data.pipelines || { state: "none", message: "" };
+    if (running.length) {
+      note.textContent = `Jobs still running for ${running.length} version(s): their metrics appear when they end.`;
+    } else if (state.state === "hidden" || state.state === "error") {
+      note.textContent = state.message;
+    } else {
+      note.textContent = "";
+    }
+    note.className = state.state === "error" ? "error" : "muted";
+    clearTimeout(polling);
+    if (running.length) polling = setTimeout(load, 5000);
+    fillJobTagForm(data.versions);
+  }
+
+  function modelLoopCells(v) {
+    const cells = metricColumns.map((c) => {
+      const value = ((v.metrics || {})[c.pipeline] || {})[c.key];
+      return el("td", { class: "num metric", "data-pipeline": c.pipeline, "data-key": c.key },
+        value === undefined ? "" : number(value));
+    });
+    const jobsCell = el("td", { class: "health" }, healthText(v.health));
+    if (v.jobs && v.jobs.state === "running") {
+      jobsCell.prepend(el("div", { class: "running muted" }, `jobs still running: ${v.jobs.running.map(pipelineName).join(", ")}`));
+    }
+    for (const bad of v.metrics_unreadable || []) {
+      jobsCell.append(el("div", { class: "error unreadable" }, `unreadable ${bad.path}: ${bad.reason}`));
+    }
+    for (const out of (v.jobs && v.jobs.outputs) || []) {
+      if (out.tags.length) jobsCell.append(el("div", { class: "output-tags" }, `${pipelineName(out.pipeline)} output: ${out.tags.join(", ")}`));
+      if (out.state !== "JOB_SUCCESS") continue;
+      const button = el("button", { class: "secondary job-tag-row", type: "button" }, `Tag ${pipelineName(out.pipeline)} output`);
+      button.addEventListener("click", () => {
+        document.getElementById("job-tag-version").value = v.commit;
+        fillPipelines(v);
+        document.getElementById("job-tag-pipeline").value = out.pipeline;
+        document.getElementById("job-tag-name").focus();
+      });
+      jobsCell.append(el("div", {}, button));
+    }
+    return [...cells, jobsCell];
+  }
+
+  function healthText(h) {
+    if (!h) return "";
+    const classes = Object.entries(h.per_class).map(([k, n]) => `${k} ${n}`).join(", ") || "no class";
+    const agreement = h.agreement === null ? "" :
+      `; agreement ${Math.round(h.agreement * 100)}% (${h.disagreements} of ${h.multi_labeled} multi-labeled tasks disagree)`;
+    return `${classes}; ${h.tasks_without_annotation} task(s) unlabeled; ${h.empty_results} empty result(s)${agreement}`;
+  }
+
+  function fillPipelines(v) {
+    const select = document.getElementById("job-tag-pipeline");
+    const outputs = ((v && v.jobs && v.jobs.outputs) || []).filter((o) => o.state === "JOB_SUCCESS");
+    select.replaceChildren(...outputs.map((o) => el("option", { value: o.pipeline }, pipelineName(o.pipeline))));
+  }
+
+  function fillJobTagForm(versions) {
+    const withOutputs = versions.filter((v) => ((v.jobs && v.jobs.outputs) || []).some((o) => o.state === "JOB_SUCCESS"));
+    const select = document.getElementById("job-tag-version");
+    fillSelect(select, withOutputs);
+    fillPipelines(withOutputs.find((v) => v.commit === select.value));
+    document.getElementById("job-tag-section").hidden = !withOutputs.length;
+  }
+
+  function showMetricChanges(metrics) {
+    const box = document.getElementById("metric-changes");
+    const rows = [];
+    for (const [pipeline, keys] of Object.entries((metrics && metrics.metrics) || {})) {
+      for (const [key, m] of Object.entries(keys)) {
+        const change = m.change === null ? "" : `${m.change > 0 ? "+" : ""}${number(m.change)}`;
+        rows.push(el("tr", { class: "metric-change", "data-pipeline": pipeline, "data-key": key },
+          el("td", {}, `${pipelineName(pipeline)} · ${key}`),
+          el("td", { class: "num" }, m.from === null ? "none" : number(m.from)),
+          el("td", { class: "num" }, m.to === null ? "none" : number(m.to)),
+          el("td", { class: `num ${m.change > 0 ? "gained" : m.change < 0 ? "lost" : ""}` }, change)));
+      }
+    }
+    if (!rows.length) {
+      box.replaceChildren(metrics && metrics.state !== "jobs" ? el("p", { class: "muted" }, metrics.message) : "");
+      return;
+    }
+    const running = metrics.running.length ? el("p", { class: "muted" }, "jobs of a compared version are still running") : "";
+    box.replaceChildren(el("table", { id: "metric-changes-table" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Metric"), el("th", {}, "From"), el("th", {}, "To"), el("th", {}, "Change"))),
+      el("tbody", {}, ...rows)), running);
+  }
+
+  async function tagJobOutput(event) {
+    event.preventDefault();
+    const message = document.getElementById("job-tag-message");
+    const body = {
+      name: document.getElementById("job-tag-name").value.trim(),
+      commit: document.getElementById("job-tag-version").value,
+      pipeline: document.getElementById("job-tag-pipeline").value,
+    };
+    try {
+      const made = await call("POST", "/job-tags", body);
+      message.textContent = `Tagged ${made.repo}@${short(made.commit)} as ${made.name}`;
+      message.className = "ok";
+      await load();
+    } catch (e) {
+      message.textContent = e.message;
+      message.className = "error";
+    }
+  }
+
+  document.getElementById("job-tag-version").addEventListener("change", (e) =>
+    fillPipelines(shown.find((v) => v.commit === e.target.value)));
+  document.getElementById("job-tag-form").addEventListener("submit", tagJobOutput);
 
   document.getElementById("prev-page").addEventListener("click", () => { page -= 1; load(); });
   document.getElementById("next-page").addEventListener("click", () => { page += 1; load(); });
