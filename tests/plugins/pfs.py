@@ -121,7 +121,9 @@ class PfsServer(ServerProcess):
             with open(token_file, "w") as f:
                 f.write(self.root_token + "\n")
             args += ["--root-token-file", token_file]
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # the venv first on PATH, as the image puts its own: a datum's `python3` has numpy and Pillow
+        path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PATH=path))
         wait_for_port(self.port, self.proc)
         return self
 
