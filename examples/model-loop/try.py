@@ -5,6 +5,7 @@ With --label-studio it also makes the Label Studio project: a Source on `images`
 come from `predict@master`, and a Target on `labels` with frozen splits.
 
     python3 examples/model-loop/try.py [grpc://127.0.0.1:30650] [--label-studio http://localhost:8080 --token TOKEN]
+                                       [--pach-token TOKEN] [--image IMAGE]
 """
 
 import argparse
@@ -57,7 +58,7 @@ def make_images(count: int = 60, seed: int = 26) -> dict:
     return images
 
 
-def setup_pachyderm(pach: Client) -> None:
+def setup_pachyderm(pach: Client, image: str = "") -> None:
     for name in ("images", "labels"):
         repo = pfs.Repo.from_uri(name)
         if not pach.pfs.repo_exists(repo):
@@ -70,7 +71,10 @@ def setup_pachyderm(pach: Client) -> None:
         print("images@master: 60 colour patches under /patches")
     for name in ("train", "predict"):
         with open(os.path.join(HERE, f"{name}.json")) as f:
-            spec = f.read()
+            spec = json.load(f)
+        if image:  # a real cluster pulls it: one with numpy and Pillow
+            spec["transform"]["image"] = image
+        spec = json.dumps(spec)
         exists = pach.pps.pipeline_exists(pps.Pipeline(name=name))
         pach.pps.create_pipeline_v2(create_pipeline_request_json=spec, update=exists)
         print(f"pipeline {name} {'updated' if exists else 'created'}")
@@ -121,8 +125,10 @@ def main(argv=None) -> dict:
     parser.add_argument("address", nargs="?", default="grpc://127.0.0.1:30650")
     parser.add_argument("--label-studio", help="Label Studio's URL: also make the project, Source and Target")
     parser.add_argument("--token", default=os.environ.get("LABEL_STUDIO_TOKEN", ""), help="a Label Studio API token")
+    parser.add_argument("--pach-token", default=os.environ.get("PACH_TOKEN", ""), help="a cluster with auth: its token")
+    parser.add_argument("--image", default="", help="the pipelines' image on a real cluster (numpy and Pillow)")
     args = parser.parse_args(argv)
-    setup_pachyderm(Client.from_pachd_address(args.address))
+    setup_pachyderm(Client.from_pachd_address(args.address, auth_token=args.pach_token or None), args.image)
     if args.label_studio:
         if not args.token:
             sys.exit("--label-studio needs --token (Account & Settings > Access Token) or LABEL_STUDIO_TOKEN")
