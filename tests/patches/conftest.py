@@ -1,6 +1,7 @@
 """Fixtures for the frontend patch: pristine copies of the pinned bundle, never the venv's own files."""
 import hashlib
 import importlib.util
+import os
 import pathlib
 import shutil
 import subprocess
@@ -105,7 +106,8 @@ def start_patched_labelstudio(root: pathlib.Path, mount_server, patched_site: pa
         on sys.path makes Django refuse Label Studio's namespace-package apps."""
 
         def env(self) -> dict:
-            return {**super().env(), "PYTHONPATH": str(patched_site), **extra_env}
+            env = super().env()  # its PYTHONPATH: the pachstudio package under test
+            return {**env, "PYTHONPATH": os.pathsep.join([str(patched_site), env["PYTHONPATH"]]), **extra_env}
 
         def start(self):
             with pytest.MonkeyPatch.context() as mp:
