@@ -18,10 +18,9 @@ from io_storages.base_models import (
     ProjectStorageMixin,
 )
 
-from . import background, cluster_checks, mount_client
+from . import background, cluster_checks, mount_client, target_splits
 from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
 from .source_sync import read_task_objects, sync_source
-from .target_splits import Splitter
 from .target_sync import stage_target, sync_target, write_annotation
 
 logger = logging.getLogger(__name__)
@@ -269,7 +268,7 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
 
     @property
     def splitter(self):
-        return Splitter(self.splits)
+        return target_splits.splitter(self.splits or "")
 
     @property
     def per_task(self) -> bool:

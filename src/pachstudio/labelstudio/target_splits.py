@@ -8,6 +8,7 @@ Syntax: parts separated by commas (or semicolons), each a name and a weight (`tr
 MAX_PARTS. Changing the rule re-splits: every label file is written again at the next Sync.
 """
 
+import functools
 import hashlib
 import re
 
@@ -112,3 +113,9 @@ class Splitter:
             "hash": "sha256(seed + newline + source path, else 'task <id>'), first 8 bytes / 2^64 against the "
             "cumulative shares in the order given",
         }
+
+
+@functools.lru_cache(maxsize=64)
+def splitter(text: str) -> Splitter:
+    """The parsed rule, once per text: a Sync asks it for every label file it writes."""
+    return Splitter(text)
