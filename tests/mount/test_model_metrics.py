@@ -6,6 +6,8 @@ import json
 import time
 
 from pachyderm_sdk.api import pfs, pps
+from test_auth import with_config
+from test_pipeline_jobs import annotation, cluster  # noqa: F401 - the fixture
 
 from conftest import put, stats
 
@@ -152,3 +154,16 @@ def test_commits_that_are_not_versions_are_refused(pach, mount_server):
     assert metrics(mount_server, [v1])["state"] == "none"
     assert "is not a commit id" in metrics(mount_server, ["../x"], expect=400)["detail"]
     assert "is not a version of" in metrics(mount_server, ["a" * 32], expect=400)["detail"]
+
+
+def test_a_token_that_may_not_see_the_pipelines_gets_hidden_not_an_error(cluster, tmp_path):  # noqa: F811
+    server, token = cluster
+    commit = put(server.root(), "labels@master", {"/2.json": annotation("dog")})
+    ms, _ = with_config(tmp_path / "ms", server.address, token)
+    try:
+        answer = metrics(ms, [commit])
+        assert answer["state"] == "hidden" and answer["message"].startswith("you may not see the pipelines: ")
+        assert answer["commits"] == [{"commit": commit, "ended": True, "jobs": []}]
+    finally:
+        ms.stop()
+    assert token not in ms.log()

@@ -19,7 +19,7 @@ import math
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -50,7 +50,7 @@ class JobMetrics(BaseModel):
         description="ok, none (no metrics.json), unreadable, running (the job has not ended), "
         "failed (the job ended without success)"
     )
-    values: dict[str, float] = Field(default_factory=dict, description="metrics.json's numbers when ok")
+    values: dict[str, Union[int, float]] = Field(default_factory=dict, description="metrics.json's numbers when ok")
     path: str = Field("", description="project/repo@id:/metrics.json")
     problem: str = Field("", description="why metrics.json is unreadable")
     tags: list[str] = Field(default_factory=list, description="branches of the output repo at the output commit")
