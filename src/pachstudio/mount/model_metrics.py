@@ -2,13 +2,13 @@
 commit set (a job's ID is the ID of the commit that started it, downstream jobs included) and,
 per successful job, the flat `{key: number}` of `metrics.json` at the root of its output commit.
 
-One request answers a whole page of versions: one ListCommit (the commits must be versions of
-the branch), one ListPipeline, then only for commits not answered before one InspectJobSet each
-and one read of each successful job's `metrics.json`, a few at a time. What cannot change is
-kept: a finished commit whose jobs have all ended has the same jobs and metrics for good (an
-output commit is never rewritten), so a page seen once costs two cluster calls the next time,
-plus one ListBranch per pipeline for the tags. A pipeline deleted or made anew under the same name
-(its salt changes) drops its cached jobs.
+One request answers a whole page of versions: one ListPipeline (none reads the branch: that is
+the answer), then only when some commits were not answered before one ListCommit (they must be
+versions of the branch) and for each of them one InspectJobSet and one read of each successful
+job's `metrics.json`, a few at a time. What cannot change is kept: a finished commit whose jobs
+have all ended has the same jobs and metrics for good (an output commit is never rewritten), so a
+page seen once costs one ListPipeline the next time, plus one ListBranch per output repo for the
+tags. A pipeline deleted or made anew under the same name (its salt changes) drops its cached jobs.
 
 A `metrics.json` that is not a JSON object of numbers is reported as unreadable with its path and
 why; it breaks nothing else. A token the cluster refuses for these reads is an answer (`hidden`).
@@ -112,7 +112,8 @@ class ModelMetrics:
     def __init__(self, remote: Callable):
         self.remote = remote
         self.jobs = PipelineJobs(remote)
-        self._cache: OrderedDict = OrderedDict()  # commit id -> (CommitMetrics without tags, {pipeline: salt})
+        # ((project, repo, branch), commit id) -> (CommitMetrics, {pipeline: salt})
+        self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
     def _pipelines(self) -> list:
@@ -160,7 +161,7 @@ class ModelMetrics:
             )  # fmt: skip
         return found
 
-    def _fresh(self, commit: str, finished: bool, salts: dict) -> CommitMetrics:
+    def _fresh(self, where: tuple, commit: str, finished: bool, salts: dict) -> CommitMetrics:
         jobs = self._commit_jobs(commit)
         successful = [j for j in jobs if j.metrics == "ok" and j.output_commit]
         with ThreadPoolExecutor(max_workers=READERS) as pool:
@@ -168,16 +169,16 @@ class ModelMetrics:
         answer = CommitMetrics(commit=commit, ended=all(j.ended for j in jobs), jobs=jobs)
         if finished and answer.ended:  # nothing of it can change any more
             with self._lock:
-                self._cache[commit] = (answer, {j.pipeline: salts.get(j.pipeline) for j in jobs})
+                self._cache[(where, commit)] = (answer, {j.pipeline: salts.get(j.pipeline) for j in jobs})
                 while len(self._cache) > CACHED_COMMITS:
                     self._cache.popitem(last=False)
         return answer
 
-    def _cached(self, commit: str, salts: dict) -> Optional[CommitMetrics]:
+    def _cached(self, where: tuple, commit: str, salts: dict) -> Optional[CommitMetrics]:
         with self._lock:
-            hit = self._cache.get(commit)
+            hit = self._cache.get((where, commit))
             if hit is not None:
-                self._cache.move_to_end(commit)
+                self._cache.move_to_end((where, commit))
         if hit is None:
             return None
         answer, made_by = hit
@@ -207,11 +208,8 @@ class ModelMetrics:
         for commit in commits:
             if not is_commit_id(commit):
                 raise BadRequest(f"commits: {commit[:100]!r} is not a commit id (32 lowercase hex characters)")
-        finished = {row[0]: bool(row[3]) for row in versions.history(self.remote(), project, repo, branch)}
-        strangers = [c for c in commits if c not in finished]
-        if strangers:
-            raise BadRequest(f"commits: {strangers[0]} is not a version of {project}/{repo}@{branch}")
         empty = dict(pipelines=[], commits=[CommitMetrics(commit=c, ended=True, jobs=[]) for c in commits])
+        where = (project, repo, branch)
         try:
             infos = self._pipelines()
             salts = {f"{i.pipeline.project.name or 'default'}/{i.pipeline.name}": i.details.salt for i in infos}
@@ -222,10 +220,16 @@ class ModelMetrics:
             )
             if not readers:
                 return MetricsAnswer(state="none", message=f"no pipeline reads {project}/{repo}@{branch}", **empty)
-            answers = {c: self._cached(c, salts) for c in commits}
+            answers = {c: self._cached(where, c, salts) for c in commits}
             todo = [c for c, a in answers.items() if a is None]
+            # what is kept was checked to be a version; the others are checked by the branch's history
+            # (one ListCommit; pachd does not say a commit's branch)
+            finished = {r[0]: bool(r[3]) for r in versions.history(self.remote(), *where)} if todo else {}
+            strangers = [c for c in todo if c not in finished]
+            if strangers:
+                raise BadRequest(f"commits: {strangers[0]} is not a version of {project}/{repo}@{branch}")
             with ThreadPoolExecutor(max_workers=READERS) as pool:
-                for c, a in zip(todo, pool.map(lambda c: self._fresh(c, finished[c], salts), todo)):
+                for c, a in zip(todo, pool.map(lambda c: self._fresh(where, c, finished[c], salts), todo)):
                     answers[c] = a
             ordered = [answers[c] for c in commits]
             self._tags(ordered)
