@@ -24,8 +24,10 @@ pathlib.Path("/pfs/out/metrics.json").write_text(json.dumps({{"accuracy": 1}}))
 def pipeline(pach, name, repo, script):
     spec = {"pipeline": {"name": name},
             "transform": {"image": "python:3.11-slim", "cmd": ["python3"],
-                          "stdin": script.format(repo=repo).splitlines()},
-            "input": {"pfs": {"repo": repo, "branch": "master", "glob": "/"}}}
+                          "stdin": script.format(repo=name).splitlines()},
+            # the input named after the pipeline: datums of their own ids (the embedded server names
+            # its datum folders by job and datum id, and these jobs share their commit's id)
+            "input": {"pfs": {"repo": repo, "name": name, "branch": "master", "glob": "/"}}}
     pach.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
     return f"default/{name}"
 
@@ -71,6 +73,7 @@ def test_versions_show_their_jobs_metrics_compare_their_change_and_tag_a_model(l
     assert rows[v1]["metrics"] == {train: {"accuracy": 0.2, "labels": 2}}
     assert rows[before]["metrics"] == {} and rows[before]["jobs"]["state"] == "none"
     for commit in (v1, v2):
+        assert rows[commit]["jobs"]["failed"] == [], rows[commit]["jobs"]["failed"]
         assert rows[commit]["jobs"]["state"] == "ended" and rows[commit]["jobs"]["running"] == []
         assert rows[commit]["metrics_unreadable"] == [{
             "pipeline": nested, "path": f"{nested}@{commit}:/metrics.json",

@@ -15,10 +15,13 @@ BASE = "/repos/default/labels/branches/master"
 
 
 def spec(name: str, script: str, repo: str = "labels") -> str:
+    """The input is named after the pipeline: several pipelines over the same repo then have datums
+    of their own ids (the embedded server's datum folders are named by job and datum id)."""
     return json.dumps({
         "pipeline": {"name": name},
-        "transform": {"image": "python:3.11-slim", "cmd": ["python3"], "stdin": script.splitlines()},
-        "input": {"pfs": {"repo": repo, "branch": "master", "glob": "/"}},
+        "transform": {"image": "python:3.11-slim", "cmd": ["python3"],
+                      "stdin": script.replace("/pfs/labels", f"/pfs/{name}").splitlines()},
+        "input": {"pfs": {"repo": repo, "name": name, "branch": "master", "glob": "/"}},
     })
 
 
