@@ -170,9 +170,7 @@ class PfsServer(PfsEndpoint, ServerProcess):
             with open(token_file, "w") as f:
                 f.write(self.root_token + "\n")
             args += ["--root-token-file", token_file]
-        # the venv first on PATH, as the image puts its own: a datum's `python3` has numpy and Pillow
-        path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-        env = dict(os.environ, PATH=path, **(self.env or {}))
+        env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen(self.prefix + args, stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_for_port(self.port, self.proc)
         return self
