@@ -468,7 +468,8 @@
         return el("p", { class: "ps-muted", id: "metric-changes" }, why);
       }
       return el("div", { id: "metric-changes" },
-        el("table", { class: "ps-table", id: "metric-changes-table" },
+        el("table", { class: "ps-table", id: "metric-changes-table", style: "margin-top:12px" },
+          el("colgroup", {}, el("col"), ...[1, 2, 3].map(() => el("col", { style: "width:96px" }))),
           el("thead", {}, el("tr", {}, el("th", {}, "Metric"), el("th", { class: "ps-num" }, "From"),
             el("th", { class: "ps-num" }, "To"), el("th", { class: "ps-num" }, "Change"))),
           el("tbody", {}, ...rows)),
