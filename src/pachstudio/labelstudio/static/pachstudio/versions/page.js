@@ -473,7 +473,8 @@
           el("thead", {}, el("tr", {}, el("th", {}, "Metric"), el("th", { class: "ps-num" }, "From"),
             el("th", { class: "ps-num" }, "To"), el("th", { class: "ps-num" }, "Change"))),
           el("tbody", {}, ...rows)),
-        metrics.running.length ? el("p", { class: "ps-muted" }, "Jobs of a compared version are still running.") : null);
+        metrics.running.length ? el("p", { class: "ps-muted" }, "Jobs of a compared version are still running.")
+          : null);
     }
 
     async function compare(from, to) {
@@ -519,20 +520,26 @@
       const dialog = modal({ title: "Tag a version", id: "tag-dialog", width: 640, body: [form, message,
         el("p", { class: "ps-muted", style: "margin-top:12px" },
           "A tag is a Pachyderm branch at that commit: pipelines and pachctl see it too.")] });
+      onSubmit(form, message, () => api("POST", `${base}/tags`, { name: name.value.trim(), commit: select.value }),
+        (made) => `Tagged ${short(made.commit)} as ${made.name}`);
+      name.focus();
+      return dialog;
+    }
+
+    // A tag dialog's form: post, say what was made (or why not) below it, list the versions again
+    function onSubmit(form, message, post, said) {
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         try {
-          const made = await api("POST", `${base}/tags`, { name: name.value.trim(), commit: select.value });
+          const made = await post();
           message.className = "ps-message";
-          message.textContent = `Tagged ${short(made.commit)} as ${made.name}`;
+          message.textContent = said(made);
           await load();
         } catch (e) {
           message.className = "ps-form-error";
           message.textContent = e.message;
         }
       });
-      name.focus();
-      return dialog;
     }
 
     // --- tag a job's output: a branch of the pipeline's output repo at the commit the job wrote -----
@@ -552,19 +559,9 @@
         width: 640, body: [form, message, el("p", { class: "ps-muted", style: "margin-top:12px" },
           "Names the output commit of the pipeline's job for this version: a branch of the pipeline's output " +
           "repo a deployment can point to.")] });
-      form.addEventListener("submit", async (event) => {
-        event.preventDefault();
-        try {
-          const made = await api("POST", `${base}/job-tags`,
-            { name: name.value.trim(), commit: v.commit, pipeline: select.value });
-          message.className = "ps-message";
-          message.textContent = `Tagged ${made.repo}@${short(made.commit)} as ${made.name}`;
-          await load();
-        } catch (e) {
-          message.className = "ps-form-error";
-          message.textContent = e.message;
-        }
-      });
+      onSubmit(form, message,
+        () => api("POST", `${base}/job-tags`, { name: name.value.trim(), commit: v.commit, pipeline: select.value }),
+        (made) => `Tagged ${made.repo}@${short(made.commit)} as ${made.name}`);
       name.focus();
       return dialog;
     }
