@@ -64,6 +64,11 @@
       name: "export_formats_text", type: "text", label: "Export formats (optional)", placeholder: "COCO, YOLO",
       description: "Label Studio export formats written to prefix/exports/ in each Sync's commit that changes labels; images are referred to by Pachyderm path and commit",
       schema: __STRING__().optional().default(""), target: "export"
+    },
+    {
+      name: "splits", type: "text", label: "Splits (optional)", placeholder: "train 80, val 10, test 10, seed 7",
+      description: "Frozen splits: each task's split from a hash of its source path and the seed, in every label file, the manifest and per split in the exports",
+      schema: __STRING__().optional().default(""), target: "export"
     }
   ],
   layout: [
@@ -74,6 +79,7 @@
     { fields: ["prefix"] },
     { fields: ["file_format"] },
     { fields: ["layout"] },
-    { fields: ["export_formats_text"] }
+    { fields: ["export_formats_text"] },
+    { fields: ["splits"] }
   ]
 }

@@ -45,8 +45,9 @@ def test_patch_inserts_the_pachyderm_entry_into_the_providers_object(bundle_root
     providers = providers_object(bundle.read_text(encoding="utf-8"))
     assert re.search(r'redis:[\w$]+,pachyderm:/\* pachstudio:pachyderm-provider \*/ \{ name: "pachyderm", '
                      r'title: "Pachyderm"', providers)
-    for field in ("pach_project", "repo", "branch", "commit", "predictions_from", "prefix", "file_format", "layout",
-                  "export_formats_text"):
+    fields = ("pach_project", "repo", "branch", "commit", "predictions_from", "prefix", "file_format", "layout",
+              "export_formats_text", "splits")
+    for field in fields:
         assert f'name: "{field}"' in providers
     # predictions_from: an optional text of the Source form only, on a row of its own
     entry = providers.split("pachyderm:", 1)[1]

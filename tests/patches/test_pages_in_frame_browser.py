@@ -366,8 +366,10 @@ def test_a_tag_from_a_rows_menu_is_a_pachyderm_branch(lead, sixty):
 
 
 def test_metric_columns_take_what_the_api_gives_and_still_fit(lead, sixty):
-    """The versions API does not give `metrics` and `health` yet (another change adds them): the
-    page's fetch is wrapped to add them to the real answer, the one stand-in of this module."""
+    """Many metrics of two pipelines on 60 versions, without running jobs for each: the page's fetch
+    is wrapped to add `metrics` and `health`, in the versions API's shapes, to the real answer (whose
+    Target no pipeline reads), the one stand-in of this module. test_versions_metrics_browser.py
+    shows them from real jobs."""
     s, driver = sixty, lead.driver
     driver.get(versions_url(lead, s["target"]))
     until(lead, lambda: len(rows(lead)) == 50, "no versions listed")
@@ -381,7 +383,9 @@ def test_metric_columns_take_what_the_api_gives_and_still_fit(lead, sixty):
             v.metrics = {'default/train-classifier-with-a-long-name':
                            {accuracy: 0.9123 - i / 1000, f1_macro: 0.8, loss: 0.2512},
                          'default/evaluate': {precision_at_10: 0.75, recall: 0.5}};
-            v.health = {unlabeled_tasks: i, empty_results: 0, disagreeing_tasks: 2, agreement: 0.875};
+            v.health = {tasks: 70, annotations: 60, skipped: 0, per_class: {cat: 40, dog: 20},
+                        tasks_without_annotation: i, empty_results: 0, multi_labeled: 8, disagreements: 1,
+                        agreement: 0.875};
           });
           return new Response(JSON.stringify(data), {status: response.status, headers: response.headers});
         };""")
@@ -401,12 +405,14 @@ def test_metric_columns_take_what_the_api_gives_and_still_fit(lead, sixty):
         "default/evaluate: recall = 0.5",
     ]
     health = driver.find_element(By.CSS_SELECTOR, f"tr[data-commit='{s['v2']}'] .health")
-    assert health.text == "unlabeled tasks 0 · empty results 0 · disagreeing tasks 2 · agreement 0.875"
+    assert health.text == "cat 40 · dog 20 · 0 unlabeled · 0 empty · agreement 87.5% (1 of 8 disagree)"
     assert health.get_attribute("title").split("\n") == [
-        "unlabeled tasks: 0",
-        "empty results: 0",
-        "disagreeing tasks: 2",
-        "agreement: 0.875",
+        "annotations: 60",
+        "per class: cat 40, dog 20",
+        "tasks without annotation: 0",
+        "annotations with an empty result: 0",
+        "tasks labeled by more than one person: 8, of which disagreeing: 1",
+        "agreement: 87.5%",
     ]
     assert sticking_out(driver) == []
 

@@ -126,7 +126,7 @@ def test_target_wizard_offers_pachyderm_with_a_file_format_and_saves_it(wizard, 
     wizard.choose_pachyderm()
 
     fields = wizard.inputs()
-    assert list(fields) == ["title", "pach_project", "repo", "branch", "prefix", "export_formats_text"]
+    assert list(fields) == ["title", "pach_project", "repo", "branch", "prefix", "export_formats_text", "splits"]
     assert wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=layout]").get_attribute("data-value") == "id"
     trigger = wizard.driver.find_element(By.CSS_SELECTOR, "button[data-name=file_format]")
     assert trigger.get_attribute("data-value") == "annotation"

@@ -160,6 +160,17 @@ def create_tag(project: str, repo: str, branch: str, name: str, commit: str) -> 
     return call("POST", _branch_url(project, repo, branch) + "/tags", {"name": name, "commit": commit})
 
 
+def version_metrics(project: str, repo: str, branch: str, commits: list) -> dict:
+    """The jobs each of `commits` (versions of `branch`) started and their metrics.json: one call a page."""
+    return call("POST", _branch_url(project, repo, branch) + "/metrics", {"commits": list(commits)})
+
+
+def tag_job_output(project: str, repo: str, branch: str, name: str, commit: str, pipeline: str) -> dict:
+    """A branch `name` of `pipeline`'s output repo at the output commit of the job version `commit` started."""
+    body = {"name": name, "commit": commit, "pipeline": pipeline}
+    return call("POST", _branch_url(project, repo, branch) + "/job-tags", body)
+
+
 # -- versions of a repo (issue 17: diff and restore) --------------------------------------------
 def _repo_url(project: str, repo: str) -> str:
     return f"/repos/{quote(project)}/{quote(repo)}"

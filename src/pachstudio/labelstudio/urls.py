@@ -8,7 +8,7 @@ from .pipelines import views as pipeline_views
 from .storage import api
 from .storage.serializers import PachydermImportStorageSerializer
 from .versions import diff_restore_api, page as versions_page
-from .versions.api import TagsAPI, VersionsAPI
+from .versions.api import JobTagsAPI, TagsAPI, VersionsAPI
 from .web import files
 
 _storage_urls = [
@@ -49,6 +49,9 @@ _storage_urls = [
         name="export-storage-pachyderm-versions",
     ),
     re_path(r"^export/pachyderm/(?P<pk>[0-9]+)/tags/?$", TagsAPI.as_view(), name="export-storage-pachyderm-tags"),
+    re_path(
+        r"^export/pachyderm/(?P<pk>[0-9]+)/job-tags/?$", JobTagsAPI.as_view(), name="export-storage-pachyderm-job-tags"
+    ),
     # "/?": a 404 answer on a path without the slash is otherwise replaced by Label Studio's HTML page
     re_path(
         r"^export/pachyderm/(?P<pk>[0-9]+)/diff/?$",

@@ -21,7 +21,7 @@ from ..rules import (
     clean_path,
     climbs,
 )
-from . import diffs, glob_read, history, versions
+from . import diffs, glob_read, history, model_metrics, versions
 from .datum_mounts import DatumMounts
 from .errors import BadRequest, MountError, Unauthenticated, Unavailable
 from .pipeline_jobs import register as register_pipeline_jobs
@@ -458,6 +458,7 @@ def build_app(table: MountTable, reconfigure) -> FastAPI:
     diffs.add_routes(app, table, login)
     glob_read.add_routes(app, remote, login, _ndjson_response)
     history.add_routes(app, remote, login)
+    model_metrics.add_routes(app, remote, login)
     return app
 
 

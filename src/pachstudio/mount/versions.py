@@ -108,9 +108,19 @@ def create_tag(remote: Remote, project: str, repo: str, branch: str, name: str, 
             f"commit: {commit} is not a version of {project}/{repo}@{branch}; pick one of its versions "
             "(a commit of another repo or branch cannot be tagged here)"
         )
+    return place_tag(remote, _repo(project, repo), name, commit, branch)
+
+
+def place_tag(remote: Remote, r: pfs.Repo, name: str, commit: str, branch: str) -> tuple[Tag, bool]:
+    """A branch `name` of repo `r` at `commit` (the caller checked the commit belongs there);
+    `branch` is the one the commits are on, never a tag's name. (tag, created): an existing tag at
+    that same commit is answered as it is; at another commit it is a Conflict."""
+    problem = branch_name_problem(name)
+    if problem:
+        raise BadRequest(f"name: {problem}")
+    where = f"{r.project.name}/{r.name}"
     if name == branch:
-        raise Conflict(f"name: {name} is the branch these versions are on; choose another name")
-    r = _repo(project, repo)
+        raise Conflict(f"name: {name} is the branch these commits are on; choose another name")
     try:
         existing = remote.inspect_branch(pfs.Branch(repo=r, name=name))
     except NotFound:
@@ -119,27 +129,27 @@ def create_tag(remote: Remote, project: str, repo: str, branch: str, name: str, 
         if existing.head.id == commit:
             return Tag(name=name, commit=commit), False
         raise Conflict(
-            f"name: {project}/{repo}@{name} already exists at commit {existing.head.id}; choose another "
+            f"name: {where}@{name} already exists at commit {existing.head.id}; choose another "
             "name (a tag is never moved)"
         )
     remote.call(
         "create_branch",
-        f"creating branch {project}/{repo}@{name}",
+        f"creating branch {where}@{name}",
         lambda c: c.pfs.create_branch(branch=pfs.Branch(repo=r, name=name), head=pfs.Commit(repo=r, id=commit)),
     )
     return Tag(name=name, commit=commit), True
 
 
+def check_names(project: str, repo: str, branch: str) -> None:
+    for field, value in (("project", project), ("repo", repo), ("branch", branch)):
+        if not is_name(value):
+            raise BadRequest(f"{field}: {value[:100]!r} is not a Pachyderm name ({NAME_PATTERN}, at most {MAX_NAME})")
+
+
 def add_routes(app: FastAPI, remote: Callable[[], Remote], login: list) -> None:
     """GET .../versions, GET and POST .../tags under /repos/{project}/{repo}/branches/{branch}."""
     base = "/repos/{project}/{repo}/branches/{branch}"
-
-    def check(project: str, repo: str, branch: str) -> None:
-        for field, value in (("project", project), ("repo", repo), ("branch", branch)):
-            if not is_name(value):
-                raise BadRequest(
-                    f"{field}: {value[:100]!r} is not a Pachyderm name ({NAME_PATTERN}, at most {MAX_NAME})"
-                )
+    check = check_names
 
     @app.get(base + "/versions", response_model=VersionsAnswer, dependencies=login)
     def versions(

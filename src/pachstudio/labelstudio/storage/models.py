@@ -21,7 +21,7 @@ from io_storages.base_models import (
 
 from ... import rules
 from .. import mount_client
-from . import background, cluster_checks
+from . import background, cluster_checks, target_splits
 from .paths import KeyFilter, mount_name, normalize_prefix, safe_join
 from .source_sync import read_task_objects, sync_source
 from .target_sync import stage_target, sync_target, write_annotation
@@ -269,6 +269,13 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
         blank=True,
         help_text="Label Studio converter formats (COCO, YOLO, ...) written under <prefix>/exports/ by each Sync",
     )
+    splits = models.TextField(
+        _("splits"),
+        blank=True,
+        default="",
+        help_text='Frozen splits, e.g. "train 80, val 10, test 10, seed 7": each task\'s split from a hash of its '
+        "source path and the seed, in every label file, the manifest and per split in the exports",
+    )
     last_commit = models.CharField(
         _("last commit"),
         max_length=64,
@@ -298,6 +305,10 @@ class PachydermExportStorage(PachydermMixin, ExportStorage):
     @property
     def export_formats_text(self) -> str:
         return ", ".join(self.export_formats or [])
+
+    @property
+    def splitter(self):
+        return target_splits.splitter(self.splits or "")
 
     @property
     def per_task(self) -> bool:

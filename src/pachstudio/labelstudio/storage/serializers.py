@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from ... import rules
 from ..access import project_or_404
+from . import target_splits
 from .cluster_checks import default_project
 from .models import PachydermExportStorage, PachydermImportStorage
 from .paths import BadPath, normalize_prefix, shown
@@ -91,6 +92,22 @@ class PachydermExportStorageSerializer(PachydermSerializerMixin, ExportStorageSe
     export_formats = serializers.JSONField(required=False)
     # the same as text, for the storage wizard, whose fields are strings
     export_formats_text = serializers.CharField(required=False, allow_blank=True)
+
+    def validate_splits(self, value):
+        try:
+            return target_splits.canonical(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc))
+
+    def update(self, instance, validated_data):
+        """A new split rule re-splits: every label file is staged again (its links dropped), so the
+        next Sync writes each with its new split."""
+        # from the database: validate() already set the new values on the instance for its checks
+        before = type(instance).objects.filter(pk=instance.pk).values_list("splits", flat=True).first()
+        storage = super().update(instance, validated_data)
+        if storage.splits != before:
+            storage.links.all().delete()
+        return storage
 
     def validate(self, data):
         if data.get("layout", self.instance.layout if self.instance else "id") == "source_path":

@@ -1,5 +1,6 @@
 """Training-ready exports in the Sync's commit: Label Studio's own converter (COCO, YOLO, ...) run
-over the project's annotations, written under `<prefix>/exports/<FORMAT>/` next to the label files.
+over the project's annotations, written under `<prefix>/exports/<FORMAT>/` next to the label files
+(`<FORMAT>/<split>/` when the Target has frozen splits: the converter run once per split).
 
 Images are never copied or downloaded: a task from a Pachyderm Source enters the converter as
 `/pfs/<repo>/<path>` (where a pipeline with that repo as input finds the file), and
@@ -195,47 +196,84 @@ def _files(folder: str) -> dict:
     return out
 
 
-def build(storage, formats, parent_commit: str, work: str) -> dict:
-    """Every format's files under `work/out/<FORMAT>/` and the manifest; {relative path: local file}."""
+def _convert(label_config, tasks, work: str, name: str, folder: str, stand_ins: str) -> dict:
+    """One format of some tasks into `folder`: {path relative to it: local file}."""
+    source_json = os.path.join(work, f"tasks-{os.path.basename(folder)}.json")
+    with open(source_json, "w") as f:
+        f.write(json.dumps(tasks, default=str))  # dumps: the C encoder; dump streams in Python
+    converter(label_config).convert(source_json, folder, name, is_dir=False)
+    produced = _files(folder)
+    for full in produced.values():
+        _cut(full, stand_ins)
+    return produced
+
+
+def build(storage, formats, parent_commit: str, work: str, health=None) -> dict:
+    """Every format's files under `work/out/<FORMAT>/` (`<FORMAT>/<split>/` with splits) and the
+    manifest; {relative path: local file}."""
     project = storage.project
     label_config = project.get_parsed_config()
     conv = converter(label_config)
     tasks = _tasks(storage)
     sources = _sources(storage, [t["id"] for t in tasks])
+    splitter = storage.splitter
+    split_of = {t["id"]: splitter.of(t["id"], t["data"]) for t in tasks} if splitter else {}
     stand_ins = os.path.join(work, "stand-ins")
     images, task_files, elsewhere = _point_at_pfs(tasks, sources, conv._data_keys, stand_ins)
-    source_json = os.path.join(work, "tasks.json")
-    with open(source_json, "w") as f:
-        f.write(json.dumps(tasks, default=str))  # dumps: the C encoder; dump streams in Python
+    for entry in images + task_files:
+        if splitter:
+            entry["split"] = split_of[entry["task"]]
     out = os.path.join(work, "out")
     files = {}
     counts = {}
     for name in formats:
-        folder = os.path.join(out, name)
-        converter(label_config).convert(source_json, folder, name, is_dir=False)
-        produced = _files(folder)
-        for rel, full in produced.items():
-            _cut(full, stand_ins)
-            files[f"{name}/{rel}"] = full
-        counts[name] = len(produced)
+        if splitter:
+            counts[name] = {}
+            for part in splitter.names:
+                chosen = [t for t in tasks if split_of[t["id"]] == part]
+                produced = _convert(label_config, chosen, work, name, os.path.join(out, name, part), stand_ins)
+                files.update((f"{name}/{part}/{rel}", full) for rel, full in produced.items())
+                counts[name][part] = len(produced)
+        else:
+            produced = _convert(label_config, tasks, work, name, os.path.join(out, name), stand_ins)
+            files.update((f"{name}/{rel}", full) for rel, full in produced.items())
+            counts[name] = len(produced)
     manifest = {
         "label_studio": {"project": project.id, "title": project.title, "target_storage": storage.id},
         "version": {
             "parent_commit": parent_commit or None,
             "labels": "the label files of the commit holding this manifest",
         },
-        "formats": {name: {"folder": f"{EXPORTS}/{name}", "files": counts[name]} for name in formats},
+        "formats": {name: _format_entry(name, counts[name], splitter) for name in formats},
         "annotations": sum(len(t["annotations"]) for t in tasks),
         "tasks": len(tasks),
         "images": images,
         "task_files": task_files,
         "tasks_from_elsewhere": elsewhere,
     }
+    if splitter:
+        by_split = {part: [] for part in splitter.names}
+        for t in tasks:
+            by_split[split_of[t["id"]]].append(t["id"])
+        counted = {part: len(ids) for part, ids in by_split.items()}
+        manifest["splits"] = {**splitter.describe(), "counts": counted, "tasks": by_split}
+    if health is not None:
+        manifest["health"] = health
     path = os.path.join(work, MANIFEST)
     with open(path, "w") as f:
         json.dump(manifest, f, indent=2)
     files[MANIFEST] = path
     return files
+
+
+def _format_entry(name: str, count, splitter) -> dict:
+    if splitter:
+        return {
+            "folder": f"{EXPORTS}/{name}",
+            "splits": {part: {"folder": f"{EXPORTS}/{name}/{part}", "files": count[part]} for part in splitter.names},
+            "files": sum(count.values()),
+        }
+    return {"folder": f"{EXPORTS}/{name}", "files": count}
 
 
 def _cut(path: str, stand_ins: str):
@@ -251,7 +289,7 @@ def _cut(path: str, stand_ins: str):
             f.write(cut)
 
 
-def write_exports(storage, formats, parent_commit: str) -> dict:
+def write_exports(storage, formats, parent_commit: str, health=None) -> dict:
     """Build in a temporary folder (a failing format leaves the mount untouched), then replace
     `<prefix>/exports/` in the read-write mount with it. Returns {format: files} and the manifest."""
     folder = storage.local_path(f"{storage.clean_prefix}/{EXPORTS}" if storage.clean_prefix else EXPORTS)
@@ -263,7 +301,7 @@ def write_exports(storage, formats, parent_commit: str) -> dict:
         # it logs a traceback, at INFO, for every stand-in it cannot open as an image
         quiet.setLevel(max(level, logging.WARNING))
         try:
-            files = build(storage, formats, parent_commit, work)
+            files = build(storage, formats, parent_commit, work, health)
         finally:
             quiet.setLevel(level)
         built = time.perf_counter()

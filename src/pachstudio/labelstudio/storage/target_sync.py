@@ -22,7 +22,7 @@ from rest_framework.exceptions import ValidationError
 from tasks.models import Annotation, Task
 
 from .. import mount_client
-from . import cluster_checks, target_exports, target_layout
+from . import cluster_checks, target_exports, target_health, target_layout, target_splits
 
 logger = logging.getLogger(__name__)
 WRITERS = 8  # staged files written at once through the FUSE mount
@@ -60,6 +60,14 @@ def task_content(storage, task) -> dict:
 
     expand = ["annotations.reviews", "annotations.completed_by"]
     return ExportDataSerializer(task, context={"project": storage.project}, expand=expand).data
+
+
+def with_split(storage, content: dict, task) -> dict:
+    """The task's frozen split in its label file, when the Target has splits (target_splits)."""
+    splitter = storage.splitter
+    if splitter:
+        content[target_splits.FIELD] = splitter.of(task.id, task.data)
+    return content
 
 
 def _write(storage, key: str, content: dict):
@@ -111,7 +119,7 @@ def write_task(storage, task_id: int, gone_path: str = ""):
     if not task.annotations.exists():
         _remove(storage, key)
         return
-    _write(storage, key, task_content(storage, task))
+    _write(storage, key, with_split(storage, dict(task_content(storage, task)), task))
     id_key = storage.file_key(None, task_id)
     if key != id_key:  # it may have been named by id while another task owned the path
         _remove(storage, id_key)
@@ -121,7 +129,8 @@ def write_annotation(storage, annotation):
     if storage.per_task:
         write_task(storage, annotation.task_id)
     else:
-        _write(storage, storage.file_key(annotation.id, annotation.task_id), annotation_content(storage, annotation))
+        content = with_split(storage, annotation_content(storage, annotation), annotation.task)
+        _write(storage, storage.file_key(annotation.id, annotation.task_id), content)
     _touch_link(storage, annotation.id)
 
 
@@ -208,7 +217,9 @@ def stage_pending(storage) -> int:
                     written_tasks.add(annotation.task_id)
             phases["write"] += time.perf_counter() - t0
         else:
-            contents = annotation_contents(storage, annotations)
+            contents = [
+                with_split(storage, c, a.task) for a, c in zip(annotations, annotation_contents(storage, annotations))
+            ]
             t1 = time.perf_counter()
             phases["serialize"] += t1 - t0
             _write_many(storage, ((storage.file_key(a.id, a.task_id), c) for a, c in zip(annotations, contents)))
@@ -296,6 +307,7 @@ def describe_commit(storage, staged: dict) -> str:
 COUNTS_RE = re.compile(r"^Label Studio project \d+ .*: (\d+) added, (\d+) changed, (\d+) deleted$")
 ANNOTATORS = "annotators: "
 SOURCE_COMMITS = "source commits: "
+HEALTH = "health: "  # the version's health (target_health), one line of JSON
 RESTORED_FROM = "restored from "  # a Sync after a restore says which version it brought back
 _COMMIT_IN_LINE = re.compile(r"\b[0-9a-f]{32}\b")
 
@@ -304,6 +316,7 @@ def parse_description(text: str) -> dict:
     """What a Sync's commit description says (describe_commit's lines): counts, annotators, source
     commits, and the version a restore brought back. A commit made elsewhere reads as zeros."""
     out = {"added": 0, "changed": 0, "deleted": 0, "annotators": [], "source_commits": [], "restored_from": None}
+    out["health"] = None
     for line in (text or "").splitlines():
         line = line.strip()
         counts = COUNTS_RE.match(line)
@@ -312,6 +325,12 @@ def parse_description(text: str) -> dict:
         for key, prefix in (("annotators", ANNOTATORS), ("source_commits", SOURCE_COMMITS)):
             if line.startswith(prefix) and line[len(prefix) :] != "none":
                 out[key] = [item for item in line[len(prefix) :].split(", ") if item]
+        if line.startswith(HEALTH):
+            try:
+                health = json.loads(line[len(HEALTH) :])
+            except ValueError:
+                health = None
+            out["health"] = health if isinstance(health, dict) else None
         if line.startswith(RESTORED_FROM) and out["restored_from"] is None:
             commit = _COMMIT_IN_LINE.search(line)
             out["restored_from"] = commit.group(0) if commit else None
@@ -348,10 +367,15 @@ def sync_target(storage):
     exports = {}
     changes = [p for k in ("added", "changed", "deleted") for p in staged.get(k) or []]
     labels_changed = any(not _is_export(storage, p) for p in changes)
-    if storage.export_formats and labels_changed:
-        exports = _export(storage, mount_state)
-        formats = ", ".join(storage.export_formats)
+    health = target_health.compute(storage.project_id) if labels_changed else None
+    if health is not None:
+        description += f"\n{HEALTH}{json.dumps(target_health.for_description(health), separators=(',', ':'))}"
+    if (storage.export_formats or storage.splitter) and labels_changed:
+        exports = _export(storage, mount_state, health)
+        formats = ", ".join(storage.export_formats) or "none (the manifest only)"
         description += f"\nexports: {formats} under {_export_folder(storage)}/ (manifest.json)"
+        if storage.splitter:
+            description += f"\nsplits: {storage.splits}"
     collided = target_layout.collisions(storage)
     result = mount_client.commit(storage.mount, description)
     commit = result.get("commit")
@@ -389,16 +413,17 @@ def _is_export(storage, path: str) -> bool:
     return path.lstrip("/").startswith(_export_folder(storage) + "/")
 
 
-def _export(storage, mount_state) -> dict:
+def _export(storage, mount_state, health=None) -> dict:
     """The exports of the staged labels, written into the mount before the commit; a failing
     converter fails the Sync with its reason and leaves the labels staged."""
     parent = (mount_state or {}).get("commit") or storage.last_commit or ""
     try:
-        return target_exports.write_exports(storage, storage.export_formats, parent)
+        return target_exports.write_exports(storage, storage.export_formats, parent, health)
     except Exception as exc:
         logger.exception("Pachyderm target %s: export failed", storage.id)
+        what = ", ".join(storage.export_formats) or "manifest"
         raise mount_client.MountServerError(
-            f"the {', '.join(storage.export_formats)} export failed ({exc.__class__.__name__}: {exc}); nothing "
+            f"the {what} export failed ({exc.__class__.__name__}: {exc}); nothing "
             "was committed and the labels stay staged: remove the format from the storage, or fix the labels, "
             "and Sync again"
         ) from None

@@ -14,6 +14,7 @@ from .. import mount_client
 from ..access import may_use
 from ..storage.models import PachydermExportStorage
 from ..storage.target_sync import parse_description
+from . import model_metrics
 
 MAX_PAGE_SIZE = 1000
 
@@ -70,13 +71,17 @@ def versions_answer(storage, page: int, page_size: int) -> dict:
                 **{k: notes[k] for k in ("added", "changed", "deleted", "annotators", "source_commits")},
                 "tags": tags_at.get(version["commit"], []),
                 "restored_from": notes["restored_from"],
+                "health": notes["health"],
             }
         )
+    pipelines = model_metrics.add_to(storage, versions)
     return {
         "count": listing["count"],
         "page": page,
         "page_size": page_size,
         "staged": _staged_count(storage),
+        "pipelines": pipelines,
+        "metric_columns": model_metrics.columns(versions),
         "versions": versions,
     }
 
@@ -120,3 +125,22 @@ class TagsAPI(_TargetView):
             raise Refusal(400, 'send {"name": "<tag, e.g. v3>", "commit": "<a version\'s commit id>"}')
         made = mount_client.create_tag(storage.project_name, storage.repo, storage.ref, name, commit)
         return Response({"name": made["name"], "commit": made["commit"]}, status=201 if made["created"] else 200)
+
+
+class JobTagsAPI(_TargetView):
+    """POST {"name", "commit", "pipeline"}: a Pachyderm branch `name` of the pipeline's output repo at
+    the output commit of the job version `commit` started (201; 200 when it was already there)."""
+
+    def post(self, request, pk: int):
+        storage = target_of(request, pk)
+        body = request.data if isinstance(request.data, dict) else {}
+        name, commit, pipeline = body.get("name"), body.get("commit"), body.get("pipeline")
+        if not all(isinstance(v, str) and v for v in (name, commit, pipeline)):
+            raise Refusal(
+                400,
+                'send {"name": "<tag, e.g. best-model>", "commit": "<a version\'s commit id>", '
+                '"pipeline": "<project/pipeline whose job output to tag>"}',
+            )
+        made = mount_client.tag_job_output(storage.project_name, storage.repo, storage.ref, name, commit, pipeline)
+        created = made.pop("created")
+        return Response(made, status=201 if created else 200)

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from ..mount_client import MountServerError
 from ..storage.models import PachydermExportStorage
-from . import label_diff, restore
+from . import label_diff, model_metrics, restore
 from .label_diff import VersionError
 
 
@@ -44,7 +44,10 @@ class TargetDiffAPI(APIView):
                 {"detail": 'give from=<commit> and to=<commit or "staged">: the two versions to compare'}, status=400
             )
         try:
-            return Response(label_diff.diff(storage, old, new))
+            answer = label_diff.diff(storage, old, new)
+            if new != label_diff.STAGED:  # what the two versions' pipeline jobs measured, side by side
+                answer["metrics"] = model_metrics.changes(storage, old, new)
+            return Response(answer)
         except (VersionError, MountServerError, ValidationError) as exc:
             return _refusal(exc)
 

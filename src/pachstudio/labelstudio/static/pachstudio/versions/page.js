@@ -2,7 +2,10 @@
 // of a version, over the JSON APIs; built with ls_pages.js (Label Studio's own classes).
 // The table fits the window: fixed column widths where the content has a known size, the rest shared,
 // a long value ends in "…" with all of it on hover. Model metrics (a version's `metrics`:
-// {pipeline: {key: number}}) get a compact column; up to MAX_PINNED of them a column each.
+// {pipeline: {key: number}}) get a compact column; up to MAX_PINNED of them a column each (the
+// API's first `metric_columns` until a person chooses). A version whose jobs still run says so, and
+// the page reloads until they end; Compare shows each metric's change; a row's menu tags a job's
+// output commit (`/job-tags`).
 //
 // Label Studio's app draws the page's content itself (and may draw it again, fresh, when it
 // re-renders), so this script is loaded in the page's head and starts on each new copy it sees.
@@ -42,11 +45,15 @@
     let compared = false; // once a person picked versions, reloads keep their choice
     const openJobs = new Set(); // commits whose jobs are shown
     let pinned = [];
+    let chosen = false; // a person picked the metric columns (else the API's first ones are shown)
     try {
-      pinned = JSON.parse(localStorage.getItem(pinnedKey) || "[]").slice(0, MAX_PINNED);
+      const stored = localStorage.getItem(pinnedKey);
+      chosen = stored !== null;
+      pinned = JSON.parse(stored || "[]").slice(0, MAX_PINNED);
     } catch (e) {
       pinned = [];
     }
+    let reload = null; // the timer that reloads while jobs run
 
     const find = (id) => root.querySelector(`#${id}`);
     const table = find("versions-table");
@@ -55,6 +62,7 @@
     const pager = find("pager");
     const summary = find("summary");
     const stateBox = find("versions-state");
+    const jobsNote = find("jobs-note");
 
     // --- cells ----------------------------------------------------------------------------------------
     const when = (v) => (v.finished ? P.ago(v.finished) : "open");
@@ -68,6 +76,14 @@
         notes.push(el("span", { class: "tags ps-tags", title: v.tags.join("\n") },
           badge(el("span", { class: "ps-ellipsis" }, v.tags[0]), "grape"),
           v.tags.length > 1 ? badge(`+${v.tags.length - 1}`, "sand") : null));
+      }
+      const tagged = outputsOf(v).filter((o) => o.tags.length);
+      if (tagged.length) {
+        const names = tagged.flatMap((o) => o.tags.map((t) => `${pipelineName(o.pipeline)}: ${t}`));
+        notes.push(el("span", { class: "output-tags ps-tags", title: tagged.map((o) =>
+          `${o.pipeline}'s output ${short(o.output_commit)} is tagged ${o.tags.join(", ")}`).join("\n") },
+        badge(el("span", { class: "ps-ellipsis" }, names[0]), "kale"),
+        names.length > 1 ? badge(`+${names.length - 1}`, "sand") : null));
       }
       if (v.restored_from) {
         notes.push(el("span", { class: "ps-ellipsis", title: `restored from ${v.restored_from}` },
@@ -115,6 +131,16 @@
     function metricsOf(v) {
       return v.metrics && typeof v.metrics === "object" ? v.metrics : {};
     }
+    const pipelineName = (p) => p.replace(/^default\//, "");
+    const outputsOf = (v) => (v.jobs && v.jobs.outputs) || [];
+    const runningOf = (v) => (v.jobs && v.jobs.state === "running" && v.jobs.running) || [];
+    const unreadableOf = (v) => v.metrics_unreadable || [];
+    // what the Metrics cell says besides numbers: jobs still running, a metrics.json it cannot read
+    const jobNotes = (v) => [
+      ...runningOf(v).map((p) => ({ line: `${p}: job still running`, part: `${pipelineName(p)} running` })),
+      ...unreadableOf(v).map((u) => ({ line: `${u.pipeline}: unreadable ${u.path}: ${u.reason}`,
+        part: `${pipelineName(u.pipeline)}: unreadable metrics.json` })),
+    ];
     // The chosen metric columns this page's versions have (a choice outlives pages without metrics)
     const shownPins = (metrics) => pinned.filter((id) => metrics.includes(id));
     function allMetrics(versions) {
@@ -130,6 +156,10 @@
     function metricCell(v, id) {
       const [pipeline, key] = metricName(id);
       const value = (metricsOf(v)[pipeline] || {})[key];
+      if (value === undefined && runningOf(v).includes(pipeline)) {
+        return el("span", { class: "metric ps-muted", "data-metric": id, title: `${pipeline}: job still running` },
+          "running");
+      }
       return el("span", { class: "metric", "data-metric": id, title: `${pipeline}: ${key} = ${formatValue(value)}` },
         formatValue(value));
     }
@@ -138,33 +168,43 @@
       const lines = [];
       const parts = [];
       const pipelines = Object.entries(metricsOf(v));
-      const keys = pipelines.flatMap(([, values]) => (values && typeof values === "object" ? Object.keys(values) : []));
+      const keys = pipelines.flatMap(([, values]) => Object.keys(values));
       const shared = new Set(keys.filter((k, i) => keys.indexOf(k) !== i)); // named by pipeline only when ambiguous
       for (const [pipeline, values] of pipelines) {
-        if (!values || typeof values !== "object") { // e.g. a job still running, or an unreadable metrics.json
-          lines.push(`${pipeline}: ${formatValue(values)}`);
-          parts.push(`${pipeline.split("/").pop()}: ${formatValue(values)}`);
-          continue;
-        }
         for (const [key, value] of Object.entries(values)) {
           lines.push(`${pipeline}: ${key} = ${formatValue(value)}`);
           if (pinned.includes(metricId(pipeline, key))) continue;
           parts.push(`${shared.has(key) ? `${pipeline.split("/").pop()}.${key}` : key} ${formatValue(value)}`);
         }
       }
+      for (const note of jobNotes(v)) {
+        lines.push(note.line);
+        parts.push(note.part);
+      }
       if (!lines.length) return el("span", { class: "metrics ps-muted" }, "none");
       return el("span", { class: "metrics ps-line", title: lines.join("\n") }, parts.join(" · "));
     }
+    // A version's health (worked out at its Sync): annotations per class, tasks with no annotation,
+    // empty results, and the agreement of tasks labeled by more than one person
     function healthCell(v) {
-      const health = v.health;
-      if (health === undefined || health === null) return el("span", { class: "health ps-muted" }, "–");
-      if (typeof health !== "object") {
-        return el("span", { class: "health ps-line", title: String(health) }, String(health));
-      }
-      const lines = Object.entries(health).map(([k, value]) => `${k.replaceAll("_", " ")}: ${formatValue(value)}`);
-      const numbers = Object.entries(health).filter(([, value]) => typeof value === "number");
-      return el("span", { class: "health ps-line", title: lines.join("\n") },
-        numbers.map(([k, value]) => `${k.replaceAll("_", " ")} ${formatValue(value)}`).join(" · "));
+      const h = v.health;
+      if (!h) return el("span", { class: "health ps-muted", title: "a version no Sync of this Target made" }, "–");
+      const classes = Object.entries(h.per_class || {});
+      const agreement = h.agreement === null ? null : `${Number((h.agreement * 100).toPrecision(3))}%`;
+      const parts = [
+        ...(classes.length ? classes.map(([k, n]) => `${k} ${n}`) : ["no class"]),
+        `${h.tasks_without_annotation} unlabeled`, `${h.empty_results} empty`,
+        agreement && `agreement ${agreement} (${h.disagreements} of ${h.multi_labeled} disagree)`,
+      ];
+      const lines = [
+        `annotations: ${h.annotations}` + (h.skipped ? ` (${h.skipped} skipped not counted)` : ""),
+        `per class: ${classes.map(([k, n]) => `${k} ${n}`).join(", ") || "none"}`,
+        `tasks without annotation: ${h.tasks_without_annotation}`,
+        `annotations with an empty result: ${h.empty_results}`,
+        `tasks labeled by more than one person: ${h.multi_labeled}, of which disagreeing: ${h.disagreements}`,
+        `agreement: ${agreement || "none (no task labeled by more than one person)"}`,
+      ];
+      return el("span", { class: "health ps-line", title: lines.join("\n") }, parts.filter(Boolean).join(" · "));
     }
 
     // --- jobs of a version: one line per job, asked on demand (one call per version asked, not per row)
@@ -227,7 +267,7 @@
         cols.push({ title: key, hint: `${pipeline}: ${key}`, width: 84, cls: "ps-num",
           cell: (v) => metricCell(v, id) });
       }
-      if (metrics.length > pins.length) {
+      if (metrics.length > pins.length || versions.some((v) => jobNotes(v).length)) {
         cols.push({ title: "Metrics", hint: "model metrics of the jobs this version started", cell: metricsCell });
       }
       if (versions.some((v) => v.health !== undefined && v.health !== null)) {
@@ -249,6 +289,8 @@
           onClick: () => compare(older.commit, v.commit) },
         { label: "Compare with what is staged", onClick: () => compare(v.commit, "staged") },
         { label: "Tag this version…", cls: "tag-menu-item", onClick: () => tagDialog(v) },
+        ...succeeded(v).map((o) => ({ label: `Tag ${pipelineName(o.pipeline)}'s output…`, cls: "job-tag-menu-item",
+          onClick: () => jobTagDialog(v, o.pipeline) })),
         { label: openJobs.has(v.commit) ? "Hide jobs" : "Show jobs", onClick: () => toggleJobs(v) },
         { label: "Copy commit id", onClick: () => P.copy(v.commit) },
         { label: "Restore this version…", cls: "restore-button", onClick: () => previewRestore(v) },
@@ -346,6 +388,10 @@
       }
       shown = data.versions;
       count = data.count;
+      if (!chosen) {
+        pinned = (data.metric_columns || []).slice(0, MAX_PINNED).map((c) => metricId(c.pipeline, c.key));
+      }
+      showJobsNote(data);
       const staged = data.staged
         ? `${data.staged} change(s) staged since the last Sync: press Sync on the Target to make them a version`
         : "nothing staged since the last Sync";
@@ -374,6 +420,23 @@
       if (!compared && from.options.length > 1) { from.selectedIndex = 1; to.selectedIndex = 1; }
     }
 
+    // While a version's jobs run, say so and look again every 5 s (not once the page is gone)
+    function showJobsNote(data) {
+      const running = data.versions.filter((v) => runningOf(v).length);
+      const pipelines = data.pipelines || { state: "none", message: "" };
+      let text = "";
+      if (running.length) {
+        text = `Jobs still running for ${running.length} version(s): their metrics appear when they end.`;
+      } else if (pipelines.state === "hidden" || pipelines.state === "error") {
+        text = pipelines.message;
+      }
+      jobsNote.textContent = text;
+      jobsNote.className = pipelines.state === "error" ? "ps-summary ps-form-error" : "ps-summary";
+      jobsNote.hidden = !text;
+      clearTimeout(reload);
+      if (running.length) reload = setTimeout(() => root.isConnected && load(), 5000);
+    }
+
     // --- compare ------------------------------------------------------------------------------------
     function taskList(tasks, id) {
       if (!tasks.length) return el("p", { class: "ps-muted" }, "No task differs.");
@@ -384,6 +447,34 @@
           badge(t.change, { gained: "kale", changed: "canteloupe", lost: "persimmon" }[t.change] || "sand"),
           el("span", { class: "ps-task-detail", title: changes.join("\n") }, changes.join("; ")));
       }));
+    }
+
+    // Each metric of the two versions' jobs: from, to and the change (none for a side without it)
+    function metricChanges(metrics) {
+      if (!metrics) return null; // compared with what is staged: no jobs yet
+      const rows = [];
+      for (const [pipeline, keys] of Object.entries(metrics.metrics || {})) {
+        for (const [key, m] of Object.entries(keys)) {
+          const change = m.change === null ? "–" : `${m.change > 0 ? "+" : ""}${formatValue(m.change)}`;
+          const tone = m.change > 0 ? "ps-gained" : m.change < 0 ? "ps-lost" : "";
+          rows.push(el("tr", { class: "ps-row metric-change", "data-pipeline": pipeline, "data-key": key },
+            el("td", { title: `${pipeline}: ${key}` }, `${pipelineName(pipeline)} · ${key}`),
+            el("td", { class: "ps-num" }, formatValue(m.from)), el("td", { class: "ps-num" }, formatValue(m.to)),
+            el("td", { class: `ps-num ${tone}` }, change)));
+        }
+      }
+      if (!rows.length) {
+        const why = metrics.state === "jobs" ? "The jobs of these versions wrote no metrics." : metrics.message;
+        return el("p", { class: "ps-muted", id: "metric-changes" }, why);
+      }
+      return el("div", { id: "metric-changes" },
+        el("table", { class: "ps-table", id: "metric-changes-table", style: "margin-top:12px" },
+          el("colgroup", {}, el("col"), ...[1, 2, 3].map(() => el("col", { style: "width:96px" }))),
+          el("thead", {}, el("tr", {}, el("th", {}, "Metric"), el("th", { class: "ps-num" }, "From"),
+            el("th", { class: "ps-num" }, "To"), el("th", { class: "ps-num" }, "Change"))),
+          el("tbody", {}, ...rows)),
+        metrics.running.length ? el("p", { class: "ps-muted" }, "Jobs of a compared version are still running.")
+          : null);
     }
 
     async function compare(from, to) {
@@ -400,7 +491,7 @@
             el("span", { class: "ps-gained" }, `${c.gained} gained`),
             el("span", { class: "ps-changed" }, `${c.changed} changed`),
             el("span", { class: "ps-lost" }, `${c.lost} lost`)),
-          taskList(diff.tasks));
+          taskList(diff.tasks), metricChanges(diff.metrics));
       } catch (e) {
         dialog.body.replaceChildren(state("error", "Cannot compare", el("p", {}, e.message), errorAdvice(e)));
       }
@@ -429,18 +520,48 @@
       const dialog = modal({ title: "Tag a version", id: "tag-dialog", width: 640, body: [form, message,
         el("p", { class: "ps-muted", style: "margin-top:12px" },
           "A tag is a Pachyderm branch at that commit: pipelines and pachctl see it too.")] });
+      onSubmit(form, message, () => api("POST", `${base}/tags`, { name: name.value.trim(), commit: select.value }),
+        (made) => `Tagged ${short(made.commit)} as ${made.name}`);
+      name.focus();
+      return dialog;
+    }
+
+    // A tag dialog's form: post, say what was made (or why not) below it, list the versions again
+    function onSubmit(form, message, post, said) {
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         try {
-          const made = await api("POST", `${base}/tags`, { name: name.value.trim(), commit: select.value });
+          const made = await post();
           message.className = "ps-message";
-          message.textContent = `Tagged ${short(made.commit)} as ${made.name}`;
+          message.textContent = said(made);
           await load();
         } catch (e) {
           message.className = "ps-form-error";
           message.textContent = e.message;
         }
       });
+    }
+
+    // --- tag a job's output: a branch of the pipeline's output repo at the commit the job wrote -----
+    const succeeded = (v) => outputsOf(v).filter((o) => o.state === "JOB_SUCCESS");
+
+    function jobTagDialog(v, pipeline) {
+      const select = el("select", { id: "job-tag-pipeline", name: "job-tag-pipeline", class: "ps-select" },
+        ...succeeded(v).map((o) => el("option", { value: o.pipeline, title: o.pipeline }, pipelineName(o.pipeline))));
+      select.value = pipeline;
+      const name = el("input", { id: "job-tag-name", name: "job-tag-name", type: "text", class: "ps-input",
+        placeholder: "best-model", maxLength: 63 });
+      const message = el("div", { id: "job-tag-message", role: "status" });
+      const form = el("form", { class: "ps-form" }, el("label", { for: "job-tag-pipeline" }, "Pipeline"), select,
+        el("label", { for: "job-tag-name" }, "Name"), name,
+        button("Tag output", { id: "job-tag-button", type: "submit", variant: "primary" }));
+      const dialog = modal({ title: `Tag the output of version ${short(v.commit)}'s job`, id: "job-tag-dialog",
+        width: 640, body: [form, message, el("p", { class: "ps-muted", style: "margin-top:12px" },
+          "Names the output commit of the pipeline's job for this version: a branch of the pipeline's output " +
+          "repo a deployment can point to.")] });
+      onSubmit(form, message,
+        () => api("POST", `${base}/job-tags`, { name: name.value.trim(), commit: v.commit, pipeline: select.value }),
+        (made) => `Tagged ${made.repo}@${short(made.commit)} as ${made.name}`);
       name.focus();
       return dialog;
     }
