@@ -44,6 +44,13 @@ MAX_FILE_SIZE = 64 << 30  # bytes of one file a datum writes
 log = logging.getLogger("pachstudio.pfs_server.pps.jobs")
 
 
+def slot_name(job: Job, k: int) -> str:
+    """The folder of a job's k-th datum at once. A job's ID is its commit set's, which every
+    pipeline reading the same input commit shares: the project and pipeline keep their jobs'
+    folders apart ("." is in no Pachyderm name, so no two jobs' names meet)."""
+    return f"{job.id}.{job.project}.{job.pipeline}.{k}"
+
+
 class JobRunner:
     def __init__(self, store: Store, pipelines: Pipelines, workers: Optional[int] = None,
                  launcher: Optional[str] = None):  # fmt: skip
@@ -472,7 +479,8 @@ class JobRunner:
     def _run_datum(self, ctx: JobContext, job: Job, d: D.Datum, slots: queue.Queue) -> tuple[str, dict]:
         if ctx.halted():
             return "FAILED", {}
-        slot = f"{job.id}-{slots.get()}"
+        k = slots.get()
+        slot = slot_name(job, k)
         folder = os.path.join(self.work_dir, slot)
 
         def on_try(stop: S.Stop) -> None:
@@ -492,7 +500,7 @@ class JobRunner:
                     self.active.pop(job.output_key, None)
             make_removable(folder)
             shutil.rmtree(folder, ignore_errors=True)
-            slots.put(int(slot.rsplit("-", 1)[1]))
+            slots.put(k)
 
     # -- state and logs -----------------------------------------------------------------------
     def _set(self, job: Job, **fields) -> None:
