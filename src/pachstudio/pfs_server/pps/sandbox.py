@@ -1,11 +1,12 @@
 """How the embedded server runs one datum's command, and what it says about it.
 
 Chosen once per server (`choose`):
-- "launcher": the datum launcher (`launcher.py`, `jail.py`) runs it as a user of its own in new
-  mount, network, pid, IPC and UTS namespaces, with a root that shows only the system folders,
-  its /pfs and a fresh /tmp. The appliance starts the launcher as root beside the server and
-  gives the server its socket (`--datum-launcher`); a server that runs as root itself (tests on a
-  host) starts one of its own, its child, on a private socket.
+- "launcher": the datum launcher (`launcher.py`, `slot.py`, `jail.py`) runs it as a user of its
+  own in a slot: network and UTS namespaces and a root that shows only the system folders, its
+  /pfs and a /tmp, built once per job and worker (`open_slot`) for that job's datums, and pid,
+  mount and IPC namespaces of each datum's own. The image starts the launcher as root beside the
+  server and gives the server its socket (`--datum-launcher`); a server that runs as root itself
+  (tests on a host) starts one of its own, its child, on a private socket.
 - otherwise the command runs as this server's own user, with its network ("local"): in a private
   mount namespace with /pfs = the datum where `/pfs` exists and user namespaces allow one
   ("namespace"), else with `/pfs` at the start of an argument or inside a stdin line rewritten to
@@ -190,9 +191,11 @@ class LauncherSandbox:
         first, count = hello["uids"]
         return (
             f"each datum runs as a user of its own (uids {first}-{first + count - 1}, which own no file), with no "
-            "capability and no_new_privs, in its own mount, network, pid, IPC and UTS namespaces: its root holds "
-            f"only the system folders (read-only), {PFS} with its inputs (read-only) and {PFS}/out, a fresh /tmp, "
-            "/dev and /proc; no /data, /run, /root or /home; no network at all (not even a loopback): no route to "
+            "capability and no_new_privs, in a jail built once per job and worker for that job's datums (network "
+            "and UTS namespaces, a root of its own; /tmp emptied between datums) and pid, mount and IPC namespaces "
+            f"of its own: its root holds only the system folders (read-only), {PFS} with its inputs (read-only) and "
+            f"{PFS}/out, /tmp, /dev and its own /proc; no /data, /run, /root or /home; no network at all (not even a "
+            "loopback): no route to "
             f"the mount server ({MOUNT_SERVER}), Label Studio ({LABEL_STUDIO}) or this server; its environment is "
             "pachd's variables and the spec's env, never this server's; limits: memory (address space) from "
             "resource_limits.memory, CPU time from resource_limits.cpu and datum_timeout, processes, file size"
