@@ -52,7 +52,7 @@ class JobContext:
     stdin: list
     tries: int
     settings: RunSettings
-    limits: dict  # for the sandbox (launcher.LIMITS names)
+    limits: dict  # for the sandbox (slot.LIMITS names)
     commits: dict  # input (project, repo) -> the job's commit id of it
     empty_files: frozenset  # input names whose files are given empty (pfs.empty_files)
     sandbox: object

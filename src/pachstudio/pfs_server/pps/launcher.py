@@ -43,7 +43,7 @@ from typing import Optional
 
 from . import jail
 from .frames import FrameReader, recv_frame, send_frame
-from .slot import Refused, Slot, _check
+from .slot import Refused, Slot, check_type
 
 log = logging.getLogger("pachstudio.pfs_server.pps.launcher")
 
@@ -109,7 +109,7 @@ class Launcher:
         connection (it answers the client itself); Refused when it cannot."""
         if not self.free:
             raise Refused(f"{self.count} slots are open already (the launcher's --uids range is full)")
-        slot = _check(request.get("slot"), str, "slot")
+        slot = check_type(request.get("slot"), str, "slot")
         base, owner = (self.state, (os.getuid(), os.getgid())) if probe else (self.work, (self.client_uid,
                                                                                          self.client_gid))  # fmt: skip
         slot_fd, fds = self._open_slot(base, slot, owner[0])

@@ -48,7 +48,7 @@ class Request:
     env: dict
     cwd: str = PFS
     timeout: Optional[float] = None  # seconds, wall clock
-    limits: dict = field(default_factory=dict)  # launcher.LIMITS names -> numbers
+    limits: dict = field(default_factory=dict)  # slot.LIMITS names -> numbers
 
 
 @dataclass

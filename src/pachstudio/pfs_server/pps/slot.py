@@ -48,7 +48,7 @@ class Refused(Exception):
     """A request the launcher will not carry out; the text goes back to the client."""
 
 
-def _check(value, kind, what: str):
+def check_type(value, kind, what: str):
     if not isinstance(value, kind):
         raise Refused(f"{what} must be a {kind.__name__}")
     return value
@@ -61,7 +61,7 @@ def _strings(value, what: str) -> list[str]:
 
 
 def _environment(value) -> dict:
-    _check(value, dict, "env")
+    check_type(value, dict, "env")
     for k, v in value.items():
         if not isinstance(v, str) or not k or "=" in k or "\0" in k + v:
             raise Refused(f"env {k!r}: not an environment variable")
@@ -70,7 +70,7 @@ def _environment(value) -> dict:
 
 def _limits(value) -> dict:
     out = {}
-    for name, limit in _check(value or {}, dict, "limits").items():
+    for name, limit in check_type(value or {}, dict, "limits").items():
         if name not in LIMITS or not isinstance(limit, int) or limit < 0:
             raise Refused(f"limits: {name}={limit!r} is not a limit (one of {', '.join(LIMITS)}, a whole number)")
         out[LIMITS[name]] = limit
@@ -83,7 +83,7 @@ def check_run(request: dict, uid: int, stdio: list, probe: bool = False) -> jail
     if not cmd:
         raise Refused("cmd is empty")
     env = _environment(request.get("env") or {})
-    cwd = _check(request.get("cwd") or "/pfs", str, "cwd")
+    cwd = check_type(request.get("cwd") or "/pfs", str, "cwd")
     if not cwd.startswith("/") or "\0" in cwd:
         raise Refused(f"cwd {cwd!r} must be an absolute path")
     timeout = request.get("timeout")
@@ -102,6 +102,15 @@ def hand_back(out_fd: int, datum_uid: int, uid: int, gid: int) -> None:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if st.st_uid == datum_uid or st.st_gid == datum_uid:
                 os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def close_all_but(*keep: int) -> None:
+    """Closes every descriptor above 2 but `keep` (a forked child drops what its parent held)."""
+    low = 3
+    for fd in sorted(set(keep)):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def empty(dir_fd: int) -> None:
@@ -136,12 +145,7 @@ class Slot:
             signal.set_wakeup_fd(wake_w)
             signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
             jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
-            keep = sorted({self.sock.fileno(), self.slot_fd, *self.fds.values(), self.wake_r, wake_w})
-            low = 3
-            for fd in keep:
-                os.closerange(low, fd)
-                low = fd + 1
-            os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+            close_all_but(self.sock.fileno(), self.slot_fd, *self.fds.values(), self.wake_r, wake_w)
             try:
                 jail.enter_slot(self.plan)
             except OSError as e:
@@ -291,12 +295,7 @@ def _starter(run: jail.Run, results: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, signal.SIG_IGN)  # until the datum exists: then they kill it
         jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
-        keep = sorted({results, *run.stdio})
-        low = 3
-        for fd in keep:
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        close_all_but(results, *run.stdio)
         jail.unshare(jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
