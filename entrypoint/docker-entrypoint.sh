@@ -233,7 +233,7 @@ run_init_scripts() {
 write_supervisord_conf() {
 	local conf="$RUN_DIR/supervisord.conf"
 	{
-		cat "$CONF/supervisord.conf"
+		cat "$CONF/supervisord.conf" "$CONF/supervisord-appliance.conf"
 		if [ "$CLUSTER_MODE" = embedded ]; then cat "$CONF/supervisord-pfs-server.conf"; fi
 		if [ -f "$SETUP_PENDING" ]; then cat "$CONF/supervisord-first-setup.conf"; fi
 	} > "$conf.tmp"
@@ -279,6 +279,26 @@ appliance() {
 	exec supervisord -n -c "$RUN_DIR/supervisord.conf"
 }
 
+# `docker run IMAGE pfs-server [FLAGS]`: the embedded PFS server alone, as the user pachstudio, and
+# beside it (as root) the datum launcher that runs its pipelines' datums as users of their own,
+# both under supervisord as in the appliance. Started as another user (docker run --user), the
+# server runs alone as that user: datums then run as it too (the pipeline's worker_rc says so).
+pfs_server_only() {
+	if [ "$(id -u)" != 0 ]; then
+		log "embedded PFS server only: port 30650, data in $DATA/pfs, as uid $(id -u); no datum launcher (it needs root)"
+		# shellcheck disable=SC2086 # PACHSTUDIO_PFS_ARGS: flags, split on purpose
+		exec pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" $PACHSTUDIO_PFS_ARGS "$@"
+	fi
+	# the user's flags join the server's command line in supervisord's quoting (shlex)
+	PACHSTUDIO_PFS_ARGS="$PACHSTUDIO_PFS_ARGS $(python -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@")"
+	export PACHSTUDIO_PFS_ARGS
+	local conf="$RUN_DIR/supervisord.conf"
+	cat "$CONF/supervisord.conf" "$CONF/supervisord-pfs-server.conf" > "$conf.tmp"
+	mv "$conf.tmp" "$conf"
+	log "embedded PFS server only: port 30650, data in $DATA/pfs, as user $APP_USER; its datums through the datum launcher"
+	exec supervisord -n -c "$conf"
+}
+
 main() {
 	mkdir -p "$RUN_DIR"
 	if [ "$#" -eq 0 ] || [ "${1:0:1}" = '-' ]; then
@@ -299,10 +319,7 @@ main() {
 			echo pfs-server > "$RUN_DIR/mode"
 			rm -f "$RUN_DIR/pfs-tls"
 			case " $* " in *" --tls-cert"*) touch "$RUN_DIR/pfs-tls" ;; esac  # the health check can only see its port
-			log "embedded PFS server only: port 30650, data in $DATA/pfs, as user $APP_USER"
-			# shellcheck disable=SC2086 # PACHSTUDIO_PFS_ARGS: flags, split on purpose
-			exec "${AS_APP_USER[@]}" pachstudio pfs-server --host 0.0.0.0 --port 30650 --data "$DATA/pfs" \
-				$PACHSTUDIO_PFS_ARGS "$@"
+			pfs_server_only "$@"
 			;;
 		*)
 			exec "$@"

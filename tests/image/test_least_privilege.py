@@ -6,6 +6,7 @@ first start on PostgreSQL loads the image's pre-migrated schema."""
 import json
 
 import pytest
+from pachyderm_sdk.api import pfs, pps
 
 from image.test_compose import compose, compose_tools  # noqa: F401 - fixtures
 from image.test_image_appliance import (
@@ -118,10 +119,67 @@ def test_pfs_server_mode_drops_to_the_user(appliance_factory, data_volume, docke
                                  volumes={data_volume: {"bind": "/data", "mode": "rw"}}, remove=True)
     app = appliance_factory(command=["pfs-server"], volume=data_volume, fuse=False,
                             ports=("30650/tcp",)).wait_healthy()
-    [server] = [p for p in processes(app) if p["pid"] == 1]
-    assert "pfs-server" in server["cmd"] and server["uid"] == APP_UID and server["cap_eff"] == 0, server
+    procs = processes(app)
+    [server] = [p for p in program(procs, "pachstudio pfs-server") if "setpriv" not in p["cmd"]]
+    assert server["uid"] == APP_UID and server["cap_eff"] == 0 and server["no_new_privs"] == 1, server
+    [launcher] = [p for p in program(procs, "pachstudio datum-launcher") if "setpriv" not in p["cmd"]]
+    assert launcher["uid"] == 0 and launcher["cap_eff"] & ~sum(1 << c for c in LAUNCHER_CAPS) == 0, launcher
+    assert not [p for p in procs if "gunicorn" in p["cmd"] or "mount-server" in p["cmd"]], procs
     put_source_files(sdk_client(app.pachd_address))
     assert not_owned_by_app_user(app, "/data/pfs") == ""
+
+
+# What a datum is and may read, as it writes it to /pfs/out.
+DATUM_REPORT = r"""
+import json, os
+report = {"uid": os.getuid()}
+for what, path in (("data", "/data"), ("root_token", "/data/pfs/root-token")):
+    try:
+        report[what] = sorted(os.listdir(path)) if what == "data" else open(path).read()
+    except OSError as e:
+        report[what] = type(e).__name__
+open("/pfs/out/report.json", "w").write(json.dumps(report))
+"""
+
+
+def run_report_pipeline(client):
+    client.pfs.create_repo(repo=pfs.Repo.from_uri("inputs"))
+    with client.pfs.commit(branch=pfs.Branch.from_uri("inputs@master")) as c:
+        c.put_file_from_bytes(path="/a", data=b"1")
+    spec = {"pipeline": {"name": "report"}, "transform": {"image": "debian", "cmd": ["python3", "-c", DATUM_REPORT]},
+            "input": {"pfs": {"repo": "inputs", "glob": "/*"}}, "datum_tries": 1}  # fmt: skip
+    client.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
+    [job] = client.pps.list_job(pipeline=pps.Pipeline(name="report"))
+    job = client.pps.inspect_job(job=job.job, wait=True)
+    worker_rc = client.pps.inspect_pipeline(pipeline=pps.Pipeline(name="report"), details=True).details.worker_rc
+    return job, worker_rc
+
+
+def test_pfs_server_mode_runs_datums_as_users_of_their_own(appliance_factory):
+    """`docker run --cap-add SYS_ADMIN IMAGE pfs-server`: the datum launcher beside the server runs
+    each datum as a uid of its own that sees no /data (the server's user is 999, root is 0)."""
+    app = appliance_factory(command=["pfs-server"], fuse=False, cap_add=["SYS_ADMIN"],
+                            env={"PACHSTUDIO_PFS_AUTH": "1"}, ports=("30650/tcp",)).wait_healthy()
+    rc, token = app.exec("cat", "/data/pfs/root-token")
+    assert rc == 0, token
+    client = sdk_client(app.pachd_address, auth_token=token.strip())
+    job, worker_rc = run_report_pipeline(client)
+    assert job.state == pps.JobState.JOB_SUCCESS, (job.reason, worker_rc)
+    out = pfs.File.from_uri("report@master:/report.json")
+    report = json.loads(b"".join(m.value for m in client.pfs.get_file(file=out)))
+    assert report["uid"] >= 200000 and report["uid"] not in (0, APP_UID), report
+    assert report["data"] == "FileNotFoundError" and report["root_token"] == "FileNotFoundError", report
+    assert "each datum runs as a user of its own" in worker_rc, worker_rc
+
+
+def test_pfs_server_mode_without_sys_admin_runs_no_datum_and_says_why(appliance_factory):
+    """Without the capability namespaces need, the launcher cannot isolate a datum: the job fails,
+    and the pipeline says what is missing; no datum runs as the server's user."""
+    app = appliance_factory(command=["pfs-server"], fuse=False, ports=("30650/tcp",)).wait_healthy()
+    job, worker_rc = run_report_pipeline(sdk_client(app.pachd_address))
+    assert job.state == pps.JobState.JOB_FAILURE, job
+    assert "; datums cannot run: the datum launcher cannot isolate them here: " in worker_rc, worker_rc
+    assert "datums cannot be isolated here" in app.logs()
 
 
 # What `migrate` would still apply, as Label Studio (the user pachstudio) sees the database.

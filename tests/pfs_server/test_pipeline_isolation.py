@@ -230,6 +230,42 @@ SPAN = ["python3", "-c", "import os, time; t = time.time(); time.sleep(0.6); "
         "open('/pfs/out/' + os.listdir('/pfs/in')[0], 'w').write(f'{t} {time.time()}')"]  # fmt: skip
 
 
+LEFTOVERS = r"""
+import glob, json, os, subprocess, sys
+name = os.listdir("/pfs/in")[0]
+seen = {
+    "uid": os.getuid(),
+    "tmp": sorted(os.listdir("/tmp")),
+    "shm": sorted(os.listdir("/dev/shm")),
+    "out": sorted(os.listdir("/pfs/out")),
+    "inputs": sorted(os.listdir("/pfs/in")),
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "ipc": sorted(open("/proc/sysvipc/shm").read().splitlines()[1:]),
+}
+for folder in ("/tmp", "/dev/shm"):
+    open(f"{folder}/left-by-{name}", "w").write("x")
+open(f"/pfs/out/{name}.json", "w").write(json.dumps(seen))
+subprocess.Popen(["sleep", "300"], start_new_session=True)  # left running: it must end with its datum
+"""
+
+
+def test_datums_of_one_worker_share_its_slot_but_nothing_of_each_other(pach):
+    """One worker's datums run in the jail its first datum's slot built, as the same uid; none
+    sees what an earlier one left in /tmp, /dev/shm, /pfs/out or /proc."""
+    repo = make_repo(pach, {f"/f{i}": str(i).encode() for i in range(4)})
+    p = name()
+    cmd = ["python3", "-c", LEFTOVERS]
+    create(pach, p, pfs_in(repo, name="in"), cmd, parallelism_spec={"constant": 1}, datum_tries=1)
+    job = wait_last(pach, p)
+    assert job.state == pps.JobState.JOB_SUCCESS, (job.reason, messages(pach, p))
+    seen = {path: json.loads(data) for path, data in files_of(pach, f"{p}@master").items()}
+    assert len(seen) == 4 and len({s["uid"] for s in seen.values()}) == 1, seen
+    for path, s in seen.items():
+        assert (s["tmp"], s["shm"], s["out"], s["ipc"]) == ([], [], [], []), (path, s)
+        assert s["inputs"] == [path[1:].removesuffix(".json")] and s["processes"] == [1], s  # python3 is pid 1
+    wait_gone("sleep 300")
+
+
 @pytest.mark.parametrize("constant", [1, 2])
 def test_parallelism_spec_sets_how_many_datums_run_at_once(pach, constant):
     repo = make_repo(pach, {f"/f{i}": b"x" for i in range(4)})

@@ -362,6 +362,28 @@ def test_chained_pipelines_share_the_commit_set_and_inspect_job_set_waits_for_bo
     assert files_of(pach, f"{second}@master") == {"/a": b"11", "/b": b"22"}
 
 
+def test_two_pipelines_over_one_repo_run_the_same_commit_sets_datums_at_once_apart(pach):
+    """Both pipelines' jobs for one input commit share its ID (one commit set) and run at once:
+    each datum keeps its own folder."""
+    repo = make_repo(pach, {"/seed": b"s"})
+    first, second = name("left"), name("right")
+    slow_copy = ["sh", "-c", "sleep 0.2; cp /pfs/in/* /pfs/out/"]
+    for p in (first, second):
+        create(pach, p, pfs_in(repo, name="in"), slow_copy, parallelism_spec={"constant": 2}, datum_tries=1)
+    wait_last(pach, first), wait_last(pach, second)
+    files = {f"/f{i:02d}": f"file {i}".encode() for i in range(12)}
+    c = put(pach, f"{repo}@master", files)
+    jobs = {p: wait_job(pach, p, c.id) for p in (first, second)}
+    assert {p: (j.state, j.reason, j.data_processed) for p, j in jobs.items()} == {
+        first: (pps.JobState.JOB_SUCCESS, "", 12),
+        second: (pps.JobState.JOB_SUCCESS, "", 12),
+    }
+    spans = [(j.started.timestamp(), j.finished.timestamp()) for j in jobs.values()]
+    assert max(s for s, _ in spans) < min(e for _, e in spans), f"the two jobs did not overlap: {spans}"
+    for p in (first, second):
+        assert files_of(pach, f"{p}@master") == {"/seed": b"s", **files}
+
+
 def test_subscribe_job_streams_each_new_job(pach):
     repo = make_repo(pach, {"/a": b"1"})
     p = name()

@@ -160,7 +160,8 @@ class Appliance:
     """One container of the image; start(), wait_healthy(), the Label Studio API on its port."""
 
     def __init__(self, client, *, volume=None, command=None, env=None, fuse=True, network=None,
-                 name=None, config_json=None, ports=("8080/tcp", "30650/tcp"), tmp_path=None, files=None):
+                 name=None, config_json=None, ports=("8080/tcp", "30650/tcp"), tmp_path=None, files=None,
+                 cap_add=()):
         self.client = client
         self.volume = volume
         self.command = command
@@ -175,6 +176,7 @@ class Appliance:
         self.ports = ports
         self.tmp_path = tmp_path
         self.files = files or {}  # container path -> text, bind-mounted read-only
+        self.cap_add = list(cap_add)  # capabilities beyond FUSE's (docker run --cap-add)
         self.container = None
         self.saved_logs = ""
 
@@ -187,6 +189,8 @@ class Appliance:
             kwargs["devices"] = FUSE_FLAGS["devices"]
         elif self.fuse:
             kwargs.update(FUSE_FLAGS)
+        if self.cap_add:
+            kwargs["cap_add"] = sorted(set(kwargs.get("cap_add", [])) | set(self.cap_add))
         volumes = {}
         if self.volume:
             volumes[self.volume] = {"bind": "/data", "mode": "rw"}

@@ -53,7 +53,7 @@ class JobContext:
     stdin: list
     tries: int
     settings: RunSettings
-    limits: dict  # for the sandbox (launcher.LIMITS names)
+    limits: dict  # for the sandbox (slot.LIMITS names)
     commits: dict  # input (project, repo) -> the job's commit id of it
     empty_files: frozenset  # input names whose files are given empty (pfs.empty_files)
     sandbox: object
@@ -111,9 +111,9 @@ def matches(d: D.Datum, filters: list) -> bool:
 
 
 class DatumRun:
-    """One datum in its slot folder; `run()` -> (state, outputs)."""
+    """One datum in its slot (`sandbox.open_slot`) and the slot's folder; `run()` -> (state, outputs)."""
 
-    def __init__(self, ctx: JobContext, d: D.Datum, slot: str, folder: str, on_try: Callable[[Stop], None]):
+    def __init__(self, ctx: JobContext, d: D.Datum, slot, folder: str, on_try: Callable[[Stop], None]):
         self.ctx, self.d, self.slot, self.folder = ctx, d, slot, folder
         self.pfs_dir = os.path.join(folder, "pfs")
         self.out_dir = os.path.join(self.pfs_dir, "out")
@@ -190,7 +190,7 @@ class DatumRun:
             with lock:
                 self.log(line, user=True)
 
-        result = ctx.sandbox.run(self.slot, self.folder, request, user_line, stop)
+        result = self.slot.run(request, user_line, stop)
         took = go_duration(time.monotonic() - started)
         if self.succeeded(result):
             self.log(f"finished running {what} after {took}")
@@ -221,11 +221,18 @@ class DatumRun:
 
     # -- the folder ---------------------------------------------------------------------------
     def clear(self) -> None:
-        """Empties the slot folder (what a try, or the datum, left), keeping nothing of it."""
-        for name in os.listdir(self.folder) if os.path.isdir(self.folder) else ():
-            path = os.path.join(self.folder, name)
-            make_removable(path)
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+        """Empties the slot folder of what an earlier try or datum of the slot left. The folders
+        pfs/ and pfs/out/ stay (a launcher's slot shows those very folders as /pfs and /pfs/out),
+        and so does tmp/, the launcher's (it empties it after each datum)."""
+        if os.path.isdir(self.out_dir) and not os.path.islink(self.out_dir):
+            _open_to_owner(self.out_dir)  # the datum owned it while it ran, and may have closed it
+        for top, keep in ((self.folder, {"pfs", "tmp"}), (self.pfs_dir, {"out"}), (self.out_dir, set())):
+            for name in os.listdir(top) if os.path.isdir(top) else ():
+                if name in keep:
+                    continue
+                path = os.path.join(top, name)
+                make_removable(path)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
     def prepare(self) -> None:
         """The datum's input files under pfs/<input name>/ and an empty pfs/out/, readable by a

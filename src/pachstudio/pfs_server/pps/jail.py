@@ -1,18 +1,19 @@
-"""A datum's world, built between fork and exec by the datum launcher's child (Linux, as root).
+"""A datum's world, built by the datum launcher's children (Linux, as root), in two steps.
 
-The child is the first process of a new pid namespace (its parent made it: `unshare(CLONE_NEWPID)`
-then fork), so when it ends the kernel kills whatever the datum started. It then:
-- enters new mount, network, IPC and UTS namespaces: the network namespace has only its own
-  loopback, left down, so nothing on the appliance (the mount server on 127.0.0.1:9002, Label
-  Studio, the PFS server) or beyond can be reached;
-- builds a root of its own on a small tmpfs, holding only the system folders a program needs
-  (SYSTEM, read-only), `/pfs` (the datum's inputs, read-only) with `/pfs/out` (read-write), a fresh
-  `/tmp` (read-write, on the slot's disk folder), a minimal `/dev` and its own `/proc`; nothing
-  else of the machine (no /data, /run, /root, /home, /srv, /var, /sys) exists there, and the
-  datum cannot reach back out of it (`_switch_root`);
-- sets the resource limits, drops every supplementary group, becomes the datum's own uid/gid
-  (one no file on the machine belongs to: its capabilities go with root) and sets no_new_privs,
-  so no setuid binary gives anything back; then execs the command.
+Once per slot (`enter_slot`, in the slot's process, `slot.py`): new mount, network and UTS
+namespaces. The network namespace has only its own loopback, left down, so nothing on the
+appliance (the mount server on 127.0.0.1:9002, Label Studio, the PFS server) or beyond can be
+reached. The root is a small tmpfs holding only the system folders a program needs (SYSTEM,
+read-only), `/pfs` (the slot's inputs, read-only) with `/pfs/out` (read-write), `/tmp` (read-write,
+on the slot's disk folder) and a minimal `/dev`; nothing else of the machine (no /data, /run,
+/root, /home, /srv, /var, /sys) exists there, and no process can reach back out of it
+(`_switch_root`). The slot's process stays root in it: it starts each datum.
+
+Per datum (`start_datum`, in the datum's first process, which its starter forked into new pid,
+mount and IPC namespaces: when it ends, the kernel kills whatever the datum started): its own
+`/proc` and `/dev/shm`, the resource limits, every supplementary group dropped, the slot's uid/gid
+(one no file on the machine belongs to: its capabilities go with root) and no_new_privs, so no
+setuid binary gives anything back; then the command.
 
 Nothing here is privileged by itself: it is the launcher that runs it as root. Every failure
 before exec is reported on `status_fd` and ends the child, so a datum never runs half-isolated.
@@ -102,12 +103,18 @@ def _switch_root(new_root: str) -> None:
 
 @dataclass
 class Plan:
-    """What the launcher decided for one datum."""
+    """The slot the launcher checked: where its folders are, and what they must be."""
 
-    root: str  # an empty folder of the launcher's, where the datum's root tmpfs is mounted
-    work: str  # the folder of the slots, and the datum's slot in it (a name)
+    root: str  # an empty folder of the launcher's, where the slot's root tmpfs is mounted
+    work: str  # the folder of the slots, and this slot in it (a name)
     slot: str
     ids: dict  # "pfs", "out", "tmp" -> (st_dev, st_ino) of the folders the launcher checked
+
+
+@dataclass
+class Run:
+    """One datum of a slot."""
+
     uid: int
     gid: int
     cmd: list = field(default_factory=list)
@@ -177,12 +184,10 @@ def _build_root(plan: Plan) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):  # fmt: skip
         os.symlink(target, f"{root}/dev/{name}")
-    os.mkdir(f"{root}/dev/shm")
-    mount("tmpfs", f"{root}/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m")
+    os.mkdir(f"{root}/dev/shm")  # each datum's own tmpfs and /proc are mounted here by start_datum
     os.mkdir(f"{root}/proc")
-    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # read-only, no setuid, no devices: everything but what the datum writes, its devices, its /proc
-    writable = {f"{root}/pfs/out", f"{root}/tmp", f"{root}/dev/shm"}
+    # read-only, no setuid, no devices: everything but what the datum writes and its devices
+    writable = {f"{root}/pfs/out", f"{root}/tmp"}
     for point in _mountpoints_under(root):
         if point == root or point.startswith((f"{root}/dev", f"{root}/proc")):
             continue
@@ -191,41 +196,49 @@ def _build_root(plan: Plan) -> None:
     mount(None, f"{root}/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
-def enter(plan: Plan, alive_fd: int, status_fd: int) -> None:
-    """Runs in the new pid namespace's first process: builds the datum's world and execs its
-    command; never returns. `alive_fd` reads EOF once the parent is gone; `status_fd` (close on
-    exec) gets {"stage", "error"} when anything fails before the command runs."""
+def enter_slot(plan: Plan) -> None:
+    """Runs in the slot's process: new mount, network and UTS namespaces, the slot's root built
+    and made this process's root. Raises when any of it fails (the slot is then refused)."""
+    unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the launcher's mounts
+    _build_root(plan)
+    os.chdir(plan.root)
+    _switch_root(plan.root)
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    socket.sethostname(HOSTNAME)
+
+
+def start_datum(run: Run, alive_fd: int, status_fd: int) -> None:
+    """Runs in the first process of the datum's new pid, mount and IPC namespaces, inside the
+    slot's root: its own /proc and /dev/shm, then its limits and uid, then its command; never
+    returns. `alive_fd` reads EOF once the parent is gone; `status_fd` (close on exec) gets
+    {"stage", "error"} when anything fails before the command runs."""
     stage = "setup"
     try:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
-        mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the launcher's mounts
-        _build_root(plan)
-        os.chdir(plan.root)
-        _switch_root(plan.root)
-        mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        socket.sethostname(HOSTNAME)
-        for which, limit in plan.rlimits.items():
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m")
+        for which, limit in run.rlimits.items():
             resource.setrlimit(which, (limit, limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.setgroups([])
-        os.setresgid(plan.gid, plan.gid, plan.gid)
-        os.setresuid(plan.uid, plan.uid, plan.uid)
+        os.setresgid(run.gid, run.gid, run.gid)
+        os.setresuid(run.uid, run.uid, run.uid)
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a change of uid cleared it
         if select.select([alive_fd], [], [], 0)[0]:  # the parent died before that: end here
             os._exit(137)
         os.umask(0o022)
         stage = "working_dir"
-        os.chdir(plan.cwd)
-        if plan.probe:
+        os.chdir(run.cwd)
+        if run.probe:
             os._exit(0)
-        for target, fd in enumerate(plan.stdio):
+        for target, fd in enumerate(run.stdio):
             os.dup2(fd, target)
         os.closerange(3, status_fd)
         os.closerange(status_fd + 1, os.sysconf("SC_OPEN_MAX"))
         stage = "exec"
-        os.execvpe(plan.cmd[0], plan.cmd, plan.env)
+        os.execvpe(run.cmd[0], run.cmd, run.env)
     except BaseException as e:  # noqa: BLE001 - whatever it is, the datum must not run
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         try:

@@ -44,6 +44,13 @@ MAX_FILE_SIZE = 64 << 30  # bytes of one file a datum writes
 log = logging.getLogger("pachstudio.pfs_server.pps.jobs")
 
 
+def slot_name(job: Job, k: int) -> str:
+    """The slot (and folder) of a job's k-th worker. A job's ID is its commit set's, which every
+    pipeline reading the same input commit shares: the project and pipeline keep their jobs'
+    folders apart ("." is in no Pachyderm name, so no two jobs' names meet)."""
+    return f"{job.id}.{job.project}.{job.pipeline}.{k}"
+
+
 class JobRunner:
     def __init__(self, store: Store, pipelines: Pipelines, workers: Optional[int] = None,
                  launcher: Optional[str] = None):  # fmt: skip
@@ -361,9 +368,12 @@ class JobRunner:
         self._save_datums(job, [(r["datum"], "SKIPPED", r["outputs"]) for r in results.values()])
         self._set(job, skipped=len(results))
         failed: Optional[str] = None
-        slots: queue.Queue = queue.Queue()
+        slots: queue.Queue = queue.Queue()  # (k, slot): a worker's slot serves its datums of this job only
+        opened = []
         for k in range(at_once):
-            slots.put(k)
+            name = slot_name(job, k)
+            opened.append((name, self.sandbox.open_slot(name, os.path.join(self.work_dir, name))))
+            slots.put((k, opened[-1][1]))
         counts = {"SUCCESS": 0, "RECOVERED": 0, "FAILED": 0}
         pending = iter(todo)
         running: dict = {}
@@ -391,6 +401,11 @@ class JobRunner:
         finally:
             for fut in running:
                 fut.result()
+            for name, slot in opened:
+                slot.close()
+                folder = os.path.join(self.work_dir, name)
+                make_removable(folder)
+                shutil.rmtree(folder, ignore_errors=True)
         if ctx.halted():
             return  # killed (its end is written), or the server stops (the job runs again at the next start)
         if failed is not None:
@@ -472,8 +487,8 @@ class JobRunner:
     def _run_datum(self, ctx: JobContext, job: Job, d: D.Datum, slots: queue.Queue) -> tuple[str, dict]:
         if ctx.halted():
             return "FAILED", {}
-        slot = f"{job.id}-{slots.get()}"
-        folder = os.path.join(self.work_dir, slot)
+        k, slot = slots.get()
+        folder = os.path.join(self.work_dir, slot_name(job, k))
 
         def on_try(stop: S.Stop) -> None:
             with self._lock:
@@ -490,9 +505,7 @@ class JobRunner:
                 datums.pop(d.id, None)
                 if not datums:
                     self.active.pop(job.output_key, None)
-            make_removable(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            slots.put(int(slot.rsplit("-", 1)[1]))
+            slots.put((k, slot))
 
     # -- state and logs -----------------------------------------------------------------------
     def _set(self, job: Job, **fields) -> None:

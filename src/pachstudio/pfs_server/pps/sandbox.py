@@ -1,11 +1,12 @@
 """How the embedded server runs one datum's command, and what it says about it.
 
 Chosen once per server (`choose`):
-- "launcher": the datum launcher (`launcher.py`, `jail.py`) runs it as a user of its own in new
-  mount, network, pid, IPC and UTS namespaces, with a root that shows only the system folders,
-  its /pfs and a fresh /tmp. The appliance starts the launcher as root beside the server and
-  gives the server its socket (`--datum-launcher`); a server that runs as root itself (tests on a
-  host) starts one of its own, its child, on a private socket.
+- "launcher": the datum launcher (`launcher.py`, `slot.py`, `jail.py`) runs it as a user of its
+  own in a slot: network and UTS namespaces and a root that shows only the system folders, its
+  /pfs and a /tmp, built once per job and worker (`open_slot`) for that job's datums, and pid,
+  mount and IPC namespaces of each datum's own. The image starts the launcher as root beside the
+  server and gives the server its socket (`--datum-launcher`); a server that runs as root itself
+  (tests on a host) starts one of its own, its child, on a private socket.
 - otherwise the command runs as this server's own user, with its network ("local"): in a private
   mount namespace with /pfs = the datum where `/pfs` exists and user namespaces allow one
   ("namespace"), else with `/pfs` at the start of an argument or inside a stdin line rewritten to
@@ -33,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import jail, launcher as L
+from . import frames as F, jail
 from .jail import MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 
 PFS = "/pfs"
@@ -47,7 +48,7 @@ class Request:
     env: dict
     cwd: str = PFS
     timeout: Optional[float] = None  # seconds, wall clock
-    limits: dict = field(default_factory=dict)  # launcher.LIMITS names -> numbers
+    limits: dict = field(default_factory=dict)  # slot.LIMITS names -> numbers
 
 
 @dataclass
@@ -167,8 +168,8 @@ class LauncherSandbox:
             return self._hello
         try:
             with self._connect() as sock:
-                L.send_frame(sock, {"op": "hello"})
-                self._hello = L.recv_frame(sock)
+                F.send_frame(sock, {"op": "hello"})
+                self._hello = F.recv_frame(sock)
         except OSError as e:
             self._hello, self._why = None, f"{e.strerror or e} at {self.socket_path}"
         return self._hello
@@ -190,62 +191,110 @@ class LauncherSandbox:
         first, count = hello["uids"]
         return (
             f"each datum runs as a user of its own (uids {first}-{first + count - 1}, which own no file), with no "
-            "capability and no_new_privs, in its own mount, network, pid, IPC and UTS namespaces: its root holds "
-            f"only the system folders (read-only), {PFS} with its inputs (read-only) and {PFS}/out, a fresh /tmp, "
-            "/dev and /proc; no /data, /run, /root or /home; no network at all (not even a loopback): no route to "
+            "capability and no_new_privs, in a jail built once per job and worker for that job's datums (network "
+            "and UTS namespaces, a root of its own; /tmp emptied between datums) and pid, mount and IPC namespaces "
+            f"of its own: its root holds only the system folders (read-only), {PFS} with its inputs (read-only) and "
+            f"{PFS}/out, /tmp, /dev and its own /proc; no /data, /run, /root or /home; no network at all (not even a "
+            "loopback): no route to "
             f"the mount server ({MOUNT_SERVER}), Label Studio ({LABEL_STUDIO}) or this server; its environment is "
             "pachd's variables and the spec's env, never this server's; limits: memory (address space) from "
             "resource_limits.memory, CPU time from resource_limits.cpu and datum_timeout, processes, file size"
         )
 
-    def run(self, slot: str, folder: str, request: Request, on_line: OnLine, stop: Stop) -> Result:
-        hello = self.hello()
+    def open_slot(self, slot: str, folder: str) -> "LauncherSlot":
+        return LauncherSlot(self, slot)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()  # its cue to kill what runs and end
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class LauncherSlot:
+    """One slot of the launcher (`slot.py`): opened at its first datum (its folder then holds
+    pfs/ and pfs/out/), it runs the next datums of the same job and worker in the jail it built
+    for the first, and ends at `close()`."""
+
+    def __init__(self, sandbox: LauncherSandbox, slot: str):
+        self.sandbox, self.slot = sandbox, slot
+        self.sock: Optional[socket.socket] = None
+        self.reader = F.FrameReader()
+
+    def _open(self) -> Optional[Result]:
+        """Opens the slot; a Result saying why when it cannot."""
+        try:
+            sock = self.sandbox._connect()
+        except OSError as e:
+            return Result(stage="launcher", error=f"the datum launcher does not answer: {e.strerror or e}")
+        try:
+            F.send_frame(sock, {"op": "open", "slot": self.slot})
+            answer = F.recv_frame(sock) or {}
+        except OSError as e:
+            answer = {"stage": "launcher", "error": f"the datum launcher's connection failed: {e.strerror or e}"}
+        if not answer.get("ok"):
+            sock.close()
+            return Result(stage=answer.get("stage") or "launcher",
+                          error=answer.get("error") or "the datum launcher closed the slot it was opening")  # fmt: skip
+        self.sock, self.reader = sock, F.FrameReader()
+        return None
+
+    def run(self, request: Request, on_line: OnLine, stop: Stop) -> Result:
+        hello = self.sandbox.hello()
         if hello is None or not hello.get("ok"):
-            return Result(stage="launcher", error=self.describe())
+            return Result(stage="launcher", error=self.sandbox.describe())
+        if self.sock is None:
+            failed = self._open()
+            if failed is not None:
+                return failed
+        sock = self.sock
         stdin = _stdin_fd(request.stdin)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         lock = threading.Lock()
-        try:
-            sock = self._connect()
-        except OSError as e:
-            for fd in (stdin, out_r, out_w, err_r, err_w):
-                os.close(fd)
-            return Result(stage="launcher", error=f"the datum launcher does not answer: {e.strerror or e}")
+        running = [True]  # a Stop called after this run must not end the slot's next datum
         try:
             message = {
                 "op": "run",
-                "slot": slot,
                 "cmd": request.cmd,
                 "env": request.env,
                 "cwd": request.cwd,
                 "timeout": request.timeout,
                 "limits": request.limits,
             }
-            L.send_frame(sock, message, [stdin, out_w, err_w])
+            sock.settimeout(30)
+            F.send_frame(sock, message, [stdin, out_w, err_w])
             for fd in (stdin, out_w, err_w):
                 os.close(fd)
+            stdin = out_w = err_w = -1
 
             def kill():
                 with lock:
-                    try:
-                        L.send_frame(sock, {"op": "kill"})
-                    except OSError:
-                        pass
+                    if running[0]:
+                        try:
+                            F.send_frame(sock, {"op": "kill"})
+                        except OSError:
+                            pass
 
             stop.on_stop(kill)
             pump([out_r, err_r], on_line)
             sock.settimeout(300)  # the datum has ended: what is left is handing its folder back
-            answer = L.recv_frame(sock)
+            answer = F.recv_frame(sock, self.reader)
         except OSError as e:
             answer = {"stage": "launcher", "error": f"the datum launcher's connection failed: {e.strerror or e}"}
         finally:
             with lock:
-                sock.close()
-            for fd in (out_r, err_r):
-                os.close(fd)
+                running[0] = False
+            for fd in (stdin, out_w, err_w, out_r, err_r):
+                if fd >= 0:
+                    os.close(fd)
         if answer is None:
-            return Result(stage="launcher", error="the datum launcher ended while the datum ran")
+            answer = {"stage": "launcher", "error": "the datum launcher ended while the datum ran"}
+        if answer.get("stage") in ("launcher", "slot"):
+            self.close()  # the next datum opens the slot again
         return Result(
             exit=answer.get("exit"),
             signal=answer.get("signal"),
@@ -256,13 +305,20 @@ class LauncherSandbox:
         )
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.stdin.close()  # its cue to kill what runs and end
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Ends the slot and waits until its process has tidied its folder up (tmp/ removed,
+        pfs/out handed back), so this server can remove the folder."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(30)
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
 
 
 def start_own_launcher(work_dir: str) -> LauncherSandbox:
@@ -355,7 +411,10 @@ class LocalSandbox:
             "and file size limits, killed with its process group when stopped or timed out"
         )
 
-    def run(self, slot: str, folder: str, request: Request, on_line: OnLine, stop: Stop) -> Result:
+    def open_slot(self, slot: str, folder: str) -> "LocalSlot":
+        return LocalSlot(self, folder)
+
+    def run(self, folder: str, request: Request, on_line: OnLine, stop: Stop) -> Result:
         pfs_dir = os.path.join(folder, "pfs")
         cmd, data, cwd = list(request.cmd), request.stdin, request.cwd
         env = dict(request.env)
@@ -428,6 +487,19 @@ class LocalSandbox:
         else:
             result.exit = proc.returncode
         return result
+
+    def close(self) -> None:
+        pass
+
+
+class LocalSlot:
+    """A slot folder whose datums run as this server's own user (nothing to keep between them)."""
+
+    def __init__(self, sandbox: LocalSandbox, folder: str):
+        self.sandbox, self.folder = sandbox, folder
+
+    def run(self, request: Request, on_line: OnLine, stop: Stop) -> Result:
+        return self.sandbox.run(self.folder, request, on_line, stop)
 
     def close(self) -> None:
         pass
