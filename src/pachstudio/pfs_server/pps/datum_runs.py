@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -80,9 +79,6 @@ def go_signal(sig: int) -> str:
 def environment(ctx: JobContext, d: D.Datum, home: str) -> dict:
     env = {k: os.environ[k] for k in ALLOWED_ENV if os.environ.get(k)}
     env.setdefault("PATH", DEFAULT_PATH)
-    own = os.path.join(os.path.realpath(sys.prefix), "bin")  # the server's Python first, as the image's PATH has it
-    if own not in env["PATH"].split(":"):
-        env["PATH"] = f"{own}:{env['PATH']}"
     env["HOME"] = home
     env.update(dict(ctx.settings.env))
     env.update(

@@ -47,6 +47,20 @@ class FrameReader:
             raise ValueError("a frame must hold a JSON object")
         return message
 
+    def receive(self, sock: socket.socket) -> bool:
+        """Feeds what one read of `sock` brings, bytes and descriptors; False once the peer is gone
+        (descriptors that came with nothing are closed)."""
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 8)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return False
+        self.feed(data, fds)
+        return True
+
     def take_fds(self) -> list[int]:
         fds, self.fds = self.fds, []
         return fds

@@ -45,24 +45,6 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "
 # copied as symlinks). /opt holds the appliance's Python environment (pachyderm-sdk included).
 SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "opt")
 DEVICES = ("null", "zero", "full", "random", "urandom")
-
-
-def python_folders() -> tuple[str, ...]:
-    """The Python environment this server runs on (its venv and the Python the venv was made from),
-    where it lies outside SYSTEM: a datum sees it read-only and finds it first on its PATH, so a
-    pipeline has the same numpy, Pillow and pachyderm-sdk on a host install as in the image (whose
-    environment is /opt/pachstudio, on the image's PATH)."""
-    import sys
-
-    folders = []
-    for prefix in (sys.prefix, sys.base_prefix):
-        real = os.path.realpath(prefix)
-        top = real.strip("/").split("/", 1)[0]
-        if top not in SYSTEM and real not in folders:
-            folders.append(real)
-    return tuple(folders)
-
-
 HOSTNAME = "pachstudio-datum"
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -167,9 +149,6 @@ def _build_root(plan: Plan) -> None:
         elif os.path.isdir(src):
             os.mkdir(f"{root}/{name}")
             _bind(src, f"{root}/{name}", recursive=True)
-    for folder in python_folders():
-        os.makedirs(f"{root}{folder}", exist_ok=True)
-        _bind(folder, f"{root}{folder}", recursive=True)
     os.mkdir(f"{root}/pfs")
     _bind(f"/proc/self/fd/{fds['pfs']}", f"{root}/pfs")
     _bind(f"/proc/self/fd/{fds['out']}", f"{root}/pfs/out")

@@ -266,16 +266,9 @@ class Launcher:
         conn.reader.close_fds()
 
     def _readable(self, conn: Conn) -> None:
-        try:
-            data, fds, _, _ = socket.recv_fds(conn.sock, 65536, 8)
-        except OSError:
-            data, fds = b"", []
-        if not data:
-            for fd in fds:
-                os.close(fd)
+        if not conn.reader.receive(conn.sock):
             self._close(conn)
             return
-        conn.reader.feed(data, fds)
         try:
             while (message := conn.reader.next()) is not None:
                 if self._handle(conn, message):

@@ -189,16 +189,9 @@ class Slot:
                 if not block:
                     return None
                 continue
-            try:
-                data, fds, _, _ = socket.recv_fds(self.sock, 65536, 8)
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                for fd in fds:
-                    os.close(fd)
+            if not self.reader.receive(self.sock):
                 self.closed = True
                 return None
-            self.reader.feed(data, fds)
 
     def handle(self, message: dict) -> None:
         op = message.get("op")
