@@ -116,7 +116,7 @@ def saved_choices(page, ls, task) -> list:
 
 
 def submit(page):
-    """Submit; the editor's Submit turns into Update once the annotation is saved."""
+    """Submit, and see the editor's Submit turn into Update."""
     page.press("Submit")
     page.until(
         lambda: page.visible("//button[normalize-space()='Update']", by="xpath"), "Submit did not turn into Update"
