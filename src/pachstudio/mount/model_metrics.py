@@ -167,7 +167,9 @@ class ModelMetrics:
         with ThreadPoolExecutor(max_workers=READERS) as pool:
             list(pool.map(self._read_metrics, successful))
         answer = CommitMetrics(commit=commit, ended=all(j.ended for j in jobs), jobs=jobs)
-        if finished and answer.ended:  # nothing of it can change any more
+        # nothing of it can change any more; a commit with no job yet may still get some (the jobs of
+        # a commit just made are listed a moment after it), so it is asked again next time
+        if finished and answer.ended and jobs:
             with self._lock:
                 self._cache[(where, commit)] = (answer, {j.pipeline: salts.get(j.pipeline) for j in jobs})
                 while len(self._cache) > CACHED_COMMITS:

@@ -434,7 +434,16 @@
       jobsNote.className = pipelines.state === "error" ? "ps-summary ps-form-error" : "ps-summary";
       jobsNote.hidden = !text;
       clearTimeout(reload);
-      if (running.length) reload = setTimeout(() => root.isConnected && load(), 5000);
+      if (running.length || awaitingJobs(data, pipelines)) reload = setTimeout(() => root.isConnected && load(), 5000);
+    }
+
+    // A version synced in the last two minutes, on a branch pipelines read, whose jobs are not listed
+    // yet: they are listed a moment after its commit, so look again as while jobs run
+    function awaitingJobs(data, pipelines) {
+      const newest = data.versions[0];
+      if (pipelines.state !== "jobs" || !newest || !newest.finished) return false;
+      const fresh = Date.now() - Date.parse(newest.finished) < 120000;
+      return fresh && (!newest.jobs || newest.jobs.state === "none");
     }
 
     // --- compare ------------------------------------------------------------------------------------
