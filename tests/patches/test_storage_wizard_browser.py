@@ -64,11 +64,12 @@ def test_source_wizard_offers_a_pachyderm_tile_with_its_connection_fields(wizard
 
     fields = wizard.inputs()
     wizard.shot("source-2-connection")
-    assert list(fields) == ["title", "pach_project", "repo", "branch", "commit"]
+    assert list(fields) == ["title", "pach_project", "repo", "branch", "commit", "predictions_from"]
     assert fields["pach_project"].get_attribute("placeholder") == "default"
     assert fields["pach_project"].get_attribute("value") == ""
     assert fields["branch"].get_attribute("value") == "master"
     assert fields["commit"].get_attribute("value") == ""
+    assert fields["predictions_from"].get_attribute("value") == ""  # optional: no predictions unless named
 
 
 def test_source_wizard_asks_for_the_repository_before_calling_the_server(wizard, project):

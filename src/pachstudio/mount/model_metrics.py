@@ -161,15 +161,15 @@ class ModelMetrics:
             )  # fmt: skip
         return found
 
-    def _fresh(self, where: tuple, commit: str, finished: bool, salts: dict) -> CommitMetrics:
+    def _fresh(self, where: tuple, commit: str, finished: bool, salts: dict, head: bool = False) -> CommitMetrics:
         jobs = self._commit_jobs(commit)
         successful = [j for j in jobs if j.metrics == "ok" and j.output_commit]
         with ThreadPoolExecutor(max_workers=READERS) as pool:
             list(pool.map(self._read_metrics, successful))
         answer = CommitMetrics(commit=commit, ended=all(j.ended for j in jobs), jobs=jobs)
-        # nothing of it can change any more; a commit with no job yet may still get some (the jobs of
-        # a commit just made are listed a moment after it), so it is asked again next time
-        if finished and answer.ended and jobs:
+        # nothing of it can change any more; but the branch's head with no job yet may still get
+        # some (a commit's jobs are listed a moment after it), so it is asked again next time
+        if finished and answer.ended and (jobs or not head):
             with self._lock:
                 self._cache[(where, commit)] = (answer, {j.pipeline: salts.get(j.pipeline) for j in jobs})
                 while len(self._cache) > CACHED_COMMITS:
@@ -226,12 +226,15 @@ class ModelMetrics:
             todo = [c for c, a in answers.items() if a is None]
             # what is kept was checked to be a version; the others are checked by the branch's history
             # (one ListCommit; pachd does not say a commit's branch)
-            finished = {r[0]: bool(r[3]) for r in versions.history(self.remote(), *where)} if todo else {}
+            history = versions.history(self.remote(), *where) if todo else []
+            finished = {r[0]: bool(r[3]) for r in history}
             strangers = [c for c in todo if c not in finished]
             if strangers:
                 raise BadRequest(f"commits: {strangers[0]} is not a version of {project}/{repo}@{branch}")
             with ThreadPoolExecutor(max_workers=READERS) as pool:
-                for c, a in zip(todo, pool.map(lambda c: self._fresh(where, c, finished[c], salts), todo)):
+                head = history[0][0] if history else None
+                fresh = pool.map(lambda c: self._fresh(where, c, finished[c], salts, head=c == head), todo)
+                for c, a in zip(todo, fresh):
                     answers[c] = a
             ordered = [answers[c] for c in commits]
             self._tags(ordered)

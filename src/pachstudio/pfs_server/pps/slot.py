@@ -285,16 +285,14 @@ def _starter(run: jail.Run, results: int) -> None:
     `results`; SIGUSR1 or SIGTERM kill the datum."""
     try:
         signal.set_wakeup_fd(-1)
+        asked = []  # a kill that comes before the datum exists is kept, and done once it does
         for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_IGN)  # until the datum exists: then they kill it
+            signal.signal(sig, lambda *_: asked.append(1))
         jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
         close_all_but(results, *run.stdio)
         jail.unshare(jail.CLONE_NEWPID | jail.CLONE_NEWNS | jail.CLONE_NEWIPC)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
-        asked = []
-        signal.signal(signal.SIGUSR1, lambda *_: asked.append(1))
-        signal.signal(signal.SIGTERM, lambda *_: asked.append(1))
         pid = os.fork()
         if pid == 0:
             os.close(status_r)
