@@ -66,6 +66,16 @@ class PpsService:
         if old is None:
             self.perms.need("CreatePipelineOutput", project, name)
 
+    def _datums_of_input(self, input_):
+        """The datums an input spec makes over its repos' heads (ListDatum and CreateDatum of an
+        input), once the caller may read each input repo."""
+        spec = input_.to_dict(casing=betterproto.Casing.SNAKE)
+        self._datum_inputs(spec)
+        try:
+            return D.datums(spec, self._head_files)
+        except D.DatumError as e:
+            raise InvalidArgument(str(e)) from None
+
     def _datum_inputs(self, spec: dict) -> None:
         try:
             inputs = [(p["project"], p["repo"]) for p in D.pfs_inputs(spec)]
@@ -349,12 +359,7 @@ class PpsService:
             raise PfsError("first message must be a StartCreateDatumRequest message")
         if start.input is None:
             raise PfsError("first message must specify an input")
-        spec = start.input.to_dict(casing=betterproto.Casing.SNAKE)
-        self._datum_inputs(spec)
-        try:
-            ds = D.datums(spec, self._head_files)
-        except D.DatumError as e:
-            raise InvalidArgument(str(e)) from None
+        ds = self._datums_of_input(start.input)
         infos = [self._input_datum_info(d) for d in ds]
         number = start.number or 100
         while True:
@@ -475,12 +480,7 @@ class PpsService:
         if req.input is not None and (req.input.pfs or req.input.cross or req.input.union or req.input.join):
             if req.job and req.job.id:
                 raise InvalidArgument("cannot specify both job and input")
-            spec = req.input.to_dict(casing=betterproto.Casing.SNAKE)
-            self._datum_inputs(spec)
-            try:
-                ds = D.datums(spec, self._head_files)
-            except D.DatumError as e:
-                raise InvalidArgument(str(e)) from None
+            ds = self._datums_of_input(req.input)
             for d in ds:
                 yield self._input_datum_info(d)
             return
