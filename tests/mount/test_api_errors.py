@@ -180,11 +180,12 @@ def test_a_refused_token_is_403_saying_log_in_again(auth_pfs_server, tmp_path, r
     if revoked:
         token = root.auth.get_robot_token(robot="gone").token
         root.auth.revoke_auth_token(token=token)
-    config = tmp_path / ".pachyderm" / "config.json"  # the mount server's HOME is tmp_path
-    config.parent.mkdir()
+    home = tmp_path / "mount"  # the mount server's HOME; its FUSE mount must not cover tmp_path/pfs, the server's data
+    config = home / ".pachyderm" / "config.json"
+    config.parent.mkdir(parents=True)
     config.write_text(json.dumps({"v2": {"active_context": "c", "contexts": {"c": {
         "pachd_address": auth_pfs_server.address, "session_token": token}}}}))
-    ms = MountServer(tmp_path, "").start()
+    ms = MountServer(home, "").start()
     try:
         answers = [ms.call("GET", "/repos"), ms.call("GET", "/projects"),
                    ms.call("PUT", "/_mount", {"mounts": [{"name": "x", "repo": "images"}]})]

@@ -12,12 +12,14 @@ from plugins.pfs import ROOT_TOKEN
 
 
 def with_config(tmp_path, address, token=None):
-    """A mount server whose HOME holds a pachctl config.json with this token (or none)."""
-    config = tmp_path / ".pachyderm" / "config.json"
+    """A mount server whose HOME holds a pachctl config.json with this token (or none). Its folder
+    is its own: its FUSE mount must not cover the server's data folder, tmp_path/pfs."""
+    home = tmp_path / "mount"
+    config = home / ".pachyderm" / "config.json"
     config.parent.mkdir(parents=True)
     ctx = {"pachd_address": address, **({"session_token": token} if token else {})}
     config.write_text(json.dumps({"v2": {"active_context": "c", "contexts": {"c": ctx}}}))
-    return MountServer(tmp_path, "").start(), config
+    return MountServer(home, "").start(), config
 
 
 @pytest.fixture

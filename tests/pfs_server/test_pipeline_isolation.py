@@ -245,7 +245,8 @@ seen = {
 for folder in ("/tmp", "/dev/shm"):
     open(f"{folder}/left-by-{name}", "w").write("x")
 open(f"/pfs/out/{name}.json", "w").write(json.dumps(seen))
-subprocess.Popen(["sleep", "300"], start_new_session=True)  # left running: it must end with its datum
+# left running (named by the test's marker, so no other run's process counts): it must end with its datum
+subprocess.Popen(["python3", "-c", "import time; time.sleep(300)", sys.argv[1]], start_new_session=True)
 """
 
 
@@ -253,8 +254,8 @@ def test_datums_of_one_worker_share_its_slot_but_nothing_of_each_other(pach):
     """One worker's datums run in the jail its first datum's slot built, as the same uid; none
     sees what an earlier one left in /tmp, /dev/shm, /pfs/out or /proc."""
     repo = make_repo(pach, {f"/f{i}": str(i).encode() for i in range(4)})
-    p = name()
-    cmd = ["python3", "-c", LEFTOVERS]
+    p, marker = name(), f"marker-{uuid.uuid4().hex}"
+    cmd = ["python3", "-c", LEFTOVERS, marker]
     create(pach, p, pfs_in(repo, name="in"), cmd, parallelism_spec={"constant": 1}, datum_tries=1)
     job = wait_last(pach, p)
     assert job.state == pps.JobState.JOB_SUCCESS, (job.reason, messages(pach, p))
@@ -263,7 +264,7 @@ def test_datums_of_one_worker_share_its_slot_but_nothing_of_each_other(pach):
     for path, s in seen.items():
         assert (s["tmp"], s["shm"], s["out"], s["ipc"]) == ([], [], [], []), (path, s)
         assert s["inputs"] == [path[1:].removesuffix(".json")] and s["processes"] == [1], s  # python3 is pid 1
-    wait_gone("sleep 300")
+    wait_gone(marker)
 
 
 @pytest.mark.parametrize("constant", [1, 2])
