@@ -77,6 +77,16 @@ def test_a_name_pachyderm_rejects_is_refused_with_the_rule(mount_server, pach, l
     assert sorted(b.branch.name for b in pach.pfs.list_branch(repo=pfs.Repo.from_uri("labels"))) == before
 
 
+@pytest.mark.parametrize("route", ["/versions", "/tags", "/head"])
+def test_a_branch_in_the_path_is_checked_by_the_branch_rule(mount_server, pach, labels, route):
+    """A commit-id-shaped name passes the repo rule but is never a branch: pachd refuses it, so do
+    the routes, before any cluster call."""
+    shaped = mount_server.call("GET", base("0123456789ab4def0123456789abcdef") + route)
+    assert shaped.status_code == 400, shaped.text
+    assert shaped.json()["detail"].startswith("branch: ") and "not shaped like a commit id" in shaped.json()["detail"]
+    assert mount_server.call("GET", base() + route).status_code == 200
+
+
 def test_a_commit_outside_the_history_is_refused_and_nothing_changes(mount_server, pach, labels):
     _, other = labels
     pach.pfs.create_repo(repo=pfs.Repo.from_uri("elsewhere"))

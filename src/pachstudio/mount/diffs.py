@@ -14,8 +14,9 @@ from pachyderm_sdk.api import pfs
 from pydantic import BaseModel, Field
 
 from .. import pfswire
-from ..rules import MAX_NAME, clean_path, climbs, is_commit_id, is_name
+from ..rules import clean_path, climbs, is_commit_id
 from .errors import BadRequest, NotFound
+from .name_checks import check_branch, check_name
 
 READERS = 8  # files read at once (each is one GetFile of a small label file)
 MAX_READ = 20_000  # paths in one read request
@@ -142,8 +143,7 @@ def add_routes(app: FastAPI, table, login: list) -> None:
     )
     def branch_commit(project: str, repo: str, branch: str, commit: str):
         """404 unless `commit` is in the history of `branch` (a version of a Target on it)."""
-        for field, value in (("project", project), ("repo", repo), ("branch", branch)):
-            check_name(field, value)
+        check_branch(project, repo, branch)
         info = commit_on_branch(remote(), project, repo, branch, commit)
         parent = info.parent_commit.id if info.parent_commit and info.parent_commit.id else None
         return BranchCommitAnswer(id=commit, parent=parent, finished=_when(info), description=info.description or "")
@@ -166,8 +166,3 @@ def add_routes(app: FastAPI, table, login: list) -> None:
         check_name("project", project)
         check_name("repo", repo)
         return read_files(remote(), project, repo, req.commit, req.paths)
-
-
-def check_name(field: str, value: str) -> None:
-    if not is_name(value) or len(value) > MAX_NAME:
-        raise BadRequest(f"{field}: {value[:100]!r} is not a Pachyderm name (letters, digits, '_' and '-')")

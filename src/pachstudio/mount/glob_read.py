@@ -16,8 +16,8 @@ from pachyderm_sdk.api import pfs
 from pydantic import BaseModel, Field
 
 from ..rules import clean_path, climbs, is_commit_id
-from .diffs import check_name
 from .errors import BadRequest, NotFound
+from .name_checks import check_branch, check_name
 from .remote import Remote
 from .table import finished_head
 
@@ -108,8 +108,7 @@ def add_routes(app: FastAPI, remote, login: list, ndjson_response) -> None:
     @app.get("/repos/{project}/{repo}/branches/{branch}/head", response_model=BranchHead, dependencies=login)
     def head(project: str, repo: str, branch: str):
         """The branch's newest finished commit, without mounting it."""
-        for field, value in (("project", project), ("repo", repo), ("branch", branch)):
-            check_name(field, value)
+        check_branch(project, repo, branch)
         return BranchHead(commit=branch_head(remote(), project, repo, branch))
 
     @app.get("/repos/{project}/{repo}/commits/{commit}/glob", dependencies=login)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from ..rules import is_commit_id, is_name
 from . import versions
 from .errors import BadRequest, Conflict, NotFound
+from .name_checks import check_branch
 from .pipeline_jobs import HIDDEN, Hidden, PipelineJobs, _job, _reads
 
 METRICS_FILE = "/metrics.json"
@@ -296,11 +297,11 @@ def add_routes(app: FastAPI, remote: Callable, login: list) -> None:
 
     @app.post(base + "/metrics", response_model=MetricsAnswer, dependencies=login)
     def version_metrics(project: str, repo: str, branch: str, req: MetricsRequest):
-        versions.check_names(project, repo, branch)
+        check_branch(project, repo, branch)
         return reads.metrics(project, repo, branch, req.commits)
 
     @app.post(base + "/job-tags", response_model=JobTagAnswer, status_code=201, dependencies=login)
     def tag_job_output(project: str, repo: str, branch: str, req: JobTagRequest):
-        versions.check_names(project, repo, branch)
+        check_branch(project, repo, branch)
         made = reads.tag_job_output(project, repo, branch, req)
         return JSONResponse(made.model_dump(), status_code=201 if made.created else 200)

@@ -14,8 +14,9 @@ from pachyderm_sdk.api import pfs
 from pydantic import BaseModel, Field
 
 from .. import pfswire
-from ..rules import MAX_NAME, NAME_PATTERN, branch_name_problem, is_commit_id, is_name
+from ..rules import branch_name_problem, is_commit_id
 from .errors import BadRequest, Conflict, NotFound
+from .name_checks import check_branch
 from .remote import Remote
 
 MAX_PAGE_SIZE = 1000
@@ -140,16 +141,10 @@ def place_tag(remote: Remote, r: pfs.Repo, name: str, commit: str, branch: str) 
     return Tag(name=name, commit=commit), True
 
 
-def check_names(project: str, repo: str, branch: str) -> None:
-    for field, value in (("project", project), ("repo", repo), ("branch", branch)):
-        if not is_name(value):
-            raise BadRequest(f"{field}: {value[:100]!r} is not a Pachyderm name ({NAME_PATTERN}, at most {MAX_NAME})")
-
-
 def add_routes(app: FastAPI, remote: Callable[[], Remote], login: list) -> None:
     """GET .../versions, GET and POST .../tags under /repos/{project}/{repo}/branches/{branch}."""
     base = "/repos/{project}/{repo}/branches/{branch}"
-    check = check_names
+    check = check_branch
 
     @app.get(base + "/versions", response_model=VersionsAnswer, dependencies=login)
     def versions(
