@@ -51,7 +51,7 @@ LABEL org.opencontainers.image.title=pachstudio \
       org.opencontainers.image.description="Label Studio 1.23.2 with Pachyderm storage, FUSE mount server, embedded PFS server"
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 fuse3 libfuse3-3 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 fuse3 libfuse3-3 libarchive13 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # Label Studio and the PFS server run as this user (fixed ids, so a /data volume keeps its owner
 # across images); only the mount server stays root (config/supervisord.conf says why).

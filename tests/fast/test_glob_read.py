@@ -2,6 +2,8 @@
 through the real SDK: the files of a glob come in one GetFileTAR, with their text, and a file too
 big or not text says so instead of its data; a branch's head is its newest finished commit."""
 
+import io
+import tarfile
 import uuid
 
 import pytest
@@ -55,3 +57,30 @@ def test_the_head_is_the_newest_finished_commit_and_bad_names_are_refused(pach, 
         glob_read.glob_files(remote, "default", "preds", done.id, "/../*.json", 10)
     with pytest.raises(BadRequest, match="not a commit id"):
         glob_read.glob_files(remote, "default", "preds", "master", "/*.json", 10)
+
+
+def _tar(files: dict) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("cut", [1024 * 10, 1024 * 10 + 700])  # at a file's header, inside a file
+def test_a_stream_that_fails_midway_is_an_error_not_fewer_files(cut):
+    """The cluster's stream failing after some files (a generator standing in for the gRPC stream:
+    no real server can be made to fail at a chosen byte) raises its error; it is never taken for
+    the end of the archive, which would pass for a commit with fewer files."""
+    body = _tar({f"img/{i:03d}.json": b"x" * 100 for i in range(40)})  # 1024 bytes a file
+
+    def stream():
+        yield body[:cut]
+        raise ConnectionResetError("the cluster went away")
+
+    with pytest.raises(ConnectionResetError, match="went away"):
+        list(glob_read._unpacked(stream(), 4096))
+    whole = list(glob_read._unpacked(iter([body[i:i + 3000] for i in range(0, len(body), 3000)]), 4096))
+    assert [r["path"] for r in whole] == [f"img/{i:03d}.json" for i in range(40)]
