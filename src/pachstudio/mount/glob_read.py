@@ -60,8 +60,9 @@ class _Chunks:
             except Exception as exc:  # noqa: BLE001 - raised again by _unpacked
                 self.error = exc
                 return 0
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
+        target = memoryview(buffer).cast("B")  # libarchive's ctypes buffer, copied into as bytes
+        n = min(len(target), len(self._left))
+        target[:n] = self._left[:n]
         self._left = self._left[n:]
         return n
 
@@ -95,7 +96,7 @@ def _unpacked(chunks: Iterator, max_size: int) -> Iterator[dict]:
         return
     source = _Chunks(itertools.chain([first], chunks))
     try:
-        with libarchive.stream_reader(source, format_name="tar", filter_name="none") as archive:
+        with libarchive.stream_reader(source, format_name="tar", filter_name="none", block_size=1 << 16) as archive:
             for entry in archive:
                 if not entry.isfile:
                     continue
