@@ -373,7 +373,7 @@ def test_without_a_launcher_the_pipeline_and_job_log_say_what_is_missing(tmp_pat
         repo = make_repo(pach, {"/a": b"1"})
         p = name()
         create(pach, p, pfs_in(repo, name="in"), ["sh", "-c", f"env | grep -c {CANARY}; sleep 100; : {marker}"],
-               datum_timeout="2s", datum_tries=1)  # fmt: skip
+               datum_timeout="6s", datum_tries=1)  # fmt: skip  (2 s was too short under load for sh to reach grep)
         job = wait_last(pach, p)
         assert job.state == pps.JobState.JOB_FAILURE
         wait_gone(marker)
